@@ -1,0 +1,43 @@
+"""The one command line: ``tripletclip <command> ...``.
+
+A thin layer: each command lives in its own module under ``tripletclip.cli`` and calls one library function.
+Commands are imported lazily so that ``tripletclip --help`` stays fast and a broken optional dependency of one
+command never breaks another.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> ("module:attribute" of a click command or group, one-line help shown by --help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("tripletclip.cli.demo_cmd:demo", "The whole method offline: world, five objectives, benchmark, report."),
+    "train": ("tripletclip.cli.train_cmd:train", "Train or fine-tune CLIP with a named objective."),
+    "eval": ("tripletclip.cli.eval_cmd:eval_cmd", "Evaluate a model on compositional, retrieval and zero-shot benchmarks."),
+    "world": ("tripletclip.cli.world_cmd:world", "Build the embedded compositional world (shards + benchmark)."),
+    "negatives": ("tripletclip.cli.negatives_cmd:negatives", "Generate TripletData: negative captions, images, filters."),
+    "models": ("tripletclip.cli.models_cmd:models", "List model configs; write tiny random checkpoints."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help from the table, so that --help imports no command module (fast, and robust to optional deps).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tripletclip")
+def main() -> None:
+    """tripletclip: teach CLIP composition with synthetic hard negatives."""

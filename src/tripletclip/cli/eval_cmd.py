@@ -1,0 +1,70 @@
+"""``tripletclip eval``: parse, build the encoder, call :func:`tripletclip.eval.run_eval`, print the headlines."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+
+@click.command("eval")
+@click.option("--benchmark", "benchmarks", default=None, help="Benchmark name(s), comma-separated (see --list).")
+@click.option("--annotations", multiple=True, help="Annotation file/folder: PATH for all, or NAME=PATH. Repeatable.")
+@click.option("--images", multiple=True, help="Image folder: DIR for all, or NAME=DIR; several are searched in order.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON file.")
+@click.option("--model", default=None, help="open_clip model name (with --pretrained), e.g. ViT-B-32-quickgelu.")
+@click.option("--pretrained", default="", help="open_clip pretrained tag or a local weights file.")
+@click.option("--checkpoint", default=None, help="A tripletclip run folder or checkpoint folder (instead of --model).")
+@click.option("--force-quick-gelu", is_flag=True, help="Build the model with QuickGELU (OpenAI weights need it).")
+@click.option("--per-row", "per_row", type=click.Path(dir_okay=False), default=None, help="Also write one JSON line per scored row.")
+@click.option("--skip-missing", is_flag=True, help="Skip rows whose image is missing (counted in the result) instead of failing.")
+@click.option("--blind", is_flag=True, help="Text-only baseline: replace every image by an image-free query.")
+@click.option("--option", "options", multiple=True, help="Evaluator option KEY=VALUE or NAME.KEY=VALUE (e.g. zeroshot.dataset=cifar10).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON or YAML file {benchmark: {annotations, images, options...}}; flags override it.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--list", "list_benchmarks", is_flag=True, help="List the benchmarks and their options, then exit.")
+def eval_cmd(
+    benchmarks: Optional[str], annotations: tuple[str, ...], images: tuple[str, ...], out: Optional[str],
+    model: Optional[str], pretrained: str, checkpoint: Optional[str], force_quick_gelu: bool, per_row: Optional[str],
+    skip_missing: bool, blind: bool, options: tuple[str, ...], config_path: Optional[str], batch_size: int,
+    device: str, precision: str, list_benchmarks: bool,
+) -> None:
+    """Evaluate a model on compositional, retrieval and zero-shot benchmarks."""
+    from tripletclip.eval import EVALUATORS, AnnotationError, MissingImagesError, load_encoder, run_eval
+    from tripletclip.eval.api import build_args
+    from tripletclip.eval.base import options_of
+
+    if list_benchmarks:
+        for name in EVALUATORS.names():
+            fn = EVALUATORS.get(name)
+            click.echo(f"{name:20s} {fn.summary}\n{'':20s} options: {', '.join(options_of(fn))}")
+        return
+    if not benchmarks or not out:
+        raise click.UsageError("--benchmark and --out are required (see --list for the benchmarks)")
+    config = None
+    if config_path:
+        text = Path(config_path).read_text()
+        if config_path.endswith((".yaml", ".yml")):
+            import yaml
+
+            config = yaml.safe_load(text)
+        else:
+            config = json.loads(text)
+    try:
+        args = build_args(benchmarks, annotations, images, options, config)
+        encoder = load_encoder(model, pretrained, checkpoint, device, batch_size, precision, force_quick_gelu, progress=True)
+        command = {"benchmarks": benchmarks, "args": args, "model": model, "pretrained": pretrained,
+                   "checkpoint": checkpoint, "blind": blind, "skip_missing": skip_missing, "precision": precision}
+        doc = run_eval(benchmarks, encoder, args, out, per_row, blind, skip_missing, command)
+    except (ValueError, KeyError, FileNotFoundError, AnnotationError, MissingImagesError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise click.ClickException(msg) from None
+    for name, rec in doc["benchmarks"].items():
+        head = ", ".join(f"{k}={v:.4f}" for k, v in list(rec["headline"].items())[:4] if isinstance(v, (int, float)))
+        skipped = rec.get("skipped_missing")
+        click.echo(f"{name}: {head}" + (f" (skipped {skipped} rows: missing images)" if skipped else ""))
+    click.echo(f"results: {out}" + (f", rows: {per_row}" if per_row else ""))

@@ -1,0 +1,32 @@
+"""``tripletclip train``: parse a preset + dotted overrides, call :func:`tripletclip.train.train`."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML preset from configs/ (may use _base_ includes).")
+@click.option("--resume", default=None, help="'latest' (this run's newest checkpoint) or a checkpoint/run folder.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.argument("overrides", nargs=-1)
+def train(config_path: str | None, resume: str | None, print_config: bool, overrides: tuple[str, ...]) -> None:
+    """Train or fine-tune CLIP with a named objective.
+
+    OVERRIDES are dotted key=value pairs, e.g. optim.lr=1e-4 train.steps=100 loss.name=tripletclip.
+    """
+    import yaml
+
+    from tripletclip.config import ConfigError, config_to_dict, load_config
+
+    try:
+        cfg = load_config(config_path, overrides)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    if print_config:
+        click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        return
+    from tripletclip.train import train as run_train
+
+    result = run_train(cfg, resume=resume)
+    click.echo(f"run folder: {result['run_dir']} (step {result['step']})")

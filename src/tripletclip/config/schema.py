@@ -1,0 +1,126 @@
+"""Typed run configuration: the dataclasses a YAML preset in ``configs/`` fills.
+
+Unknown keys are errors (a typo must never be silently ignored). The resolved config is saved as
+``config.yaml`` in every run folder; see :mod:`tripletclip.config.load` for YAML + dotted overrides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class DataConfig:
+    """Where training pairs come from and how batches are formed (batch contract: tripletclip.data.contract)."""
+
+    # "wds" (webdataset shards: local paths, brace patterns, or a list joined by "::"), "csv", "parquet"
+    type: str = "wds"
+    train: str = ""
+    # wds: resampled=True draws shards with replacement forever (open_clip's --dataset-resampled)
+    resampled: bool = False
+    # table readers: column names (open_clip_train's --csv-img-key / --csv-caption-key defaults)
+    img_key: str = "filepath"
+    caption_key: str = "title"
+    # columns holding negatives; each may hold one string or a JSON/Python list of strings / paths
+    neg_caption_key: str = ""
+    neg_image_key: str = ""
+    csv_separator: str = "\t"
+    # root prepended to relative image paths in tables ("" = relative to the table's folder)
+    image_root: str = ""
+    # several captions per image (LaCLIP): the caption field may hold a list; one is sampled per step, seeded
+    sample_one_caption: bool = True
+    # K and M of the batch contract (padding + masks)
+    max_neg_text: int = 1
+    max_neg_image: int = 1
+    # drop negatives the objective does not use, so that e.g. CLIP does not decode negative images
+    use_neg_text: bool = True
+    use_neg_image: bool = True
+    workers: int = 2
+    # validate this many first samples at start: a bad one is a one-line error naming the file and key
+    validate_first: int = 8
+    shuffle_buffer: int = 1000
+    # a sample with more negatives than K (M) contributes K (M) of them drawn per (seed, epoch, sample)
+    # (NegCLIP picks one of its swaps at random each time); False keeps the first ones
+    sample_negatives: bool = True
+    # batches each worker prepares ahead (torch DataLoader prefetch_factor)
+    prefetch_factor: int = 4
+
+
+@dataclass
+class ModelConfig:
+    """An open_clip model name (including our registered configs), pretrained tag or path, tower locks."""
+
+    name: str = "test-vit-tiny"
+    pretrained: str = ""
+    # locking (LiT, TripletCLIP Table 8): freeze a tower; unlocked_groups keeps the last N groups trainable
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    force_quick_gelu: bool = False
+    grad_checkpointing: bool = False
+    # open_clip AugmentationCfg fields for the train transform (e.g. {scale: [0.9, 1.0]}); hflip is refused
+    aug: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Objective by registry name (tripletclip.losses) and its keyword arguments."""
+
+    name: str = "clip"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    # cosine to min_lr_ratio * lr at the last step
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    max_logit_scale: float = 100.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64  # per process; the global batch is batch_size * world_size
+    precision: str = "bf16"  # "bf16" (autocast, fp32 master weights) or "fp32"
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0 = only at the end (if eval.benchmarks is set)
+    output_dir: str = "runs"
+    name: str = ""  # run folder name; "" = derived from loss and time
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "tripletclip"
+    progress: bool = True
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+
+@dataclass
+class EvalConfig:
+    """Periodic evaluation by benchmark name (tripletclip.eval registry)."""
+
+    benchmarks: list[str] = field(default_factory=list)
+    # benchmark name -> {"annotations": ..., "images": ..., any evaluator kwargs}
+    args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_size: int = 256
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # free-form description, copied into results
+    notes: Optional[str] = None

@@ -1,0 +1,283 @@
+"""Writing webdataset shards atomically, their manifest, and content hashes of any shard list.
+
+Layout of one sample (TEAM.md): ``<key>.png|jpg`` image, ``<key>.txt`` first caption, ``<key>.json`` meta
+(all captions, negative edit types, user meta), ``<key>.neg.txt`` negative captions one per line,
+``<key>.neg.<m>.png|jpg`` negative image m, the rendering of negative caption m (TripletData, arXiv 2411.02545).
+
+Shards are byte-reproducible (member mtime, uid and names fixed), so the same samples give the same sha256.
+A shard is written under a temporary name and renamed when complete: a reader never sees a partial
+``train-000000.tar``. ``manifest.json`` lists each shard's sample count and sha256, totals, counts per edit
+type and the dataset hash (sha256 over the shard hashes in order), which runs record as their data hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from PIL import Image
+
+from tripletclip.data.contract import EDIT_TYPES, DataError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "tripletclip-shards/1"
+_RESERVED_META = ("key", "captions", "neg_types")
+_CHUNK = 1 << 20
+
+
+def detect_image_ext(data: bytes) -> str:
+    """File extension of encoded image bytes from their magic number."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    raise ValueError("unknown image format (expected PNG, JPEG, WebP, GIF or BMP bytes)")
+
+
+def encode_image(image: Image.Image | bytes, image_format: str) -> tuple[bytes, str]:
+    """(bytes, extension): PIL images are encoded (PNG lossless by default), bytes pass through unchanged."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        return data, detect_image_ext(data)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image or encoded bytes, got {type(image).__name__}")
+    buf = io.BytesIO()
+    if image_format == "png":
+        image.save(buf, format="PNG", compress_level=1)  # fast; size barely differs on small images
+    else:
+        rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        rgb.save(buf, format="JPEG", quality=95)
+    return buf.getvalue(), image_format
+
+
+def sha256_file(path: str | Path) -> str:
+    """Streamed sha256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def combine_hashes(hashes: Iterable[str]) -> str:
+    """The dataset hash: sha256 over the ordered shard hashes (one per line)."""
+    return hashlib.sha256("".join(f"{h}\n" for h in hashes).encode("ascii")).hexdigest()
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a shard folder; DataError if missing or malformed."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: no manifest; write shards with tripletclip.data.shards.ShardWriter")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e}); rewrite the shards") from None
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("shards"), list):
+        raise DataError(f"{path}: not a {MANIFEST_FORMAT} manifest; rewrite the shards with ShardWriter")
+    return manifest
+
+
+def dataset_hash(paths: Sequence[str | Path], verify: bool = False) -> str:
+    """Content hash of an ordered shard (or table) list.
+
+    Uses the sha256 recorded in a folder's manifest when the file is listed there with the same size, and
+    streams the file content otherwise (or always, with ``verify=True``). For the full shard list of a
+    manifest this equals the manifest's ``dataset_hash``.
+    """
+    manifests: dict[Path, dict[str, dict[str, Any]]] = {}
+    hashes = []
+    for p in map(Path, paths):
+        if p.parent not in manifests:
+            try:
+                manifests[p.parent] = {s["name"]: s for s in read_manifest(p.parent)["shards"]}
+            except DataError:
+                manifests[p.parent] = {}
+        entry = manifests[p.parent].get(p.name)
+        if entry is not None and not verify and entry.get("bytes") == p.stat().st_size:
+            hashes.append(entry["sha256"])
+        else:
+            hashes.append(sha256_file(p))
+    return combine_hashes(hashes)
+
+
+class ShardWriter:
+    """Write samples into ``out_dir/<prefix>-000000.tar`` ... plus ``manifest.json`` (context manager).
+
+    On an exception inside the ``with`` block the incomplete shard is deleted and no manifest is written
+    (completed shards stay; rerun with ``overwrite=True``).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        prefix: str = "train",
+        shard_size: int = 1000,
+        image_format: str = "png",
+        overwrite: bool = False,
+    ) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        if image_format not in ("png", "jpg"):
+            raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", prefix):
+            raise ValueError(f"prefix {prefix!r}: use letters, digits, '_' or '-'")
+        self.out_dir = Path(out_dir)
+        self.prefix = prefix
+        self.shard_size = shard_size
+        self.image_format = image_format
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        existing = sorted(self.out_dir.glob(f"{prefix}-*.tar")) + [
+            p for p in [self.out_dir / MANIFEST] if p.exists()
+        ]
+        if existing and not overwrite:
+            raise FileExistsError(f"{self.out_dir}: already holds {existing[0].name}; pass overwrite=True or use a new folder")
+        for p in existing:
+            p.unlink()
+        self._shards: list[dict[str, Any]] = []
+        self._keys: set[str] = set()
+        self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
+        self._cur: dict[str, Any] = {}
+        self._closed = False
+        self.manifest: dict[str, Any] | None = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST
+
+    def write(
+        self,
+        key: str,
+        image: Image.Image | bytes,
+        caption: str | list[str],
+        neg_captions: Sequence[str] = (),
+        neg_types: Sequence[str] = (),
+        neg_images: Sequence[Image.Image | bytes] = (),
+        meta: dict | None = None,
+    ) -> None:
+        """Add one sample; negative image m is the rendering of negative caption m."""
+        if self._closed:
+            raise RuntimeError("ShardWriter is closed")
+        captions = [caption] if isinstance(caption, str) else list(caption)
+        neg_captions, neg_types = list(neg_captions), list(neg_types)
+        self._check(key, captions, neg_captions, neg_types, meta)
+        if not neg_types:
+            neg_types = ["unknown"] * len(neg_captions)
+        members: list[tuple[str, bytes]] = []
+        data, ext = encode_image(image, self.image_format)
+        members.append((f"{key}.{ext}", data))
+        members.append((f"{key}.txt", captions[0].encode("utf-8")))
+        info = {"key": key, "captions": captions, "neg_types": neg_types, **(meta or {})}
+        members.append((f"{key}.json", json.dumps(info, ensure_ascii=False, sort_keys=True).encode("utf-8")))
+        if neg_captions:
+            members.append((f"{key}.neg.txt", "\n".join(neg_captions).encode("utf-8")))
+        for m, neg in enumerate(neg_images):
+            data, ext = encode_image(neg, self.image_format)
+            members.append((f"{key}.neg.{m}.{ext}", data))
+        if self._tar is None:
+            self._open_shard()
+        assert self._tar is not None
+        for name, payload in members:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode = len(payload), 0, 0o644
+            self._tar.addfile(ti, io.BytesIO(payload))
+        cur = self._cur
+        cur["samples"] += 1
+        cur["neg_captions"] += len(neg_captions)
+        cur["neg_images"] += len(neg_images)
+        for t in neg_types:
+            cur["edit_types"][t] = cur["edit_types"].get(t, 0) + 1
+        self._keys.add(key)
+        if cur["samples"] >= self.shard_size:
+            self._finish_shard()
+
+    def close(self) -> dict[str, Any]:
+        """Finish the last shard and write the manifest (atomically); returns the manifest."""
+        if self._closed:
+            assert self.manifest is not None
+            return self.manifest
+        if self._tar is not None:
+            self._finish_shard()
+        totals = {k: sum(s[k] for s in self._shards) for k in ("samples", "neg_captions", "neg_images")}
+        edit_types = {t: sum(s["edit_types"].get(t, 0) for s in self._shards) for t in EDIT_TYPES}
+        self.manifest = {
+            "format": MANIFEST_FORMAT,
+            "prefix": self.prefix,
+            "shards": self._shards,
+            "num_shards": len(self._shards),
+            "total_samples": totals["samples"],
+            "total_neg_captions": totals["neg_captions"],
+            "total_neg_images": totals["neg_images"],
+            "edit_types": {t: c for t, c in edit_types.items() if c},
+            "dataset_hash": combine_hashes(s["sha256"] for s in self._shards),
+        }
+        tmp = self.out_dir / f".{MANIFEST}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(self.manifest, indent=1) + "\n")
+        os.replace(tmp, self.manifest_path)
+        self._closed = True
+        return self.manifest
+
+    # internals -------------------------------------------------------------------------------------------
+    def _check(self, key: str, captions: list[str], negs: list[str], types: list[str], meta: dict | None) -> None:
+        if not key or not re.fullmatch(r"[^./\\\s]+", key):
+            raise ValueError(f"sample key {key!r}: must be non-empty without '.', '/', '\\' or whitespace")
+        if key in self._keys:
+            raise ValueError(f"sample key {key!r} written twice; keys must be unique")
+        if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
+            raise ValueError(f"sample {key!r}: every caption must be a non-empty string")
+        for c in negs:
+            if not isinstance(c, str) or not c.strip() or "\n" in c or "\r" in c:
+                raise ValueError(f"sample {key!r}: negative caption {c!r} must be a non-empty single-line string")
+        if types and len(types) != len(negs):
+            raise ValueError(f"sample {key!r}: {len(types)} neg_types for {len(negs)} neg_captions")
+        bad = [t for t in types if t not in EDIT_TYPES]
+        if bad:
+            raise ValueError(f"sample {key!r}: unknown edit type {bad[0]!r}; use one of {', '.join(EDIT_TYPES)}")
+        clash = [k for k in (meta or {}) if k in _RESERVED_META]
+        if clash:
+            raise ValueError(f"sample {key!r}: meta key {clash[0]!r} is reserved; rename it")
+
+    def _open_shard(self) -> None:
+        name = f"{self.prefix}-{len(self._shards):06d}.tar"
+        self._tmp = self.out_dir / f".{name}.tmp-{os.getpid()}"
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
+        self._cur = {"name": name, "samples": 0, "neg_captions": 0, "neg_images": 0, "edit_types": {}}
+
+    def _finish_shard(self) -> None:
+        assert self._tar is not None and self._tmp is not None
+        self._tar.close()
+        final = self.out_dir / self._cur["name"]
+        self._cur["bytes"] = self._tmp.stat().st_size
+        self._cur["sha256"] = sha256_file(self._tmp)
+        os.replace(self._tmp, final)
+        self._shards.append(self._cur)
+        self._tar, self._tmp, self._cur = None, None, {}
+
+    def _abort(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+        if self._tmp is not None and self._tmp.exists():
+            self._tmp.unlink()
+        self._tar, self._tmp = None, None
+        self._closed = True

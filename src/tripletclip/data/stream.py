@@ -1,0 +1,129 @@
+"""The per-worker batch stream: partition -> shuffle -> skip (resume) -> decode -> tokenise -> collate.
+
+Each logical worker w (of ``workers`` per rank; 1 when loading in the main process) owns an infinite stream
+that walks epochs by itself: when its share of an epoch is exhausted it continues with the next epoch, so a
+batch may hold the last samples of epoch e and the first of e+1 and no sample is dropped at epoch ends. Its
+position is (epoch, raw samples consumed in that epoch), counting bad samples too; a resumed stream rebuilds
+the epoch's shuffled raw order and skips that many raw samples without reading their bytes.
+
+Each batch carries private metadata (``_meta``: worker, position after the batch, counts) that the
+:class:`~tripletclip.data.loader.TrainLoader` strips; it uses the worker id to check the round-robin order
+of torch's DataLoader and the position for :meth:`TrainLoader.state_dict`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from tripletclip.data.contract import DataError, collate
+from tripletclip.data.decode import BadSample, DecodeOptions, Preprocess, Tokenizer, decode_record, tokenize_batch
+from tripletclip.data.order import skip
+from tripletclip.data.source import Source
+
+_END = object()
+
+
+@dataclass
+class StreamPlan:
+    """Everything that fixes the data order (saved with the loader state)."""
+
+    seed: int
+    rank: int
+    world_size: int
+    workers: int  # logical workers per rank (>= 1)
+    batch_size: int
+    buffer: int
+    context_length: int
+    opts: DecodeOptions
+
+    def global_worker(self, w: int) -> int:
+        return self.rank * self.workers + w
+
+    @property
+    def n_logical(self) -> int:
+        return self.world_size * self.workers
+
+
+class BatchStream(IterableDataset):
+    """Infinite batches of one logical worker; physical worker i plays logical worker (i + rotation) mod W."""
+
+    def __init__(
+        self,
+        source: Source,
+        plan: StreamPlan,
+        preprocess: Preprocess,
+        tokenizer: Tokenizer,
+        starts: list[tuple[int, int]],
+        rotation: int = 0,
+    ) -> None:
+        self.source = source
+        self.plan = plan
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.starts = list(starts)
+        self.rotation = rotation
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        physical = info.id if info is not None else 0
+        return self.batches((physical + self.rotation) % self.plan.workers)
+
+    def _epoch_stream(self, w: int, epoch: int) -> Iterator[Any]:
+        p = self.plan
+        return self.source.stream(epoch, p.global_worker(w), p.n_logical, p.seed, p.buffer)
+
+    def batches(self, w: int) -> Iterator[dict[str, Any]]:
+        """The batches of logical worker w from its start position, forever."""
+        p, src = self.plan, self.source
+        epoch, pos = self.starts[w]
+        it = self._epoch_stream(w, epoch)
+        if pos and skip(it, pos) < pos:
+            raise DataError(f"{src.files[0]}: resume position {pos} is past the end of epoch {epoch} of worker {w}; "
+                            "the data changed since the checkpoint: resume with the same data.train")
+        src.stream_errors = 0  # errors met while skipping were counted before the checkpoint
+        good_in_epoch, full_epoch = 0, pos == 0
+        while True:
+            items, raws, bad, examples = [], 0, 0, []
+            with torch.random.fork_rng(devices=[]):  # per-sample seeds must not disturb the trainer's RNG
+                py_state = random.getstate()
+                while len(items) < p.batch_size:
+                    raw = next(it, _END)
+                    if raw is _END:
+                        if full_epoch and good_in_epoch == 0:
+                            first = f" (first problem: {examples[0]})" if examples else ""
+                            raise DataError(f"{src.files[0]}: worker {w} of rank {p.rank} found no usable sample in "
+                                            f"epoch {epoch}{first}; check the data and data.train")
+                        epoch, pos, good_in_epoch, full_epoch = epoch + 1, 0, 0, True
+                        it = self._epoch_stream(w, epoch)
+                        continue
+                    pos += 1
+                    raws += 1
+                    try:
+                        items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
+                        good_in_epoch += 1
+                    except BadSample as e:
+                        bad += 1
+                        if len(examples) < 3:
+                            examples.append(f"{src.where(raw)}: {e.reason}")
+                random.setstate(py_state)
+            samples = tokenize_batch(items, self.tokenizer, p.context_length)
+            try:
+                batch = collate(samples, p.opts.k, p.opts.m, p.context_length)
+            except RuntimeError as e:  # torch.stack on images of different sizes
+                raise DataError(f"{src.files[0]}: preprocess produced images of different shapes ({e}); "
+                                "use a preprocess that resizes to a fixed size") from None
+            batch["_meta"] = {
+                "worker": w,
+                "epoch": epoch,
+                "pos": pos,
+                "raw": raws,
+                "bad": bad,
+                "stream_errors": src.stream_errors,
+                "bad_examples": examples,
+            }
+            src.stream_errors = 0
+            yield batch

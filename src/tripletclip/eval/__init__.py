@@ -1,0 +1,37 @@
+"""Evaluation: compositional benchmarks next to retrieval and zero-shot, one protocol record per number.
+
+``from tripletclip.eval import evaluate, EVALUATORS, Encoder, headline_scalars``. Benchmarks register
+themselves by name (see ``EVALUATORS.names()``): sugarcrepe, sugarcrepe_pp, valse, aro_coco_order,
+aro_flickr_order, aro_vg_relation, aro_vg_attribution, winoground, tripletdata_wino, retrieval, zeroshot, world.
+Protocols and their deliberate deviations are in each module's docstring.
+"""
+from tripletclip.eval import (  # noqa: F401  (imported to register the benchmarks)
+    aro_order,
+    aro_vg,
+    retrieval,
+    sugarcrepe,
+    sugarcrepe_pp,
+    tripletdata_wino,
+    valse,
+    winoground,
+    world,
+    zeroshot,
+)
+from tripletclip.eval.api import evaluate, load_encoder, run_eval
+from tripletclip.eval.base import EVALUATORS, register_benchmark
+from tripletclip.eval.encoder import Encoder, ImageCrop
+from tripletclip.eval.images import MissingImagesError
+from tripletclip.eval.records import AnnotationError, headline_scalars
+
+__all__ = [
+    "EVALUATORS",
+    "AnnotationError",
+    "Encoder",
+    "ImageCrop",
+    "MissingImagesError",
+    "evaluate",
+    "headline_scalars",
+    "load_encoder",
+    "register_benchmark",
+    "run_eval",
+]

@@ -1,0 +1,70 @@
+"""Let LAION's CLIP_benchmark evaluate tripletclip checkpoints (its 40+ datasets, its own protocol code).
+
+CLIP_benchmark loads models through ``clip_benchmark.models.TYPE2FUNC[model_type](model_name, pretrained,
+cache_dir, device) -> (model, transform, tokenizer)``, with ``--model_type`` restricted to ``MODEL_TYPES``.
+:func:`register` adds ``tripletclip`` to both, so its CLI accepts our checkpoints unchanged:
+
+    python -m tripletclip.eval.clip_benchmark_wrapper eval --model_type tripletclip \
+        --model runs/my-run --pretrained "" --dataset cifar10 --dataset_root data/cifar10 --output r.json
+
+``--model`` is a tripletclip run folder, checkpoint folder or ``model.safetensors`` (loaded by
+``tripletclip.models.load_run_model``), or any model name ``tripletclip.models.create_model`` knows (open_clip's
+and our ``test-*`` / ``world-*`` configs) with ``--pretrained`` a tag or a local weights file.
+The model is returned in eval mode with its validation transform (no flips) and its own tokenizer.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+MODEL_TYPE = "tripletclip"
+
+
+def _is_checkpoint(name: str) -> bool:
+    p = Path(name)
+    return p.exists() and (p.is_dir() or p.name == "model.safetensors")
+
+
+def load_tripletclip(
+    model_name: str, pretrained: str = "", cache_dir: Optional[str] = None, device: Any = "cpu"
+) -> tuple[Any, Callable, Callable]:
+    """CLIP_benchmark's loader contract: (model, image transform, tokenizer)."""
+    from tripletclip.models import create_model, load_run_model
+
+    if _is_checkpoint(model_name):
+        bundle = load_run_model(model_name, device=device)
+    else:
+        bundle = create_model(model_name, pretrained or "", device=device, cache_dir=cache_dir)
+    bundle.model.eval()
+    return bundle.model, bundle.preprocess_val, bundle.tokenizer
+
+
+def register(name: str = MODEL_TYPE) -> None:
+    """Make ``--model_type <name>`` load tripletclip models in an imported CLIP_benchmark."""
+    try:
+        import clip_benchmark.models as cb_models
+    except ImportError:
+        raise ImportError("CLIP_benchmark is not installed: pip install clip-benchmark") from None
+    if not hasattr(cb_models, "TYPE2FUNC") or not hasattr(cb_models, "MODEL_TYPES"):
+        raise RuntimeError(
+            "this CLIP_benchmark has no TYPE2FUNC / MODEL_TYPES model registry (added in 1.4); upgrade clip-benchmark"
+        )
+    cb_models.TYPE2FUNC[name] = load_tripletclip
+    # cli.py holds the same list object as argparse choices, so appending makes the new type valid there too
+    if name not in cb_models.MODEL_TYPES:
+        cb_models.MODEL_TYPES.append(name)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLIP_benchmark's command line with ``--model_type tripletclip`` available."""
+    register()
+    from clip_benchmark.cli import main as cb_main
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    return cb_main() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (methods.md section 2).
+
+Each objective is an ``nn.Module`` registered in :data:`LOSSES`; ``forward(features)`` takes the features
+contract of :mod:`tripletclip.data.contract` and returns ``{"loss": total (with graph), <term>: detached}``.
+Class attributes ``needs_neg_text`` / ``needs_neg_image`` tell the data side which negatives to decode:
+``LOSSES.get(name).needs_neg_image``. The same code runs in one process and under torchrun / SLURM.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
+from tripletclip.losses.ceclip import CeClipLoss
+from tripletclip.losses.clip import ClipLoss
+from tripletclip.losses.negclip import NegClipLoss
+from tripletclip.losses.negimage import NegImageLoss
+from tripletclip.losses.tripletclip import TripletClipLoss
+
+
+def build_loss(name: str, **kwargs: Any) -> ContrastiveLoss:
+    """Instantiate the objective registered as ``name`` with its keyword arguments (LossConfig.kwargs)."""
+    cls = LOSSES.get(name)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                if p.kind in named and p.name != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"loss '{name}' got unknown option(s) {unknown}; it accepts: {accepted or 'none'} "
+                        "(fix loss.kwargs in the config)")
+    return cls(**kwargs)
+
+
+__all__ = [
+    "LOSSES",
+    "build_loss",
+    "ContrastiveLoss",
+    "Features",
+    "Step",
+    "ClipLoss",
+    "NegClipLoss",
+    "NegImageLoss",
+    "TripletClipLoss",
+    "CeClipLoss",
+]

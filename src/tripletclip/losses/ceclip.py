@@ -1,0 +1,103 @@
+"""CE-CLIP: ITC with hard negatives + cross-modal rank + intra-modal contrast (Zhang et al., arXiv 2306.08832).
+
+methods.md section 2 (s(a, b) = scale * cosine, "logit units"):
+- ITC: NegCLIP(I, T, T') over the global batch (see :mod:`tripletclip.losses.negclip`).
+- CMR (Eq. 4): mean over all (i, k) slots of v_{i,k} max(0, theta_type(i,k) + s(I_i, T'_{i,k}) - s(I_i, T_i)),
+  i.e. divided by B*K including padded slots, as the official ``atr_loss.mean()``.
+- IMC (Eq. 5, the paper's intent): caption anchor i, logits [s(I_i, T_i), s(T_i, T'_{j,k}) for every valid
+  (j, k) of the global batch], CE with target 0. NOTE: the official repository's version pulls every caption
+  towards one fixed negative (its issue 15); not copied.
+- Total: ITC + cmr_weight * CMR + imc_weight * IMC (0.2 and 0.3 in the paper).
+
+Thresholds: one per entry of :data:`tripletclip.data.contract.EDIT_TYPES` (CE-CLIP's four types map onto them:
+swap = swap_obj | swap_att, replace-attribute = replace_att, replace-object = replace_obj, replace-relation =
+replace_rel; our extra types get their own). They live in the ``thresholds`` buffer, so they are saved in
+``state_dict`` and a resumed run continues bit for bit. Update rule, applied inside ``forward`` after the loss
+is computed, under no_grad, in training mode only (``module.eval()`` freezes them):
+    theta_t <- clamp(mean_i s(I_i, T_i) - mean_{valid (i,k) of type t} s(I_i, T'_{i,k}), 0, max_threshold)
+over the *global* batch (computed from the all-gathered features, identical bytes on every rank, so all ranks
+hold identical thresholds without another collective); a type absent from the batch keeps its value.
+The new values are used from the next forward on; :meth:`reset_thresholds` (zeros) is called at epoch start.
+Unlike the official code there is a single path for one and many processes (its single-process branch
+inverts the hard-negative condition).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tripletclip.data.contract import EDIT_TYPES
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.losses.functional import negclip_terms
+
+# CE-CLIP's four negative types expressed in our edit vocabulary (documentation and for generators).
+CECLIP_TYPES: dict[str, tuple[str, ...]] = {
+    "swap": ("swap_obj", "swap_att"),
+    "replace_attribute": ("replace_att",),
+    "replace_object": ("replace_obj",),
+    "replace_relation": ("replace_rel",),
+}
+
+
+@LOSSES.register("ceclip")
+class CeClipLoss(ContrastiveLoss):
+    """ITC + cmr_weight * CMR + imc_weight * IMC; terms "itc", "cmr", "imc"; buffer ``thresholds``."""
+
+    name = "ceclip"
+    needs_neg_text = True
+    needs_neg_image = False
+
+    def __init__(self, cmr_weight: float = 0.2, imc_weight: float = 0.3, max_threshold: float = 10.0,
+                 adaptive_thresholds: bool = True) -> None:
+        super().__init__()
+        self.cmr_weight = float(cmr_weight)
+        self.imc_weight = float(imc_weight)
+        self.max_threshold = float(max_threshold)
+        self.adaptive_thresholds = bool(adaptive_thresholds)
+        self.register_buffer("thresholds", torch.zeros(len(EDIT_TYPES)))
+
+    def reset_thresholds(self) -> None:
+        """Set every theta to 0 (CE-CLIP resets them at the start of each epoch)."""
+        self.thresholds.zero_()
+
+    def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
+        return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b],
+                "logits_imc": [local_b, 1 + global_b * k]}
+
+    def compute(self, step: Step) -> dict[str, torch.Tensor]:
+        loc, glob, scale = step.local, step.glob, step.scale
+        if self.thresholds.device != loc.image.device:
+            self.thresholds = self.thresholds.to(loc.image.device)
+        n_types = self.thresholds.shape[0]
+        if bool(((loc.neg_text_type < 0) | (loc.neg_text_type >= n_types)).any()):
+            raise ValueError(f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
+                             "use tripletclip.data.contract.edit_type_id")
+        negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
+        i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
+                                 step.labels, scale)
+        itc = 0.5 * (i2t + t2i)
+
+        pos = scale * (loc.image * loc.text).sum(-1)  # s(I_i, T_i)   [B]
+        neg = scale * torch.einsum("bd,bkd->bk", loc.image, loc.neg_text)  # s(I_i, T'_{i,k})  [B,K]
+        hinge = torch.relu(self.thresholds[loc.neg_text_type] + neg - pos[:, None])
+        cmr = torch.where(loc.neg_text_mask, hinge, hinge.new_zeros(())).sum() / max(hinge.numel(), 1)
+
+        text_negs = ((scale * loc.text) @ negs_all.t()).masked_fill(~negs_valid[None, :], float("-inf"))
+        imc_logits = torch.cat([pos[:, None], text_negs], dim=1)
+        imc = F.cross_entropy(imc_logits, torch.zeros_like(step.labels))
+
+        if self.training and self.adaptive_thresholds:
+            with torch.no_grad():
+                self._update_thresholds(glob, scale.detach())
+        total = itc + self.cmr_weight * cmr + self.imc_weight * imc
+        return {"loss": total, "itc": itc, "cmr": cmr, "imc": imc}
+
+    def _update_thresholds(self, glob: Features, scale: torch.Tensor) -> None:
+        pos_mean = (scale * (glob.image * glob.text).sum(-1)).mean()
+        neg = scale * torch.einsum("bd,bkd->bk", glob.image, glob.neg_text)
+        # per-type sums through a one-hot product: deterministic (no atomics), so ranks agree bit for bit
+        onehot = F.one_hot(glob.neg_text_type, self.thresholds.shape[0]).float() * glob.neg_text_mask[..., None]
+        count = onehot.sum(dim=(0, 1))
+        neg_mean = (onehot * neg[..., None]).sum(dim=(0, 1)) / count.clamp_min(1)
+        new = (pos_mean - neg_mean).clamp(0.0, self.max_threshold)
+        self.thresholds.copy_(torch.where(count > 0, new, self.thresholds))

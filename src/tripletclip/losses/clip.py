@@ -1,0 +1,26 @@
+"""CLIP: the symmetric InfoNCE of Radford et al. (arXiv 2103.00020; methods.md section 2).
+
+L = 1/2 [CE(s I T^T, i) + CE(s T I^T, i)] over the global batch. Hard negatives, if present in the features
+dict, are ignored (and not gathered): this is the baseline every other objective is compared against.
+"""
+from __future__ import annotations
+
+import torch
+
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Step
+from tripletclip.losses.functional import nce
+
+
+@LOSSES.register("clip")
+class ClipLoss(ContrastiveLoss):
+    """Symmetric image-text contrastive loss; terms "i2t" and "t2i"."""
+
+    name = "clip"
+    needs_neg_text = False
+    needs_neg_image = False
+
+    def compute(self, step: Step) -> dict[str, torch.Tensor]:
+        loc, glob, labels = step.local, step.glob, step.labels
+        i2t = nce(loc.image, glob.text, labels, step.scale)
+        t2i = nce(loc.text, glob.image, labels, step.scale)
+        return {"loss": 0.5 * (i2t + t2i), "i2t": i2t, "t2i": t2i}

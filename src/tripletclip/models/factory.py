@@ -1,0 +1,175 @@
+"""One factory for every CLIP model tripletclip trains or evaluates.
+
+Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained`` tag, a local checkpoint path,
+``hf-hub:org/repo`` or ``local-dir:/path`` ids, plus our own data-only model configs in ``models/configs/*.json``
+registered with open_clip exactly as open_clip registers its own JSON configs. Tiny ``test-*`` / ``world-*``
+configs let tests and the embedded world run real architectures on CPU.
+
+NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; methods.md 5).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import open_clip
+import torch
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+_registered = False
+
+
+def register_model_configs(folder: str | Path = CONFIG_DIR) -> list[str]:
+    """Register every JSON model config in ``folder`` with open_clip; returns their names."""
+    global _registered
+    folder = Path(folder)
+    names = sorted(p.stem for p in folder.glob("*.json"))
+    if names:
+        open_clip.add_model_config(folder)
+    if Path(folder) == CONFIG_DIR:
+        _registered = True
+    return names
+
+
+def _ensure_registered() -> None:
+    if not _registered:
+        register_model_configs()
+
+
+def list_models(prefix: str = "") -> list[str]:
+    """Every model name the factory accepts (open_clip's and ours)."""
+    _ensure_registered()
+    return [m for m in open_clip.list_models() if m.startswith(prefix)]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    """open_clip warns on every random init; training from scratch is a normal case here, not a warning."""
+    f = _DropRandomInitWarning()
+    logging.getLogger().addFilter(f)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(f)
+
+
+@dataclass
+class ModelBundle:
+    """A model with everything needed to feed it: transforms, tokenizer and an identity record."""
+
+    model: torch.nn.Module
+    preprocess_train: Callable[[Any], torch.Tensor]
+    preprocess_val: Callable[[Any], torch.Tensor]
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    context_length: int
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(getattr(self.model, "visual", None), "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _pretrained_identity(pretrained: str) -> dict[str, Any]:
+    if pretrained and Path(pretrained).is_file():
+        return {"pretrained": str(Path(pretrained).resolve()), "weights_sha256": file_sha256(pretrained)}
+    return {"pretrained": pretrained or None}
+
+
+def create_model(
+    name: str,
+    pretrained: str = "",
+    device: str | torch.device = "cpu",
+    force_quick_gelu: bool = False,
+    image_size: Optional[int] = None,
+    aug_cfg: Optional[dict[str, Any]] = None,
+    cache_dir: Optional[str] = None,
+) -> ModelBundle:
+    """Build an open_clip model (random init when ``pretrained`` is empty) with transforms and tokenizer.
+
+    ``pretrained`` is an open_clip tag (e.g. ``openai``), a local file, or empty. ``name`` may be an
+    ``hf-hub:`` / ``local-dir:`` id, in which case open_clip reads config and weights from there.
+    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (methods.md 5).
+    """
+    _ensure_registered()
+    is_hub = name.startswith(("hf-hub:", "local-dir:"))
+    if not is_hub and name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf-hub:/local-dir: ids"
+        )
+    if pretrained and not is_hub and not Path(pretrained).exists():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ValueError(
+                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'})"
+            )
+    kwargs: dict[str, Any] = {}
+    if aug_cfg:
+        if aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip"):
+            raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
+        # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
+        kwargs["aug_cfg"] = {k: v for k, v in aug_cfg.items() if k not in ("hflip", "horizontal_flip")}
+    with _quiet_random_init():
+        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            name,
+            pretrained=pretrained or None,
+            device=device,
+            force_quick_gelu=force_quick_gelu,
+            force_image_size=image_size,
+            cache_dir=cache_dir,
+            **kwargs,
+        )
+    tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir) if is_hub else open_clip.get_tokenizer(name)
+    context_length = int(getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77))
+    identity = {"name": name, "quick_gelu": bool(force_quick_gelu or "quickgelu" in name), **_pretrained_identity(pretrained)}
+    return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, context_length, identity)
+
+
+def apply_locks(
+    model: torch.nn.Module,
+    lock_image: bool,
+    image_unlocked_groups: int = 0,
+    lock_text: bool = False,
+    text_unlocked_layers: int = 0,
+) -> None:
+    """Freeze towers as in LiT / TripletCLIP Table 8 (open_clip's lock_* methods)."""
+    if lock_image:
+        model.lock_image_tower(unlocked_groups=image_unlocked_groups, freeze_bn_stats=True)
+    if lock_text:
+        model.lock_text_tower(unlocked_layers=text_unlocked_layers, freeze_layer_norm=True)
+
+
+def save_random_weights(name: str, out: str | Path, seed: int = 0) -> Path:
+    """Random weights of ``name`` saved as a state dict open_clip's ``pretrained=<path>`` loads.
+
+    This is how tests and offline users exercise the real pretrained-loading path without a download.
+    """
+    torch.manual_seed(seed)
+    bundle = create_model(name)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in bundle.model.state_dict().items()}
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(out))
+    else:
+        torch.save(state, out)
+    return out

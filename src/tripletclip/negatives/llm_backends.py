@@ -1,0 +1,162 @@
+"""LLM backends for negative captions and rewrites: ``transformers``, ``vllm`` and ``openai`` (HTTP).
+
+Every backend turns a batch of chat-message lists into one completion string each. ``transformers`` runs
+a local path or hub id with batched ``generate`` (left padding, since decoder-only models continue the last
+token); models without a chat template get a completion-style prompt. ``vllm`` is imported only when used.
+``openai`` talks to any OpenAI-compatible server (vLLM's, llama.cpp's, a hosted API) over HTTP; the API
+key is read from an environment variable only, never from the command line or a config file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Sequence
+
+from tripletclip.negatives.base import LLM_BACKENDS, local_device
+from tripletclip.negatives.prompts import Messages, render_plain
+
+
+@LLM_BACKENDS.register("transformers")
+class TransformersLLM:
+    """A causal LM through transformers' AutoModelForCausalLM with batched, left-padded generation."""
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+                 chat_template: str = "auto") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name, self.model_id = "transformers", model
+        self.device = local_device(device)
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype),
+                                                              trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise RuntimeError(f"LLM '{model}': cannot load ({str(e).splitlines()[0]}); give a local model folder "
+                               "or a hub id that is cached") from None
+        self.model.to(self.device).eval()
+        self.tokenizer.padding_side = "left"  # decoder-only: generation continues from the right end
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.use_chat = has_template if chat_template == "auto" else chat_template == "yes"
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_id, "device": self.device, "chat_template": self.use_chat,
+                "dtype": str(self.model.dtype)}
+
+    def _text(self, messages: Messages) -> str:
+        if not self.use_chat:
+            return render_plain(messages)
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # noqa: BLE001  some templates reject a system turn: fold it into the first user turn
+            merged = [{"role": "user", "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
+            return self.tokenizer.apply_chat_template(merged + messages[2:], tokenize=False, add_generation_prompt=True)
+
+    def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
+        import torch
+
+        texts = [self._text(m) for m in prompts]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.use_chat)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            kwargs.update(do_sample=False)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
+@LLM_BACKENDS.register("vllm")
+class VllmLLM:
+    """vLLM's offline engine (optional dependency; one engine per process, e.g. one per GPU rank)."""
+
+    def __init__(self, model: str, dtype: str = "auto", tensor_parallel_size: int = 1, max_model_len: int = 2048,
+                 gpu_memory_utilization: float = 0.85) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise RuntimeError("LLM backend 'vllm' needs `pip install vllm` (GPU machine); or use --backend "
+                               "transformers / openai") from None
+        self.name, self.model_id = "vllm", model
+        self.llm = LLM(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                       max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
+        self.use_chat = bool(getattr(self.llm.get_tokenizer(), "chat_template", None))
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_id, "chat_template": self.use_chat}
+
+    def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=0.95 if temperature else 1.0,
+                                seed=seed)
+        if self.use_chat:
+            outs = self.llm.chat(list(prompts), params, use_tqdm=False)
+        else:
+            outs = self.llm.generate([render_plain(m) for m in prompts], params, use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
+
+@LLM_BACKENDS.register("openai")
+class OpenAIChatLLM:
+    """Any OpenAI-compatible ``/chat/completions`` endpoint, with concurrent requests and retries."""
+
+    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout: float = 60.0, http_retries: int = 3) -> None:
+        self.name, self.model_id = "openai", model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key_env = api_key_env
+        key = os.environ.get(api_key_env, "")  # NOTE: never from argv/config, so keys stay out of logs and manifests
+        self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        self.concurrency, self.timeout, self.http_retries = max(1, concurrency), timeout, http_retries
+        self.http_errors = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_id, "url": self.url, "api_key_env": self.api_key_env}
+
+    def _post(self, payload: dict[str, Any]) -> str:
+        data = json.dumps(payload).encode("utf-8")
+        last: Optional[Exception] = None
+        for attempt in range(self.http_retries + 1):
+            req = urllib.request.Request(self.url, data=data, headers=self._headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    body = json.loads(resp.read().decode("utf-8"))
+                return body["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                if e.code in (401, 403):
+                    raise RuntimeError(f"{self.url}: HTTP {e.code} unauthorised; set the API key in ${self.api_key_env}") from None
+                if e.code < 500 and e.code != 429:
+                    detail = e.read().decode("utf-8", "replace")[:200]
+                    raise RuntimeError(f"{self.url}: HTTP {e.code} ({detail}); check --model and the server") from None
+                last = e
+            except (urllib.error.URLError, TimeoutError, ConnectionError, KeyError, IndexError, json.JSONDecodeError) as e:
+                last = e
+            self.http_errors += 1
+            time.sleep(min(8.0, 0.25 * 2**attempt))
+        raise RuntimeError(f"{self.url}: no valid answer after {self.http_retries + 1} tries ({last}); is the server up?")
+
+    def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
+        payloads = [{"model": self.model_id, "messages": list(m), "max_tokens": max_new_tokens,
+                     "temperature": temperature, "seed": seed + i} for i, m in enumerate(prompts)]
+        if self.concurrency == 1 or len(payloads) == 1:
+            return [self._post(p) for p in payloads]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self._post, payloads))
+
+
+def build_llm(backend: str, model: str, **kwargs: Any) -> Any:
+    """The registered backend ``backend`` for ``model`` (kwargs are backend options)."""
+    return LLM_BACKENDS.get(backend)(model, **kwargs)

@@ -1,0 +1,32 @@
+"""A one-line progress bar for training (rich), with loss and pairs/s; silent on non-main ranks."""
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class StepProgress:
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, label: str = "train") -> None:
+        self.enabled = enabled
+        self._p: Progress | None = None
+        if not enabled:
+            return
+        self._p = Progress(
+            TextColumn(f"[bold]{label}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} pairs/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._p.add_task(label, total=total, completed=start, loss=float("nan"), rate=0.0)
+        self._p.start()
+
+    def update(self, step: int, loss: float, rate: float) -> None:
+        if self._p is not None:
+            self._p.update(self._task, completed=step, loss=loss, rate=rate)
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+            self._p = None

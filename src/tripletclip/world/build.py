@@ -1,0 +1,185 @@
+"""``build_world``: TripletData training shards and the benchmark folder of the embedded world.
+
+``out_dir/train/``: webdataset shards written with :class:`tripletclip.data.shards.ShardWriter` (image, caption,
+negative captions with their edit types, negative images rendered from the edited scenes, and the scene graphs in
+the JSON meta). ``out_dir/bench/``: see :mod:`tripletclip.world.bench`. ``out_dir/world.json``: the spec, seed,
+counts, skipped negatives and timings.
+
+Work is cut into chunks seeded by (seed, chunk index), so the output is identical for any number of worker
+processes; shard bytes are reproducible (ShardWriter fixes tar metadata).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from tripletclip.world.bench import bench_tasks, run_bench_task, write_bench
+from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGenerator
+from tripletclip.world.grammar import CaptionStyle
+from tripletclip.world.rand import Rand
+from tripletclip.world.render import encode_image
+from tripletclip.world.vocab import COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec, choose_heldout_pairs
+
+WORLD_VERSION = "world/1"
+_TRAIN_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class TrainChunk:
+    spec: WorldSpec
+    style: CaptionStyle
+    image_size: int
+    seed: int
+    index: int
+    start: int
+    count: int
+    n_neg: int
+    n_captions: int
+    edit_types: tuple[str, ...]
+    image_format: str
+
+
+def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorStats]:
+    """Samples (ShardWriter.write keyword arguments, images already encoded) of one chunk."""
+    gen = WorldGenerator(task.spec, task.style, task.image_size, task.edit_types)
+    rng = Rand([task.seed, 1, task.index])
+    out = []
+    for i in range(task.start, task.start + task.count):
+        t = gen.triplet(rng, n_neg=task.n_neg, n_captions=task.n_captions)
+        x, xs = gen.render(t, rng)
+        out.append({
+            "key": f"{i:08d}",
+            "image": encode_image(x, task.image_format),
+            "caption": t.captions,
+            "neg_captions": [n.text for n in t.negatives],
+            "neg_types": [n.edit_type for n in t.negatives],
+            "neg_images": [encode_image(a, task.image_format) for a in xs],
+            "meta": {"world": t.meta()},
+        })
+    return out, gen.stats
+
+
+def make_spec(heldout_pairs: int = 8, seed: int = 0, shapes: Sequence[str] = SHAPES,
+              colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str] = TEXTURES,
+              sizes: Sequence[str] = SIZES, max_objects: int = 3) -> WorldSpec:
+    """A world spec with ``heldout_pairs`` colour-shape pairs withheld (chosen from the seed)."""
+    return WorldSpec(tuple(shapes), tuple(colours), tuple(textures), tuple(sizes), 1, max_objects,
+                     choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
+
+
+def _imap(fn, tasks: Sequence, workers: int) -> Iterator:
+    """Ordered map over tasks, in ``workers`` processes when > 1."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
+    # NOTE: fork (when available) avoids re-importing in each worker; workers use numpy and PIL only
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    with ctx.Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap(fn, tasks)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+
+
+def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, seed: int = 0, image_size: int = 64,
+                n_neg: int = 1, n_captions: int = 1, heldout_pairs: int = 8, n_retrieval: int = 500,
+                spec: Optional[WorldSpec] = None, style: CaptionStyle = CaptionStyle(),
+                train_edit_types: Sequence[str] = SUGARCREPE_TYPES, workers: int = 1, image_format: str = "png",
+                shard_size: int = 2000, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Write ``out_dir/train`` (``n_train`` triplets with ``n_neg`` negatives each) and ``out_dir/bench``
+    (``n_bench`` rows per SugarCrepe category, half seen and half held-out, plus Winoground groups and
+    ``n_retrieval`` retrieval images). Returns the summary also written to ``out_dir/world.json``."""
+    from tripletclip.data.shards import ShardWriter  # imports torch: only when actually building
+
+    out = Path(out_dir)
+    for name, v, lo in (("n_train", n_train, 0), ("n_bench", n_bench, 0), ("n_neg", n_neg, 0),
+                        ("n_captions", n_captions, 1), ("n_retrieval", n_retrieval, 0), ("workers", workers, 1)):
+        if v < lo:
+            raise ValueError(f"build_world: {name}={v} must be >= {lo}")
+    if n_neg > len(train_edit_types):
+        raise ValueError(f"build_world: n_neg={n_neg} exceeds the {len(train_edit_types)} training edit types")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: not empty; pass overwrite=True (--overwrite) or choose a new folder")
+        for sub in ("train", "bench"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    spec = spec or make_spec(heldout_pairs, seed)
+    bench_dir = out / "bench"
+    (bench_dir / "images").mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    train_tasks = [TrainChunk(spec, style, image_size, seed, c, s, min(_TRAIN_CHUNK, n_train - s), n_neg, n_captions,
+                              tuple(train_edit_types), image_format)
+                   for c, s in enumerate(range(0, n_train, _TRAIN_CHUNK))]
+    b_tasks = bench_tasks(spec, bench_dir, n_bench, n_retrieval, seed, image_size)
+    stats = GeneratorStats()
+    timings: dict[str, float] = {}
+    with _progress(progress) as bar:
+        t0 = time.perf_counter()
+        job = bar.add_task("world train", total=n_train, rate="") if bar else None
+        with ShardWriter(out / "train", prefix="train", shard_size=shard_size, image_format=image_format,
+                         overwrite=overwrite) as writer:
+            done = 0
+            for samples, st in _imap(run_train_chunk, train_tasks, workers):
+                for s in samples:
+                    writer.write(**s)
+                stats.merge(st)
+                done += len(samples)
+                if bar is not None:
+                    bar.update(job, advance=len(samples), rate=f"{done / (time.perf_counter() - t0):.0f} triplets/s")
+        timings["train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        total = sum(t.count for t in b_tasks)
+        job = bar.add_task("world bench", total=total, rate="") if bar else None
+        results = []
+        for r in _imap(run_bench_task, b_tasks, workers):
+            results.append(r)
+            if bar is not None:
+                bar.update(job, advance=len(r[2]), rate="")
+        manifest = write_bench(bench_dir, results, spec, seed, image_size, WORLD_VERSION,
+                               extra={"n_bench_requested": n_bench})
+        timings["bench_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    summary = {
+        "format": "tripletclip-world/1",
+        "generator_version": WORLD_VERSION,
+        "seed": seed,
+        "image_size": image_size,
+        "spec": spec.to_json(),
+        "style": asdict(style),
+        "train": {"samples": writer.manifest["total_samples"] if writer.manifest else 0, "n_neg": n_neg,
+                  "n_captions": n_captions, "edit_types": list(train_edit_types),
+                  "edit_type_counts": writer.manifest.get("edit_types", {}) if writer.manifest else {},
+                  "missing_negatives": stats.failed, "attempts": stats.attempts, "scenes": stats.scenes,
+                  "image_format": image_format, "dataset_hash": writer.manifest.get("dataset_hash") if writer.manifest else None},
+        "bench": {"counts": manifest["counts"], "winoground_counts": manifest["winoground_counts"],
+                  "retrieval": manifest["retrieval"], "failed_negatives": manifest["failed_negatives"]},
+        "workers": workers,
+        "timings": timings,
+        "train_triplets_per_s": n_train / timings["train_s"] if timings["train_s"] > 0 else None,
+    }
+    tmp = out / f".world.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, out / "world.json")
+    return summary
+
+
+def train_shards(out_dir: str | Path) -> str:
+    """The training shards of a built world as a ``DataConfig.train`` value (paths joined by "::")."""
+    paths = sorted(str(p) for p in (Path(out_dir) / "train").glob("train-*.tar"))
+    if not paths:
+        raise FileNotFoundError(f"{out_dir}/train: no train-*.tar shards; run `tripletclip world build --out {out_dir}`")
+    return "::".join(paths)

@@ -1,0 +1,95 @@
+"""One rank of the 2-process gloo test (tests/test_distributed.py); also imported there for the W=1 reference.
+
+    RANK=.. WORLD_SIZE=2 MASTER_ADDR=.. MASTER_PORT=.. python tests/_dist_worker.py INPUTS.pt OUT_DIR
+
+Runs the collective helpers (:func:`run_smoke`) and every registered loss on this rank's slice of the global
+batch (:func:`run_objectives`: values, gradients, CE-CLIP thresholds), saved to OUT_DIR/rank<r>.pt. One
+launch does both because importing torch dominates the cost. The same :func:`run_objectives` runs
+in-process at W=1 as the reference.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tripletclip.losses import LOSSES, build_loss
+from tripletclip.utils import distributed as du
+
+FEATURES = ("image", "text", "neg_text", "neg_image")
+
+
+def _features(raw: dict[str, torch.Tensor], rows: slice, proj: torch.Tensor, log_scale: torch.Tensor):
+    """Leaves for this rank's rows and the features contract built from them through a shared projection."""
+    leaves = {k: raw[k][rows].clone().requires_grad_(True) for k in FEATURES}
+    feats = {f"{k}_features": F.normalize(leaves[k] @ proj, dim=-1) for k in FEATURES}
+    feats.update({k: raw[k][rows] for k in ("neg_text_mask", "neg_image_mask", "neg_text_type")})
+    feats["logit_scale"] = log_scale.exp()
+    return leaves, feats
+
+
+def run_objectives(inputs: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """Loss, terms and gradients of every objective on rows [rank*B, (rank+1)*B) of the global batch."""
+    n = inputs["batch1"]["image"].shape[0]
+    b = n // world_size
+    rows = slice(rank * b, (rank + 1) * b)
+    results: dict[str, Any] = {}
+    for name in LOSSES.names():
+        loss_fn = build_loss(name)
+        record: dict[str, Any] = {}
+        for step, batch in enumerate(("batch1", "batch2")):
+            proj = inputs["proj"].clone().requires_grad_(True)  # a replicated parameter, as under DDP
+            log_scale = inputs["log_scale"].clone().requires_grad_(True)
+            leaves, feats = _features(inputs[batch], rows, proj, log_scale)
+            out = loss_fn(feats)
+            out["loss"].backward()
+            record[step] = {
+                "terms": {k: v.detach().clone() for k, v in out.items()},
+                # features an objective ignores get no gradient at all: record zeros
+                "grad": {k: torch.zeros_like(v) if v.grad is None else v.grad.clone() for k, v in leaves.items()},
+                "grad_proj": proj.grad.clone(),
+                "grad_log_scale": log_scale.grad.clone(),
+                "thresholds": loss_fn.thresholds.clone() if hasattr(loss_fn, "thresholds") else None,
+            }
+            if name != "ceclip":
+                break  # only CE-CLIP carries state into a second step
+        results[name] = record
+    return results
+
+
+def run_smoke(env: du.DistEnv) -> dict[str, Any]:
+    """The collective helpers on their own: gather with grad, reduce, broadcast, barrier."""
+    x = torch.full((2, 3), float(env.rank + 1), requires_grad=True)
+    gathered = du.all_gather_with_grad(x)
+    weights = torch.arange(gathered.numel(), dtype=torch.float32).view_as(gathered)
+    (gathered * weights).sum().backward()
+    mask = du.all_gather_with_grad(torch.tensor([env.rank == 0, True]))
+    du.barrier()
+    return {
+        "env": (env.rank, env.world_size, env.local_rank, str(env.device), env.backend),
+        "is_main": du.is_main(),
+        "gathered": gathered.detach(),
+        "grad": x.grad.clone(),
+        "mask": mask,
+        "mean": du.all_reduce_mean(torch.tensor([float(env.rank)])),
+        "broadcast": du.broadcast_object({"run": f"from-rank-{env.rank}"}),
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    inputs_path, out_dir = sys.argv[1], Path(sys.argv[2])
+    env = du.init_distributed(device="cpu", timeout_s=60)
+    try:
+        objectives = run_objectives(torch.load(inputs_path), env.rank, env.world_size)
+        result = {"smoke": run_smoke(env), "objectives": objectives}
+        torch.save(result, out_dir / f"rank{env.rank}.pt")
+    finally:
+        du.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Model factory: our configs registered with open_clip, pretrained local paths through the real loader."""
+import pytest
+import torch
+
+from tripletclip.models import create_model, list_models
+from tripletclip.models.factory import save_random_weights
+
+
+def test_tiny_config_is_registered_and_runs():
+    assert "test-vit-tiny" in list_models("test-")
+    b = create_model("test-vit-tiny")
+    img = torch.randn(2, 3, b.image_size, b.image_size)
+    tok = b.tokenizer(["a red cube left of a blue ball", "a blue cube"])
+    assert tok.shape == (2, b.context_length)
+    i, t = b.model.encode_image(img, normalize=True), b.model.encode_text(tok, normalize=True)
+    assert i.shape == t.shape == (2, 64)
+    assert torch.allclose(i.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_local_pretrained_path_loads_the_saved_weights(tmp_path, suffix):
+    path = save_random_weights("test-vit-tiny", tmp_path / f"w{suffix}", seed=3)
+    torch.manual_seed(99)  # a different random init, overwritten by the loaded weights
+    b = create_model("test-vit-tiny", str(path))
+    ref = create_model("test-vit-tiny", str(path))
+    for (k, v), (_, w) in zip(b.model.state_dict().items(), ref.model.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert b.identity["weights_sha256"] and b.identity["pretrained"].endswith(suffix)
+
+
+def test_unknown_model_and_tag_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="neither a local file nor a tag"):
+        create_model("test-vit-tiny", "no-such-tag")
+
+
+def test_flip_augmentation_is_refused():
+    with pytest.raises(ValueError, match="hflip"):
+        create_model("test-vit-tiny", aug_cfg={"hflip": 0.5})
