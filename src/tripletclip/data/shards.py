@@ -23,11 +23,11 @@ from typing import Any, Iterable, Sequence
 from PIL import Image
 
 from tripletclip.data.contract import EDIT_TYPES, DataError
+from tripletclip.utils.provenance import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tripletclip-shards/1"
 _RESERVED_META = ("key", "captions", "neg_types")
-_CHUNK = 1 << 20
 
 
 def detect_image_ext(data: bytes) -> str:
@@ -59,15 +59,6 @@ def encode_image(image: Image.Image | bytes, image_format: str) -> tuple[bytes, 
         rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
         rgb.save(buf, format="JPEG", quality=95)
     return buf.getvalue(), image_format
-
-
-def sha256_file(path: str | Path) -> str:
-    """Streamed sha256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def combine_hashes(hashes: Iterable[str]) -> str:

@@ -10,7 +10,6 @@ NOTE: training augmentation never flips horizontally (flips turn "left of" capti
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import open_clip
 import torch
+
+from tripletclip.utils.provenance import sha256_file as file_sha256
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _registered = False
@@ -44,14 +45,6 @@ def list_models(prefix: str = "") -> list[str]:
     """Every model name the factory accepts (open_clip's and ours)."""
     _ensure_registered()
     return [m for m in open_clip.list_models() if m.startswith(prefix)]
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _DropRandomInitWarning(logging.Filter):

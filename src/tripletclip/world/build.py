@@ -25,7 +25,7 @@ from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGe
 from tripletclip.world.grammar import CaptionStyle
 from tripletclip.world.rand import Rand
 from tripletclip.world.render import encode_image
-from tripletclip.world.vocab import COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec, choose_heldout_pairs
+from tripletclip.world.vocab import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec, choose_heldout_pairs
 
 WORLD_VERSION = "world/1"
 _TRAIN_CHUNK = 200
@@ -68,10 +68,12 @@ def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorSt
 
 def make_spec(heldout_pairs: int = 8, seed: int = 0, shapes: Sequence[str] = SHAPES,
               colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str] = TEXTURES,
-              sizes: Sequence[str] = SIZES, max_objects: int = 3) -> WorldSpec:
+              sizes: Sequence[str] = SIZES, backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+              max_objects: int = 3) -> WorldSpec:
     """A world spec with ``heldout_pairs`` colour-shape pairs withheld (chosen from the seed)."""
-    return WorldSpec(tuple(shapes), tuple(colours), tuple(textures), tuple(sizes), 1, max_objects,
-                     choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
+    return WorldSpec(shapes=tuple(shapes), colours=tuple(colours), textures=tuple(textures), sizes=tuple(sizes),
+                     backgrounds=tuple(backgrounds), min_objects=1, max_objects=max_objects,
+                     heldout_pairs=choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
 
 
 def _imap(fn, tasks: Sequence, workers: int) -> Iterator:

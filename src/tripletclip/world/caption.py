@@ -54,6 +54,7 @@ class Description:
 
     objects: tuple[ObjDesc, ...]
     relations: tuple[Relation, ...] = ()
+    background: Optional[str] = None
 
     def __post_init__(self) -> None:
         n = len(self.objects)
@@ -70,11 +71,13 @@ class Description:
         return {
             "objects": [{k: getattr(o, k) for k in ("shape", "colour", "texture", "size")} for o in self.objects],
             "relations": [list(r) for r in self.relations],
+            "background": self.background,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "Description":
-        return cls(tuple(ObjDesc(**o) for o in d["objects"]), tuple(tuple(r) for r in d["relations"]))  # type: ignore[misc]
+        return cls(tuple(ObjDesc(**o) for o in d["objects"]), tuple(tuple(r) for r in d["relations"]),  # type: ignore[misc]
+                   d.get("background"))
 
 
 def truth(desc: Description, scene: Scene) -> Optional[bool]:
@@ -82,7 +85,7 @@ def truth(desc: Description, scene: Scene) -> Optional[bool]:
     none can; None if the best mapping only fails on an ambiguous relation (never for valid scenes)."""
     objs = scene.objects
     k = len(desc.objects)
-    if k > len(objs):
+    if k > len(objs) or (desc.background is not None and desc.background != scene.background):
         return False
     cands = [[s for s, o in enumerate(objs) if d.matches(o)] for d in desc.objects]
     if any(not c for c in cands):
@@ -113,7 +116,7 @@ def canonical(desc: Description) -> tuple:
             if rel in ("right", "below"):
                 a, b, rel = b, a, INVERSE_RELATION[rel]
             rels.append((a, rel, b))
-        key = (tuple(_obj_key(desc.objects[old]) for old in perm), tuple(sorted(rels)))
+        key = (tuple(_obj_key(desc.objects[old]) for old in perm), tuple(sorted(rels)), desc.background or "")
         if best is None or key < best:
             best = key
     assert best is not None
@@ -125,12 +128,15 @@ def _obj_key(o: ObjDesc) -> tuple[str, str, str, str]:
 
 
 def describe_fully(scene: Scene) -> Description:
-    """The description stating every attribute of every object (no relations)."""
-    return Description(tuple(ObjDesc(o.shape, o.colour, o.texture, o.size) for o in scene.objects))
+    """The description stating every attribute of every object and the background (no relations)."""
+    return Description(tuple(ObjDesc(o.shape, o.colour, o.texture, o.size) for o in scene.objects), (),
+                       scene.background)
 
 
 def concept_words(desc: Description) -> list[str]:
-    """The bag of concept words of a caption (attribute values, shapes, canonical relation names)."""
+    """The bag of concept words of a caption (attribute values, shapes, canonical relation names, background)."""
     words = [w for o in desc.objects for w in o.words()]
     words += [rel for _, rel, _ in desc.relations]
+    if desc.background is not None:
+        words.append(desc.background)
     return words

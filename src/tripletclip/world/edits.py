@@ -132,7 +132,7 @@ def replace_rel(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Op
         bi, bj = cap.binding[i], cap.binding[j]
         objs[bi] = replace(a, x=b.x, y=b.y)
         objs[bj] = replace(b, x=a.x, y=a.y)
-        swapped = Scene(tuple(objs))
+        swapped = scene.with_objects(objs)
         if scene_valid(swapped) and truth(desc, swapped) is True:
             return desc, cap.surface, swapped
     for _ in range(12):
@@ -216,7 +216,7 @@ def add_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Option
     u = rng.uniforms(2)
     new = ObjDesc(shape, colour, texture if u[0] < 0.4 else None, size if u[1] < 0.4 else None)
     desc = replace(cap.desc, objects=cap.desc.objects + (new,))
-    return desc, add_object_surface(cap.surface, rng), Scene(scene.objects + (obj,))
+    return desc, add_object_surface(cap.surface, rng), scene.with_objects(scene.objects + (obj,))
 
 
 @EDITS.register("add_att")

@@ -26,6 +26,7 @@ from tripletclip.world.caption import Description, ObjDesc, Relation
 from tripletclip.world.rand import Rand
 from tripletclip.world.scene import Scene, true_relations
 from tripletclip.world.vocab import (
+    BACKGROUND_PHRASES,
     INVERSE_RELATION,
     PREFIXES,
     RELATION_PHRASES,
@@ -60,13 +61,14 @@ class Surface:
     colour_first: bool = True  # "red striped circle" vs "striped red circle"
     texture_with: bool = False  # "a red circle with stripes"
     oxford: bool = False  # "a, b, and c"
+    bg_choice: int = 0  # background phrase choice
 
     def to_json(self) -> dict:
         return {
             "form": self.form, "objs": [[o.size_choice, o.texture_choice] for o in self.objs],
             "order": list(self.order), "rel_choice": list(self.rel_choice), "prefix": self.prefix,
             "flip": self.flip, "rel_first": self.rel_first, "colour_first": self.colour_first,
-            "texture_with": self.texture_with, "oxford": self.oxford,
+            "texture_with": self.texture_with, "oxford": self.oxford, "bg_choice": self.bg_choice,
         }
 
     @classmethod
@@ -75,6 +77,7 @@ class Surface:
             form=d["form"], objs=tuple(ObjSurface(*o) for o in d["objs"]), order=tuple(d["order"]),
             rel_choice=tuple(d["rel_choice"]), prefix=d["prefix"], flip=d["flip"], rel_first=d["rel_first"],
             colour_first=d["colour_first"], texture_with=d["texture_with"], oxford=d["oxford"],
+            bg_choice=d.get("bg_choice", 0),
         )
 
 
@@ -88,6 +91,7 @@ class CaptionStyle:
     p_size: float = 0.5
     p_relation: float = 0.55
     p_second_relation: float = 0.4
+    p_background: float = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,14 @@ def _orient(r: Relation, subject: int) -> Relation:
 
 def realise(desc: Description, surf: Surface) -> str:
     """The caption text of a description in a given wording."""
+    text = _realise_objects(desc, surf)
+    if desc.background is not None:
+        syn = BACKGROUND_PHRASES[desc.background]
+        text += " " + syn[surf.bg_choice % len(syn)]
+    return text
+
+
+def _realise_objects(desc: Description, surf: Surface) -> str:
     nps = [noun_phrase(o, s, surf.colour_first, surf.texture_with) for o, s in zip(desc.objects, surf.objs)]
     rels = desc.relations
     if surf.form == "list" or not rels:
@@ -203,6 +215,7 @@ def sample_surface(desc: Description, rng: Rand) -> Surface:
     n_rel = len(desc.relations)
     u = rng.uniforms(7)
     bits = [v < 0.5 for v in u[:4]]
+    bg_choice = int(u[6] * 2)
     prefix = rng.randint(len(PREFIXES))
     if n_rel == 0:
         form = "list"
@@ -221,6 +234,7 @@ def sample_surface(desc: Description, rng: Rand) -> Surface:
         colour_first=u[4] < 0.75,  # the common English order ("red striped") is the more frequent
         texture_with=u[5] < 0.25,
         oxford=bits[3],
+        bg_choice=bg_choice,
     )
 
 
@@ -244,7 +258,8 @@ def sample_description(scene: Scene, rng: Rand, style: CaptionStyle = CaptionSty
             rels = true_relations(scene.objects[binding[i]], scene.objects[binding[j]])
             # NOTE: non-overlapping objects are always ordered on at least one axis, so rels is never empty
             relations.append((i, rng.choice(rels), j))
-    desc = Description(objs, tuple(relations))
+    background = scene.background if (scene.background is not None and rng.random() < style.p_background) else None
+    desc = Description(objs, tuple(relations), background)
     return Captioned(desc, sample_surface(desc, rng), binding)
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 from tripletclip.world.caption import Description, ObjDesc, Relation
 from tripletclip.world.grammar import ObjSurface, Surface
 from tripletclip.world.vocab import (
+    BACKGROUND_PHRASES,
     COLOURS,
     PREFIXES,
     RELATION_PHRASES,
@@ -30,6 +31,8 @@ _REL = sorted(((tuple(w.split()), (v, k)) for v, ws in RELATION_PHRASES.items() 
               key=lambda t: -len(t[0]))
 _PREFIX = sorted({tuple(p.split()): i for i, p in reversed(list(enumerate(PREFIXES))) if p}.items(),
                  key=lambda t: -len(t[0]))
+_BG = sorted(((tuple(w.split()), (v, k)) for v, ws in BACKGROUND_PHRASES.items() for k, w in enumerate(ws)),
+             key=lambda t: -len(t[0]))
 _TOKEN = re.compile(r"[a-z]+|,")
 
 
@@ -169,11 +172,16 @@ def parse_caption_full(text: str) -> Optional[tuple[Description, Surface]]:
                 raise _Fail
             if tk.match((",", "and")) or tk.match(("and",)):
                 items += _list(tk, st)
+        background, bg_choice = None, 0
+        for seq, (v, k) in _BG:
+            if tk.match(seq):
+                background, bg_choice = v, k
+                break
         if not tk.done():
             raise _Fail
     except (_Fail, IndexError):
         return None
-    desc = Description(tuple(d for d, _ in items), tuple(relations))
+    desc = Description(tuple(d for d, _ in items), tuple(relations), background)
     surf = Surface(
         form=form,
         objs=tuple(s for _, s in items),
@@ -183,6 +191,7 @@ def parse_caption_full(text: str) -> Optional[tuple[Description, Surface]]:
         colour_first=True if st.colour_first is None else st.colour_first,
         texture_with=st.texture_with,
         oxford=st.oxford,
+        bg_choice=bg_choice,
     )
     return desc, surf
 

@@ -16,11 +16,12 @@ from PIL import Image
 
 from tripletclip.world.rand import Rand
 from tripletclip.world.scene import Obj, Scene
-from tripletclip.world.vocab import COLOURS
+from tripletclip.world.vocab import BACKGROUNDS, COLOURS
 
 _SUPERSAMPLE = 4
 _TEXTURE_DARKEN = 0.55  # secondary shade = colour * (1 - this)
 _N_NOISE = 6
+_OUTLINE = 1.0  # rim width in pixels
 
 
 def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -76,12 +77,38 @@ class Renderer:
         lum = blotch.mean(axis=-1, keepdims=True)
         self._blotch = np.ascontiguousarray(255.0 * (lum + 0.35 * (blotch - lum)).transpose(0, 3, 1, 2),
                                             dtype=np.float32)
+        self._ground = self._make_grounds(g, xx, yy)
         # linear gradients in 16 directions, amplitude 1 (x 255)
         lin = (np.arange(size) + 0.5) / size - 0.5
         ang = 2 * np.pi * np.arange(16) / 16
         self._grad = (255.0 * (np.cos(ang)[:, None, None] * lin[None, None, :]
                                + np.sin(ang)[:, None, None] * lin[None, :, None])).astype(np.float32)
         self._colours = {k: tuple(255.0 * float(c) for c in v) for k, v in COLOURS.items()}
+
+    def _make_grounds(self, g: np.random.Generator, xx: np.ndarray, yy: np.ndarray) -> dict[str, np.ndarray]:
+        """Additive luminance textures (0..255 units, [3, 2s, 2s]) of the background kinds."""
+        s = self.size
+        fine = g.standard_normal(xx.shape)
+        smooth = self._blotch[0].mean(axis=0)
+        waves = np.sin(2 * np.pi * yy / (0.11 * s) + 1.5 * np.sin(2 * np.pi * xx / (0.45 * s)))
+        plank = max(4.0, 0.2 * s)
+        seams = (xx % plank) < 1.0
+        grain = np.sin(2 * np.pi * xx / (0.05 * s) + 0.8 * np.sin(2 * np.pi * yy / (0.7 * s)))
+        stars = (g.random(xx.shape) < 0.012).astype(np.float64)
+        row = max(3.0, 0.11 * s)
+        brick_w = 2 * row
+        offset = ((yy // row) % 2) * row
+        mortar = ((yy % row) < 1.0) | (((xx + offset) % brick_w) < 1.0)
+        kinds = {
+            "grain": 20.0 * fine + 0.3 * smooth,
+            "smooth": 4.0 * fine + 0.15 * smooth,
+            "waves": 22.0 * waves + 6.0 * fine,
+            "planks": 10.0 * grain - 45.0 * seams + 6.0 * fine,
+            "blotches": 0.22 * smooth + 10.0 * fine,
+            "stars": 200.0 * stars + 3.0 * fine,
+            "bricks": 70.0 * mortar + 8.0 * fine,
+        }
+        return {k: np.ascontiguousarray(np.broadcast_to(v.astype(np.float32), (3,) + v.shape)) for k, v in kinds.items()}
 
     def _make_patterns(self, xx: np.ndarray, yy: np.ndarray) -> dict[str, np.ndarray]:
         s = self.size
@@ -95,24 +122,32 @@ class Renderer:
         checks = np.clip(2.5 * np.sin(np.pi * xx / cell) * np.sin(np.pi * yy / cell) + 0.5, 0, 1)
         return {k: v.astype(np.float32) for k, v in (("striped", stripes), ("dotted", dots), ("checkered", checks))}
 
-    def _mask(self, shape: str, r_q: int, fx: int, fy: int) -> tuple[np.ndarray, int]:
-        """Alpha mask for radius r_q/4 px and centre offset (fx, fy)/2 px within its pixel; and its half side."""
+    def _mask(self, shape: str, r_q: int, fx: int, fy: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Alpha mask for radius r_q/4 px and centre offset (fx, fy)/2 px within its pixel, the multiplier
+        that darkens a one-pixel outline around it, and the window's half side."""
         key = (shape, r_q, fx, fy)
         hit = self._masks.get(key)
         if hit is not None:
             return hit
         r = r_q / 4.0
-        half = int(np.ceil(r)) + 1
+        half = int(np.ceil(r + _OUTLINE)) + 1
         n = 2 * half + 1
         sub = (np.arange(_SUPERSAMPLE, dtype=np.float64) + 0.5) / _SUPERSAMPLE
         # pixel jj covers [jj - half - f/2, ...) relative to the quantised centre
         ax = (np.arange(n)[:, None] + sub[None, :]).reshape(-1)
-        u = (ax - half - fx / 2.0) / r
-        v = (ax - half - fy / 2.0) / r
-        inside = _inside(shape, u[None, :], v[:, None]).astype(np.float32)
-        alpha = inside.reshape(n, _SUPERSAMPLE, n, _SUPERSAMPLE).mean(axis=(1, 3))
-        self._masks[key] = (alpha, half)
-        return alpha, half
+        u = (ax - half - fx / 2.0)
+        v = (ax - half - fy / 2.0)
+
+        def coverage(radius: float) -> np.ndarray:
+            inside = _inside(shape, u[None, :] / radius, v[:, None] / radius).astype(np.float32)
+            return inside.reshape(n, _SUPERSAMPLE, n, _SUPERSAMPLE).mean(axis=(1, 3))
+
+        alpha = coverage(r)
+        # NOTE: a dark rim keeps objects visible on grounds of their own colour (a green star on grass)
+        rim = np.clip(coverage(r + _OUTLINE) - alpha, 0.0, 1.0)
+        hit = (alpha.astype(np.float32), (1.0 - 0.6 * rim).astype(np.float32), half)
+        self._masks[key] = hit
+        return hit
 
     def render(self, scene: Scene, rng: Rand) -> np.ndarray:
         """The scene as a [size, size, 3] uint8 array."""
@@ -122,14 +157,22 @@ class Renderer:
         # op in float32; channel-first arrays so that broadcasts run over a contiguous last axis; values are
         # kept in 0..255 throughout so that no final rescale is needed.
         u = rng.uniforms(12 + 6 * n)
-        grey = 255.0 * (0.3 + 0.42 * u[0])
-        base = np.array([grey + 25.5 * (u[1] - 0.5), grey + 25.5 * (u[2] - 0.5), grey + 25.5 * (u[3] - 0.5)],
-                        dtype=np.float32)[:, None, None]
         b = int(u[8] * _N_NOISE)
         oy, ox = int(u[9] * s), int(u[10] * s)
-        img = (0.12 * u[6]) * self._blotch[b, :, oy:oy + s, ox:ox + s]
-        img += base
-        img += (0.16 * u[5]) * self._grad[int(u[4] * len(self._grad))]
+        if scene.background is None:
+            grey = 255.0 * (0.3 + 0.42 * u[0])
+            base = np.array([grey + 25.5 * (u[1] - 0.5), grey + 25.5 * (u[2] - 0.5), grey + 25.5 * (u[3] - 0.5)],
+                            dtype=np.float32)[:, None, None]
+            img = (0.12 * u[6]) * self._blotch[b, :, oy:oy + s, ox:ox + s]
+            img += base
+            img += (0.16 * u[5]) * self._grad[int(u[4] * len(self._grad))]
+        else:
+            rgb, kind = BACKGROUNDS[scene.background]
+            base = np.array([255.0 * rgb[c] + 30.0 * (u[1 + c] - 0.5) for c in range(3)],
+                            dtype=np.float32)[:, None, None]
+            img = (0.8 + 0.4 * u[6]) * self._ground[kind][:, oy:oy + s, ox:ox + s]
+            img += base
+            img += (0.08 * u[5]) * self._grad[int(u[4] * len(self._grad))]
         for k, obj in enumerate(scene.objects):
             self._draw(img, obj, u[12 + 6 * k:18 + 6 * k])
         b = int(u[11] * _N_NOISE)
@@ -148,17 +191,18 @@ class Renderer:
         ix, fx = divmod(cx2, 2)
         iy, fy = divmod(cy2, 2)
         r_q = max(4, int(round(obj.r * s * 4)))
-        alpha, half = self._mask(obj.shape, r_q, fx, fy)
+        alpha, rim, half = self._mask(obj.shape, r_q, fx, fy)
         y0, x0 = iy - half, ix - half
         y1, x1 = y0 + alpha.shape[0], x0 + alpha.shape[1]
         # clip the window to the image (objects keep a border margin, masks overhang by one pixel)
         cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y1, s), min(x1, s)
         a = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        win = img[:, cy0:cy1, cx0:cx1]
+        win *= rim[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
         gain = 1.0 + 0.14 * (u[3] - 0.5)
         rgb = self._colours[obj.colour]
         colour = np.array([rgb[0] * gain + 15.3 * (u[0] - 0.5), rgb[1] * gain + 15.3 * (u[1] - 0.5),
                            rgb[2] * gain + 15.3 * (u[2] - 0.5)], dtype=np.float32)[:, None, None]
-        win = img[:, cy0:cy1, cx0:cx1]
         shade = self._shades[obj.texture]
         if shade is None:
             fill = colour - win

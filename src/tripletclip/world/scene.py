@@ -44,23 +44,27 @@ class Obj:
 
 @dataclass(frozen=True, slots=True)
 class Scene:
-    """An ordered tuple of objects (order carries no meaning)."""
+    """An ordered tuple of objects (order carries no meaning) on a background (None: plain grey)."""
 
     objects: tuple[Obj, ...]
+    background: Optional[str] = None
 
     def __len__(self) -> int:
         return len(self.objects)
 
-    def to_json(self) -> list[dict]:
-        return [
-            {"shape": o.shape, "colour": o.colour, "texture": o.texture, "size": o.size,
-             "x": round(o.x, 5), "y": round(o.y, 5), "r": round(o.r, 5)}
-            for o in self.objects
-        ]
+    def with_objects(self, objects: Sequence[Obj]) -> "Scene":
+        return Scene(tuple(objects), self.background)
+
+    def to_json(self) -> dict:
+        return {
+            "background": self.background,
+            "objects": [{"shape": o.shape, "colour": o.colour, "texture": o.texture, "size": o.size,
+                         "x": round(o.x, 5), "y": round(o.y, 5), "r": round(o.r, 5)} for o in self.objects],
+        }
 
     @classmethod
-    def from_json(cls, rows: list[dict]) -> "Scene":
-        return cls(tuple(Obj(**row) for row in rows))
+    def from_json(cls, d: dict) -> "Scene":
+        return cls(tuple(Obj(**row) for row in d["objects"]), d.get("background"))
 
     def pairs(self) -> set[tuple[str, str]]:
         """The (colour, shape) compositions present."""
@@ -213,10 +217,11 @@ def sample_scene(spec: WorldSpec, rng: Rand, n_objects: Optional[int] = None,
                 raise ValueError("sample_scene(heldout=True): the spec has no held-out pairs")
             attrs[0] = sample_attributes(spec, rng, held)
         radii = [sample_radius(a[3], rng) for a in attrs]
+        background = rng.choice(spec.backgrounds) if spec.backgrounds else None
         centres = place(radii, rng)
         if centres is not None:
             return Scene(tuple(Obj(*a, x=float(c[0]), y=float(c[1]), r=rad)
-                               for a, c, rad in zip(attrs, centres, radii)))
+                               for a, c, rad in zip(attrs, centres, radii)), background)
 
 
 def with_attribute(obj: Obj, name: str, value: str, rng: Rand) -> Obj:
@@ -229,7 +234,7 @@ def with_attribute(obj: Obj, name: str, value: str, rng: Rand) -> Obj:
 def replace_object(scene: Scene, index: int, obj: Obj) -> Scene:
     objs = list(scene.objects)
     objs[index] = obj
-    return Scene(tuple(objs))
+    return scene.with_objects(objs)
 
 
 def relocate(scene: Scene, rng: Rand, keep: Sequence[int] = ()) -> Optional[Scene]:
@@ -242,4 +247,4 @@ def relocate(scene: Scene, rng: Rand, keep: Sequence[int] = ()) -> Optional[Scen
     objs = list(scene.objects)
     for i, c in zip(moving, centres):
         objs[i] = replace(objs[i], x=float(c[0]), y=float(c[1]))
-    return Scene(tuple(objs))
+    return scene.with_objects(objs)

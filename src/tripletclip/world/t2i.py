@@ -18,9 +18,9 @@ from tripletclip.world.parser import parse_caption
 from tripletclip.world.rand import Rand
 from tripletclip.world.render import get_renderer
 from tripletclip.world.scene import MAX_SCENE_OBJECTS, Obj, Scene, place, sample_radius
-from tripletclip.world.vocab import COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec
+from tripletclip.world.vocab import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec
 
-_FULL = WorldSpec(SHAPES, tuple(COLOURS), TEXTURES, SIZES)
+_FULL = WorldSpec(SHAPES, tuple(COLOURS), TEXTURES, SIZES, tuple(BACKGROUNDS))
 
 
 def scene_for_description(desc: Description, rng: Rand, spec: WorldSpec = _FULL, extra_objects: int = 0,
@@ -47,7 +47,9 @@ def scene_for_description(desc: Description, rng: Rand, spec: WorldSpec = _FULL,
         centres = place(radii, rng)
         if centres is None:
             continue
-        scene = Scene(tuple(Obj(*a, x=float(c[0]), y=float(c[1]), r=r) for a, c, r in zip(attrs, centres, radii)))
+        background = desc.background or (rng.choice(spec.backgrounds) if spec.backgrounds else None)
+        scene = Scene(tuple(Obj(*a, x=float(c[0]), y=float(c[1]), r=r) for a, c, r in zip(attrs, centres, radii)),
+                      background)
         if truth(desc, scene) is True:
             return scene
     return None

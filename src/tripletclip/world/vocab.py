@@ -30,6 +30,28 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 TEXTURES: tuple[str, ...] = ("plain", "striped", "dotted", "checkered")
 SIZES: tuple[str, ...] = ("small", "large")
+# Scene-level context (like "on the beach" in real captions): base colour of the ground and its texture kind.
+# NOTE: context words let a caption single out its image in a batch without any binding, as on real data.
+BACKGROUNDS: dict[str, tuple[tuple[float, float, float], str]] = {
+    "grass": ((0.30, 0.48, 0.22), "grain"),
+    "sand": ((0.78, 0.68, 0.48), "grain"),
+    "snow": ((0.90, 0.91, 0.94), "smooth"),
+    "water": ((0.20, 0.38, 0.58), "waves"),
+    "wood": ((0.50, 0.34, 0.20), "planks"),
+    "stone": ((0.47, 0.47, 0.47), "blotches"),
+    "night": ((0.07, 0.08, 0.16), "stars"),
+    "brick": ((0.56, 0.28, 0.22), "bricks"),
+}
+BACKGROUND_PHRASES: dict[str, tuple[str, ...]] = {
+    "grass": ("on grass", "on the grass"),
+    "sand": ("on sand", "on the sand"),
+    "snow": ("in the snow", "on snow"),
+    "water": ("on water", "on the water"),
+    "wood": ("on wood", "on a wooden floor"),
+    "stone": ("on stone", "on a stone floor"),
+    "night": ("at night", "in the night"),
+    "brick": ("against a brick wall", "in front of bricks"),
+}
 # Canonical relation names (subject REL object); image y grows downwards.
 RELATIONS: tuple[str, ...] = ("left", "right", "above", "below")
 INVERSE_RELATION: dict[str, str] = {"left": "right", "right": "left", "above": "below", "below": "above"}
@@ -60,7 +82,7 @@ PREFIXES: tuple[str, ...] = ("", "", "there is ", "a photo of ", "an image of ",
 
 # Words that carry no concept (the bag-of-words oracle and the swap tests ignore them).
 FUNCTION_WORDS: frozenset[str] = frozenset(
-    "a an the and is of to on with which there photo image picture".split()
+    "a an the and is of to on with which there photo image picture in at against front floor wall wooden".split()
 )
 
 
@@ -76,6 +98,7 @@ class WorldSpec:
     colours: tuple[str, ...] = tuple(COLOURS)
     textures: tuple[str, ...] = TEXTURES
     sizes: tuple[str, ...] = SIZES
+    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)  # () = plain grey backgrounds, never named
     min_objects: int = 1
     max_objects: int = 3
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
@@ -93,6 +116,9 @@ class WorldSpec:
         if not 1 <= self.min_objects <= self.max_objects <= 3:
             raise ValueError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
                              f"{self.min_objects}..{self.max_objects}")
+        bad = [b for b in self.backgrounds if b not in BACKGROUNDS]
+        if bad:
+            raise ValueError(f"WorldSpec.backgrounds: unknown {bad}; known: {tuple(BACKGROUNDS)}")
         for c, s in self.heldout_pairs:
             if c not in self.colours or s not in self.shapes:
                 raise ValueError(f"WorldSpec.heldout_pairs: ({c}, {s}) is not a (colour, shape) of this spec")
@@ -105,6 +131,9 @@ class WorldSpec:
         """(colour, shape) pairs usable in training (``heldout=False``) or the held-out ones."""
         return _allowed_pairs(self, heldout)
 
+    def n_scene_contexts(self) -> int:
+        return max(1, len(self.backgrounds))
+
     def n_object_types(self) -> int:
         return len(self.shapes) * len(self.colours) * len(self.textures) * len(self.sizes)
 
@@ -114,6 +143,7 @@ class WorldSpec:
             "colours": list(self.colours),
             "textures": list(self.textures),
             "sizes": list(self.sizes),
+            "backgrounds": list(self.backgrounds),
             "min_objects": self.min_objects,
             "max_objects": self.max_objects,
             "heldout_pairs": [list(p) for p in self.heldout_pairs],
@@ -126,6 +156,7 @@ class WorldSpec:
             colours=tuple(d["colours"]),
             textures=tuple(d["textures"]),
             sizes=tuple(d["sizes"]),
+            backgrounds=tuple(d.get("backgrounds", ())),
             min_objects=int(d["min_objects"]),
             max_objects=int(d["max_objects"]),
             heldout_pairs=tuple(tuple(p) for p in d["heldout_pairs"]),  # type: ignore[misc]
