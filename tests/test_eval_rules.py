@@ -386,3 +386,12 @@ def test_evaluate_frequency_build_args_and_registry(tmp_path):
         evaluate(["nope"], enc, {})
     with pytest.raises(ValueError, match="needs 'annotations'"):
         evaluate(["valse"], enc, {})
+
+
+def test_quick_gelu_mismatch_is_refused():
+    from tripletclip.eval.api import check_quick_gelu
+
+    with pytest.raises(ValueError, match="trained with QuickGELU.*ViT-B-32-quickgelu"):
+        check_quick_gelu("ViT-B-32", "openai")  # checked from metadata, before any download
+    check_quick_gelu("ViT-B-32", "openai", force_quick_gelu=True)
+    check_quick_gelu("ViT-B-32-quickgelu", "openai")

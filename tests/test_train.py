@@ -142,3 +142,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/benchmarks not next to the repo")
+def test_periodic_eval_logs_compositional_scores_next_to_the_loss(shards, tmp_path):
+    args = "{sugarcrepe: {annotations: %s, images: %s}}" % (SHARED / "sugar_crepe", SHARED / "images" / "val2017")
+    res = train(_cfg(shards, tmp_path, "negclip", steps=4, **{"eval.benchmarks": "sugarcrepe", "eval.args": args,
+                                                              "train.eval_every": "2"}))
+    recs = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in recs if any(k.startswith("eval/") for k in r)]
+    assert [r["step"] for r in evals] == [2, 4]
+    keys = [k for k in evals[-1] if k.startswith("eval/sugarcrepe")]
+    assert keys and all(0.0 <= evals[-1][k] <= 100.0 for k in keys if isinstance(evals[-1][k], float))
+
+
+def test_fine_tune_from_local_weights_with_a_locked_image_tower(shards, tmp_path):
+    """LiT-style lock (TripletCLIP Table 8): the image tower keeps its pretrained bits, the text tower moves."""
+    from tripletclip.models.factory import save_random_weights
+
+    init = save_random_weights("test-vit-tiny", tmp_path / "init.safetensors", seed=5)
+    res = train(_cfg(shards, tmp_path, "negclip", steps=3, **{"model.pretrained": str(init), "model.lock_image": "true"}))
+    before = load_file(str(init))
+    after = load_file(str(Path(res["run_dir"]) / "checkpoints" / "step_00000003" / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("transformer."))
+    assert json.loads((Path(res["run_dir"]) / "run.json").read_text())["model"]["weights_sha256"]

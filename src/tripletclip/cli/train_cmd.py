@@ -26,7 +26,13 @@ def train(config_path: str | None, resume: str | None, print_config: bool, overr
     if print_config:
         click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return
+    from tripletclip.data.contract import DataError
     from tripletclip.train import train as run_train
 
-    result = run_train(cfg, resume=resume)
+    try:
+        result = run_train(cfg, resume=resume)
+    except (DataError, FileNotFoundError, FileExistsError) as e:
+        raise click.ClickException(str(e)) from None
+    except KeyError as e:  # unknown registry name (loss, model): the message lists the known ones
+        raise click.ClickException(str(e.args[0]) if e.args else repr(e)) from None
     click.echo(f"run folder: {result['run_dir']} (step {result['step']})")

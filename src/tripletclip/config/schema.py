@@ -89,7 +89,9 @@ class OptimConfig:
 class TrainConfig:
     steps: int = 1000
     batch_size: int = 64  # per process; the global batch is batch_size * world_size
-    precision: str = "bf16"  # "bf16" (autocast, fp32 master weights) or "fp32"
+    # "auto" (bf16 autocast where native: CUDA, AVX512-BF16/AMX CPUs; else fp32), "bf16" or "fp32";
+    # master weights are fp32 in every case (train/precision.py)
+    precision: str = "auto"
     seed: int = 0
     log_every: int = 10
     save_every: int = 500

@@ -90,6 +90,28 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def check_quick_gelu(model: str, pretrained: str, force_quick_gelu: bool = False) -> None:
+    """Refuse a pretrained tag trained with QuickGELU on a GELU model (or the reverse): a different network.
+
+    open_clip only warns; the scores of such a model are silently wrong (methods.md section 5).
+    """
+    import open_clip
+
+    if not pretrained or Path(pretrained).exists():
+        return
+    tag_cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
+    if not tag_cfg:  # not a known tag of this model: create_model reports that
+        return
+    tag_qg = bool(tag_cfg.get("quick_gelu", False))
+    model_qg = bool(force_quick_gelu or (open_clip.get_model_config(model) or {}).get("quick_gelu", False))
+    if tag_qg != model_qg:
+        fix = f"use '{model}-quickgelu' or --force-quick-gelu" if tag_qg else "use the model name without -quickgelu"
+        raise ValueError(
+            f"pretrained '{pretrained}' was trained with{'' if tag_qg else 'out'} QuickGELU but model '{model}' "
+            f"{'does not use' if tag_qg else 'uses'} it: that scores a different network; {fix}"
+        )
+
+
 def load_encoder(
     model: Optional[str] = None,
     pretrained: str = "",
@@ -108,6 +130,7 @@ def load_encoder(
     if checkpoint is not None:
         bundle = load_run_model(checkpoint, device=device)
     else:
+        check_quick_gelu(model, pretrained, force_quick_gelu)
         bundle = create_model(model, pretrained, device=device, force_quick_gelu=force_quick_gelu)
     bundle.model.eval()
     return Encoder.from_bundle(bundle, batch_size=batch_size, device=device, precision=precision, progress=progress)

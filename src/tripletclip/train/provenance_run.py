@@ -46,7 +46,8 @@ def resolve_run_dir(cfg: RunConfig, resume: Optional[str], is_main: bool) -> tup
     return run_dir, ckpt
 
 
-def write_run_info(run_dir: Path, cfg: RunConfig, env: Any, model_identity: dict[str, Any], data: dict[str, Any]) -> None:
+def write_run_info(run_dir: Path, cfg: RunConfig, env: Any, model_identity: dict[str, Any], data: dict[str, Any],
+                   autocast: str = "fp32") -> None:
     """``run.json``: code version, data hash, model identity, world size, machine: what produced the numbers."""
     info = {
         "code_version": code_version(),
@@ -54,6 +55,7 @@ def write_run_info(run_dir: Path, cfg: RunConfig, env: Any, model_identity: dict
         "model": model_identity,
         "world_size": env.world_size,
         "global_batch": cfg.train.batch_size * env.world_size,
+        "autocast": autocast,
         "machine": machine_info(),
         "config": config_to_dict(cfg),
     }

@@ -27,6 +27,7 @@ from tripletclip.models import apply_locks, create_model
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.metrics import MetricsLogger
 from tripletclip.train.optim import build_optimizer, build_scheduler
+from tripletclip.train.precision import autocast_dtype
 from tripletclip.train.progress import StepProgress
 from tripletclip.train.provenance_run import data_fingerprint, resolve_run_dir, write_run_info
 from tripletclip.train.step import forward_features, move_batch
@@ -41,9 +42,7 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
         torch.set_num_threads(cfg.train.threads)
     device = torch.device(env.device)
     run_dir, resume_ckpt = resolve_run_dir(cfg, resume, is_main=env.rank == 0)
-    autocast = {"bf16": torch.bfloat16, "fp32": None}.get(cfg.train.precision, "bad")
-    if autocast == "bad":
-        raise ValueError(f"train.precision must be bf16 or fp32, got '{cfg.train.precision}'")
+    autocast = autocast_dtype(cfg.train.precision, device)
 
     # Same seed on every rank for the initial weights (DDP also broadcasts them); data order differs by rank.
     torch.manual_seed(cfg.train.seed)
@@ -78,14 +77,16 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
 
     if env.rank == 0 and resume_ckpt is None:
         save_config(cfg, run_dir / "config.yaml")
-        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, list(loader.source.files)))
+        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, list(loader.source.files)),
+                       autocast=str(autocast) if autocast else "fp32")
     ddp_model = model
     if env.world_size > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     metrics = MetricsLogger(run_dir, enabled=env.rank == 0, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
                             wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg), resume=resume_ckpt is not None)
     metrics.truncate_after(step)
-    meta = {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size}
+    meta = {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size,
+            "autocast": str(autocast) if autocast else "fp32"}
     global_b = cfg.train.batch_size * env.world_size
     shapes = loss_fn.logits_shapes(cfg.train.batch_size, global_b, cfg.data.max_neg_text if use_nt else 0,
                                    cfg.data.max_neg_image if use_ni else 0)

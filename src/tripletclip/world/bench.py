@@ -11,6 +11,7 @@ Layout (TEAM.md, read by :mod:`tripletclip.eval`):
   (x, y), (x', y') whose captions are each false for the other image (so add-edits, whose y stays true for x',
   never form groups). ``tag`` is the edit type; ``collapsed_tag`` is Object / Attribute / Relation.
 - ``retrieval.json``: Karpathy / ARO style ``[{"image": "<name>.png", "caption": [...]}]``.
+- ``scenes.jsonl``: the scene graph of every image (``{"image", "scene"}``), for analyses and re-rendering.
 - ``manifest.json``: counts per category and split, seed, generator version, world spec, sha256 of each file.
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run_bench_task(task: BenchTask) -> tuple[str, str, list[dict[str, Any]], dic
             caps = [sample_description(scene, rng, RETRIEVAL_STYLE).text for _ in range(task.n_captions)]
             name = f"retrieval-{j:05d}"
             _write(images / f"{name}.png", encode_image(gen.renderer.render(scene, rng), "png"))
-            rows.append({"image": f"{name}.png", "caption": caps})
+            rows.append({"image": f"{name}.png", "caption": caps, "scene": scene.to_json()})
         return task.kind, "", rows, {}
     cat_index = SUGARCREPE_TYPES.index(task.category)
     rng = Rand([task.seed, 2, cat_index, 0 if task.split == "seen" else 1])
@@ -84,6 +85,8 @@ def run_bench_task(task: BenchTask) -> tuple[str, str, list[dict[str, Any]], dic
             "split": task.split,
             "negative_filename": f"{base}-neg.png",
             "positive_true_for_negative": neg.positive_true_for_negative,
+            "scene": t.scene.to_json(),
+            "negative_scene": neg.scene.to_json(),
         })
     return task.kind, task.category, rows, dict(gen.stats.failed)
 
@@ -136,6 +139,10 @@ def write_bench(bench_dir: Path, results: Sequence[tuple[str, str, list[dict[str
             per_cat[cat] += rows
         for k, v in fails.items():
             failed[k] = failed.get(k, 0) + v
+    scenes = [{"image": r["filename"], "scene": r["scene"]} for rows in per_cat.values() for r in rows]
+    scenes += [{"image": r["negative_filename"], "scene": r["negative_scene"]} for rows in per_cat.values() for r in rows]
+    scenes += [{"image": r["image"], "scene": r.pop("scene")} for r in retrieval]
+    _dump(bench_dir / "scenes.jsonl", scenes, jsonl=True)
     counts: dict[str, dict[str, int]] = {}
     wino: list[dict[str, Any]] = []
     wino_counts: dict[str, dict[str, int]] = {}

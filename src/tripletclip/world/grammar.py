@@ -85,13 +85,13 @@ class Surface:
 class CaptionStyle:
     """How much of a scene a caption describes (real captions describe parts of scenes)."""
 
-    p_all_objects: float = 0.6
-    p_colour: float = 0.85
-    p_texture: float = 0.5
-    p_size: float = 0.5
+    p_all_objects: float = 0.75
+    p_colour: float = 0.95
+    p_texture: float = 0.6
+    p_size: float = 0.6
     p_relation: float = 0.55
     p_second_relation: float = 0.4
-    p_background: float = 0.8
+    p_background: float = 0.9
 
 
 @dataclass(frozen=True, slots=True)

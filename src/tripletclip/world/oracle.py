@@ -29,8 +29,10 @@ from tripletclip.world.vocab import WorldSpec
 
 
 def scene_concepts(scene: Scene) -> set[str]:
-    """Every concept word true of some object or some ordered pair of the scene (no binding)."""
+    """Every concept word true of the scene, of some object or of some ordered pair (no binding)."""
     bag = {v for o in scene.objects for v in (o.shape, o.colour, o.texture, o.size)}
+    if scene.background is not None:
+        bag.add(scene.background)
     for a in scene.objects:
         for b in scene.objects:
             if a is not b:
