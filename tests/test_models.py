@@ -38,3 +38,24 @@ def test_unknown_model_and_tag_are_clear_errors():
 def test_flip_augmentation_is_refused():
     with pytest.raises(ValueError, match="hflip"):
         create_model("test-vit-tiny", aug_cfg={"hflip": 0.5})
+
+
+def test_trimmed_text_encoding_equals_the_full_context():
+    """Causal mask + end-of-text pooling: positions after the longest caption cannot change the features."""
+    from tripletclip.models.trimmed import TrimmedClip, encode_text_trimmed, pool_positions, supports_trimming
+
+    torch.manual_seed(0)
+    b = create_model("test-vit-tiny")
+    tok = b.tokenizer(["a red cube", "a small blue ball to the left of a green cone on grass"])
+    assert supports_trimming(b.model)
+    assert int(pool_positions(b.model, tok).max()) + 1 == int((tok != 0).sum(1).max()) < b.context_length
+    full = b.model.encode_text(tok, normalize=True)
+    trimmed = encode_text_trimmed(b.model, tok, normalize=True)
+    assert torch.allclose(full, trimmed, atol=1e-5)
+    img = torch.randn(2, 3, 32, 32)
+    out = TrimmedClip(b.model)(img, tok)
+    assert torch.allclose(out[0], b.model.encode_image(img, normalize=True), atol=1e-6)
+    # gradients agree too (what training relies on)
+    g_full = torch.autograd.grad(b.model.encode_text(tok).sum(), b.model.token_embedding.weight)[0]
+    g_trim = torch.autograd.grad(encode_text_trimmed(b.model, tok).sum(), b.model.token_embedding.weight)[0]
+    assert torch.allclose(g_full, g_trim, rtol=1e-4, atol=1e-4)

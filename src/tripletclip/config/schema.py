@@ -59,6 +59,8 @@ class ModelConfig:
     lock_text_unlocked_layers: int = 0
     force_quick_gelu: bool = False
     grad_checkpointing: bool = False
+    # run the text tower on the batch's longest caption instead of the full context (same features, less work)
+    trim_text: bool = True
     # open_clip AugmentationCfg fields for the train transform (e.g. {scale: [0.9, 1.0]}); hflip is refused
     aug: dict[str, Any] = field(default_factory=dict)
 

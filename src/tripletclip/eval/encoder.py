@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tripletclip.models.trimmed import encode_text_trimmed, supports_trimming
 
 
 @dataclass(frozen=True)
@@ -83,22 +84,6 @@ def _decode(item: _Loaded) -> Image.Image:
     return img
 
 
-def _can_trim_text(model: torch.nn.Module) -> bool:
-    """True for open_clip's ``CLIP`` text tower with a causal mask and end-of-text pooling (see _encode_trimmed)."""
-    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "attn_mask", "text_pool_type")
-    if not all(hasattr(model, a) for a in needed) or getattr(model, "attn_mask", None) is None:
-        return False
-    if model.text_pool_type not in ("argmax", "eos") or not hasattr(model.transformer, "get_cast_dtype"):
-        return False
-    if not getattr(model.transformer, "batch_first", False):  # older open_clip permutes to [L, N, D] itself
-        return False
-    if model.text_pool_type == "eos" and getattr(model, "text_eos_id", None) is None:
-        return False
-    mask = model.attn_mask
-    causal = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
-    return mask.dim() == 2 and bool(torch.equal(torch.isneginf(mask), causal)) and bool((mask[~causal] == 0).all())
-
-
 class Encoder:
     """L2-normalised float32 embeddings of images and texts from any open_clip-style model.
 
@@ -136,7 +121,7 @@ class Encoder:
         self.identity = dict(identity or {})
         self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
         self.progress = progress
-        self._trim = _can_trim_text(model)
+        self._trim = supports_trimming(model)
         self._images: dict[str, torch.Tensor] = {}
         self._texts: dict[str, torch.Tensor] = {}
         self.stats: dict[str, float] = {
@@ -185,27 +170,8 @@ class Encoder:
     def _forward_texts(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens.to(self.device)
         with self._inference():
-            out = self._encode_trimmed(tokens) if self._trim else self.model.encode_text(tokens)
+            out = encode_text_trimmed(self.model, tokens)
         return F.normalize(out.float(), dim=-1).cpu()
-
-    def _encode_trimmed(self, text: torch.Tensor) -> torch.Tensor:
-        """open_clip's ``CLIP.encode_text`` on the tokens up to the batch's last pooled (end-of-text) position.
-
-        With a causal attention mask a position never attends to later ones, so the features pooled at the
-        end-of-text token are the same whether the padding after it is computed or not; skipping it saves most
-        of the text tower's work on short captions (context 77, captions ~15 tokens).
-        """
-        m = self.model
-        pool_at = text.argmax(dim=-1) if m.text_pool_type == "argmax" else (text == m.text_eos_id).int().argmax(dim=-1)
-        n = int(pool_at.max()) + 1
-        text = text[:, :n]
-        cast = m.transformer.get_cast_dtype()
-        x = m.token_embedding(text).to(cast) + m.positional_embedding[:n].to(cast)
-        x = m.ln_final(m.transformer(x, attn_mask=m.attn_mask[:n, :n]))
-        x = x[torch.arange(x.shape[0], device=x.device), pool_at]
-        if m.text_projection is not None:
-            x = m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
-        return x
 
     # ------------------------------------------------------------------ public API
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:

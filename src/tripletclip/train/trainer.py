@@ -24,6 +24,7 @@ from tripletclip.config import RunConfig, config_to_dict, save_config
 from tripletclip.data.loader import build_train_loader
 from tripletclip.losses import build_loss
 from tripletclip.models import apply_locks, create_model
+from tripletclip.models.trimmed import TrimmedClip
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.metrics import MetricsLogger
 from tripletclip.train.optim import build_optimizer, build_scheduler
@@ -79,9 +80,10 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
         save_config(cfg, run_dir / "config.yaml")
         write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, list(loader.source.files)),
                        autocast=str(autocast) if autocast else "fp32")
-    ddp_model = model
+    # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
+    ddp_model = TrimmedClip(model) if cfg.model.trim_text else model
     if env.world_size > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device] if device.type == "cuda" else None)
     metrics = MetricsLogger(run_dir, enabled=env.rank == 0, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
                             wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg), resume=resume_ckpt is not None)
     metrics.truncate_after(step)
@@ -184,7 +186,7 @@ def _periodic_eval(cfg: RunConfig, bundle: Any, model: torch.nn.Module, metrics:
     was_training = model.training
     model.eval()
     enc = Encoder.from_bundle(dataclasses.replace(bundle, model=model), batch_size=cfg.eval.batch_size)
-    results = evaluate(cfg.eval.benchmarks, enc, cfg.eval.args)
+    results = evaluate(cfg.eval.benchmarks, enc, cfg.eval.args, step=step)
     scalars = {f"eval/{k}": v for k, v in headline_scalars(results).items()}
     metrics.log(step, scalars)
     model.train(was_training)

@@ -105,7 +105,7 @@ def replace_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Op
     b = cap.binding[i]
     old = cap.desc.objects[i]
     value = _pick(rng, [v for v in ctx.spec.attribute_values[a] if v != getattr(old, a)])
-    new_scene = _fix_placement(replace_object(scene, b, with_attribute(scene.objects[b], a, value, rng)), rng, [b])
+    new_scene = _fix_placement(replace_object(scene, b, with_attribute(scene.objects[b], a, value, rng, ctx.spec.object_scale)), rng, [b])
     if new_scene is None:
         return None
     return cap.desc.with_object(i, replace(old, **{a: value})), cap.surface, new_scene
@@ -207,7 +207,7 @@ def add_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Option
     pairs = ctx.spec.allowed_pairs(heldout=False) if ctx.forbid_heldout else \
         [(c, s) for c in ctx.spec.colours for s in ctx.spec.shapes]
     shape, colour, texture, size = sample_attributes(ctx.spec, rng, pairs)
-    r = sample_radius(size, rng)
+    r = sample_radius(size, rng, ctx.spec.object_scale)
     centre = place([r], rng, fixed=scene.objects)
     if centre is None:
         return None
@@ -229,7 +229,7 @@ def add_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Option
     i, a = _pick(rng, options)
     b = cap.binding[i]
     value = _pick(rng, [v for v in ctx.spec.attribute_values[a] if v != scene.objects[b].attr(a)])
-    new_scene = _fix_placement(replace_object(scene, b, with_attribute(scene.objects[b], a, value, rng)), rng, [b])
+    new_scene = _fix_placement(replace_object(scene, b, with_attribute(scene.objects[b], a, value, rng, ctx.spec.object_scale)), rng, [b])
     if new_scene is None:
         return None
     return cap.desc.with_object(i, replace(cap.desc.objects[i], **{a: value})), cap.surface, new_scene

@@ -188,9 +188,10 @@ def place(radii: Sequence[float], rng: Rand, fixed: Sequence[Obj] = (), tries: i
     return np.array([xs[n_fixed:], ys[n_fixed:]]).T
 
 
-def sample_radius(size: str, rng: Rand) -> float:
+def sample_radius(size: str, rng: Rand, scale: float = 1.0) -> float:
+    """A radius in the range of ``size``, times the spec's ``object_scale``."""
     lo, hi = RADIUS_RANGE[size]
-    return lo + (hi - lo) * rng.random()
+    return scale * (lo + (hi - lo) * rng.random())
 
 
 def sample_attributes(spec: WorldSpec, rng: Rand, pairs: Sequence[tuple[str, str]]
@@ -216,7 +217,7 @@ def sample_scene(spec: WorldSpec, rng: Rand, n_objects: Optional[int] = None,
             if not held:
                 raise ValueError("sample_scene(heldout=True): the spec has no held-out pairs")
             attrs[0] = sample_attributes(spec, rng, held)
-        radii = [sample_radius(a[3], rng) for a in attrs]
+        radii = [sample_radius(a[3], rng, spec.object_scale) for a in attrs]
         background = rng.choice(spec.backgrounds) if spec.backgrounds else None
         centres = place(radii, rng)
         if centres is not None:
@@ -224,10 +225,10 @@ def sample_scene(spec: WorldSpec, rng: Rand, n_objects: Optional[int] = None,
                                for a, c, rad in zip(attrs, centres, radii)), background)
 
 
-def with_attribute(obj: Obj, name: str, value: str, rng: Rand) -> Obj:
+def with_attribute(obj: Obj, name: str, value: str, rng: Rand, scale: float = 1.0) -> Obj:
     """A copy of ``obj`` with one attribute changed (a size change redraws the radius)."""
     if name == "size":
-        return replace(obj, size=value, r=sample_radius(value, rng))
+        return replace(obj, size=value, r=sample_radius(value, rng, scale))
     return replace(obj, **{name: value})
 
 

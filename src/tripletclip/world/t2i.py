@@ -43,7 +43,7 @@ def scene_for_description(desc: Description, rng: Rand, spec: WorldSpec = _FULL,
         for _ in range(extra_objects):
             attrs.append((rng.choice(spec.shapes), rng.choice(spec.colours), rng.choice(spec.textures),
                           rng.choice(spec.sizes)))
-        radii = [sample_radius(a[3], rng) for a in attrs]
+        radii = [sample_radius(a[3], rng, spec.object_scale) for a in attrs]
         centres = place(radii, rng)
         if centres is None:
             continue

@@ -101,6 +101,7 @@ class WorldSpec:
     backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)  # () = plain grey backgrounds, never named
     min_objects: int = 1
     max_objects: int = 3
+    object_scale: float = 1.0  # radii x this (larger objects: easier shapes for tiny models)
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class WorldSpec:
             bad = [v for v in values if v not in known]
             if bad or len(values) < 2:
                 raise ValueError(f"WorldSpec.{name}: need >= 2 values from {known}, got {values}")
+        if not 0.5 <= self.object_scale <= 1.5:
+            raise ValueError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
         if not 1 <= self.min_objects <= self.max_objects <= 3:
             raise ValueError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
                              f"{self.min_objects}..{self.max_objects}")
@@ -146,6 +149,7 @@ class WorldSpec:
             "backgrounds": list(self.backgrounds),
             "min_objects": self.min_objects,
             "max_objects": self.max_objects,
+            "object_scale": self.object_scale,
             "heldout_pairs": [list(p) for p in self.heldout_pairs],
         }
 
@@ -159,6 +163,7 @@ class WorldSpec:
             backgrounds=tuple(d.get("backgrounds", ())),
             min_objects=int(d["min_objects"]),
             max_objects=int(d["max_objects"]),
+            object_scale=float(d.get("object_scale", 1.0)),
             heldout_pairs=tuple(tuple(p) for p in d["heldout_pairs"]),  # type: ignore[misc]
         )
 
