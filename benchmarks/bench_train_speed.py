@@ -57,7 +57,11 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
 
 
 def train_flops_per_pair(model_name: str, batch: int) -> float:
-    """FLOPs of one forward+backward of a CLIP step per pair (torch's flop counter, matmuls and convs)."""
+    """FLOPs of one forward+backward of a CLIP step per pair (torch's flop counter, matmuls and convs).
+
+    NOTE: counted at the full text context, as open_clip computes it. tripletclip trims the text tower to the
+    longest caption (models/trimmed.py), so its "MFU" here is full-context-equivalent and can exceed 1.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     b = create_model(model_name)
