@@ -8,26 +8,18 @@ are a flat view for metric loggers.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+from tripletclip.utils.provenance import sha256_file  # noqa: F401  (re-exported for the evaluators)
 
 TIE_RULE = "strict: correct only if the true score is strictly greater (a tie counts as wrong)"
 
 
 class AnnotationError(ValueError):
     """A benchmark annotation file is missing or malformed (message names the file, the row and the fix)."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_json(path: str | Path) -> Any:

@@ -69,10 +69,11 @@ def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorSt
 def make_spec(heldout_pairs: int = 8, seed: int = 0, shapes: Sequence[str] = SHAPES,
               colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str] = TEXTURES,
               sizes: Sequence[str] = SIZES, backgrounds: Sequence[str] = tuple(BACKGROUNDS),
-              max_objects: int = 3, object_scale: float = 1.0) -> WorldSpec:
+              max_objects: int = 3, object_scale: float = 1.0, ground_contrast: float = 1.0) -> WorldSpec:
     """A world spec with ``heldout_pairs`` colour-shape pairs withheld (chosen from the seed)."""
     return WorldSpec(shapes=tuple(shapes), colours=tuple(colours), textures=tuple(textures), sizes=tuple(sizes),
                      backgrounds=tuple(backgrounds), min_objects=1, max_objects=max_objects, object_scale=object_scale,
+                     ground_contrast=ground_contrast,
                      heldout_pairs=choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
 
 

@@ -57,7 +57,7 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 class Renderer:
     """Renders scenes to uint8 RGB arrays of ``size`` x ``size`` pixels."""
 
-    def __init__(self, size: int = 64, noise_seed: int = 0) -> None:
+    def __init__(self, size: int = 64, noise_seed: int = 0, ground_contrast: float = 1.0) -> None:
         if size < 16:
             raise ValueError(f"Renderer: image size {size} is too small (need >= 16 pixels)")
         self.size = size
@@ -77,7 +77,7 @@ class Renderer:
         lum = blotch.mean(axis=-1, keepdims=True)
         self._blotch = np.ascontiguousarray(255.0 * (lum + 0.35 * (blotch - lum)).transpose(0, 3, 1, 2),
                                             dtype=np.float32)
-        self._ground = self._make_grounds(g, xx, yy)
+        self._ground = {k: v * np.float32(ground_contrast) for k, v in self._make_grounds(g, xx, yy).items()}
         # linear gradients in 16 directions, amplitude 1 (x 255)
         lin = (np.arange(size) + 0.5) / size - 0.5
         ang = 2 * np.pi * np.arange(16) / 16
@@ -240,13 +240,13 @@ def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> byte
     return buf.getvalue()
 
 
-_DEFAULT: dict[int, Renderer] = {}
+_DEFAULT: dict[tuple[int, int, float], Renderer] = {}
 
 
-def get_renderer(size: int, noise_seed: int = 0) -> Renderer:
-    """A shared renderer per image size (masks and noise banks are built once)."""
-    key = size * 1000003 + noise_seed
+def get_renderer(size: int, noise_seed: int = 0, ground_contrast: float = 1.0) -> Renderer:
+    """A shared renderer per (image size, ground contrast): masks and noise banks are built once."""
+    key = (size, noise_seed, ground_contrast)
     r: Optional[Renderer] = _DEFAULT.get(key)
     if r is None:
-        r = _DEFAULT[key] = Renderer(size, noise_seed)
+        r = _DEFAULT[key] = Renderer(size, noise_seed, ground_contrast)
     return r

@@ -102,6 +102,7 @@ class WorldSpec:
     min_objects: int = 1
     max_objects: int = 3
     object_scale: float = 1.0  # radii x this (larger objects: easier shapes for tiny models)
+    ground_contrast: float = 1.0  # amplitude of the background textures (lower: easier perception)
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,8 @@ class WorldSpec:
                 raise ValueError(f"WorldSpec.{name}: need >= 2 values from {known}, got {values}")
         if not 0.5 <= self.object_scale <= 1.5:
             raise ValueError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
+        if not 0.0 <= self.ground_contrast <= 2.0:
+            raise ValueError(f"WorldSpec.ground_contrast: {self.ground_contrast} must be in [0, 2]")
         if not 1 <= self.min_objects <= self.max_objects <= 3:
             raise ValueError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
                              f"{self.min_objects}..{self.max_objects}")
@@ -150,6 +153,7 @@ class WorldSpec:
             "min_objects": self.min_objects,
             "max_objects": self.max_objects,
             "object_scale": self.object_scale,
+            "ground_contrast": self.ground_contrast,
             "heldout_pairs": [list(p) for p in self.heldout_pairs],
         }
 
@@ -164,6 +168,7 @@ class WorldSpec:
             min_objects=int(d["min_objects"]),
             max_objects=int(d["max_objects"]),
             object_scale=float(d.get("object_scale", 1.0)),
+            ground_contrast=float(d.get("ground_contrast", 1.0)),
             heldout_pairs=tuple(tuple(p) for p in d["heldout_pairs"]),  # type: ignore[misc]
         )
 
