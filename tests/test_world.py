@@ -257,6 +257,36 @@ def test_renderer_output_and_speed_sanity() -> None:
     assert centre[2] > centre[0] + 80 and centre[2] > centre[1] + 60
 
 
+def test_png_writer_round_trips_through_pil() -> None:
+    import io
+
+    from PIL import Image
+
+    from tripletclip.world.render import png_bytes
+
+    rng = np.random.default_rng(0)
+    for shape in ((64, 64, 3), (17, 31, 3)):
+        a = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        for level in (0, 6):
+            im = Image.open(io.BytesIO(png_bytes(a, level)))
+            assert im.mode == "RGB" and np.array_equal(np.asarray(im), a)
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(np.zeros((4, 4, 3), np.float32))
+
+
+def test_clutter_scatters_specks_on_the_ground_only() -> None:
+    from tripletclip.world.rand import Rand as R
+
+    scene = Scene((Obj("square", "blue", "plain", "large", 0.5, 0.5, 0.17),), "snow")
+    plain = Renderer(64).render(scene, R(3)).astype(int)
+    busy = Renderer(64, clutter=60).render(scene, R(3)).astype(int)
+    changed = np.abs(busy - plain).sum(-1) > 30
+    assert 20 < changed.sum() < 4 * 60 + 1  # 2x2 specks, some overlapping
+    assert not changed[28:36, 28:36].any()  # the object is drawn over the specks
+    with pytest.raises(ValueError, match="clutter"):
+        make_spec(8, 0, clutter=500)
+
+
 # -------------------------------------------------------------------------------------------- oracles
 
 def test_bag_of_words_oracle_regime(triplets_by_type) -> None:

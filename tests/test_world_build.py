@@ -117,3 +117,19 @@ def test_cli_build_refuses_to_overwrite_and_renders(tmp_path) -> None:
     bad = runner.invoke(main, ["world", "render", "a dog on a skateboard", "--out", str(png)])
     assert bad.exit_code != 0 and "not a caption" in bad.output
     assert make_spec(8, 0) == make_spec(8, 0)
+
+
+def test_cli_build_with_the_demo_spec(tmp_path) -> None:
+    from tripletclip.cli import main
+    from tripletclip.world import SPEC_PRESETS, WorldSpec, spec_preset
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "w"), "--spec", "demo", "--n-train", "8",
+                               "--n-bench", "2", "--n-retrieval", "2", "--image-size", "48", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "w" / "world.json").read_text())
+    spec = WorldSpec.from_json(summary["spec"])
+    assert spec == spec_preset("demo", 0) and spec.shapes == SPEC_PRESETS["demo"]["shapes"]
+    assert len(spec.heldout_pairs) == SPEC_PRESETS["demo"]["heldout_pairs"]
+    bad = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "v"), "--spec", "tiny", "--n-train", "2"])
+    assert bad.exit_code != 0 and "unknown world spec 'tiny'" in bad.output

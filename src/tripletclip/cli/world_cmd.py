@@ -20,7 +20,10 @@ def world() -> None:
 @click.option("--image-size", default=64, show_default=True, help="Rendered image side in pixels.")
 @click.option("--n-neg", default=1, show_default=True, help="Negatives per training triplet (distinct edit types).")
 @click.option("--n-captions", default=1, show_default=True, help="Captions per training image.")
-@click.option("--heldout-pairs", default=8, show_default=True, help="Colour-shape pairs withheld from training.")
+@click.option("--spec", "spec_name", default="full", show_default=True,
+              help="Named world spec: full (every shape, colour, texture) or demo (the world of `tripletclip demo`).")
+@click.option("--heldout-pairs", default=None, type=int, help="Colour-shape pairs withheld from training "
+              "(default: the spec's; 8 for full).")
 @click.option("--n-retrieval", default=500, show_default=True, help="Retrieval benchmark images.")
 @click.option("--train-edit-types", default="", help="Comma-separated edit types for training negatives "
               "(default: all seven; the others are then never seen in training).")
@@ -30,15 +33,17 @@ def world() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing world in --out.")
 @click.option("--no-progress", is_flag=True)
 def build(out_dir: str, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,
-          heldout_pairs: int, n_retrieval: int, train_edit_types: str, workers: int, image_format: str,
-          overwrite: bool, no_progress: bool) -> None:
+          spec_name: str, heldout_pairs: int | None, n_retrieval: int, train_edit_types: str, workers: int,
+          image_format: str, overwrite: bool, no_progress: bool) -> None:
     """Write OUT/train (TripletData shards) and OUT/bench (SugarCrepe, Winoground, retrieval, manifest)."""
     from tripletclip.world import SUGARCREPE_TYPES, build_world
+    from tripletclip.world.build import spec_preset
 
     types = tuple(t.strip() for t in train_edit_types.split(",") if t.strip()) or SUGARCREPE_TYPES
     try:
+        spec = spec_preset(spec_name, seed, **({} if heldout_pairs is None else {"heldout_pairs": heldout_pairs}))
         summary = build_world(out_dir, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size,
-                              n_neg=n_neg, n_captions=n_captions, heldout_pairs=heldout_pairs,
+                              n_neg=n_neg, n_captions=n_captions, spec=spec,
                               n_retrieval=n_retrieval, train_edit_types=types, workers=workers,
                               image_format=image_format, overwrite=overwrite, progress=not no_progress)
     except (ValueError, FileExistsError) as e:
@@ -90,14 +95,21 @@ def gallery(out_path: str, per_type: int, seed: int, size: int, split: str) -> N
 @click.option("--n-bench", default=200, show_default=True, help="Benchmark triplets per category and split.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--speed", default=2000, show_default=True, help="Triplets timed for throughput (0: skip).")
+@click.option("--spec", "spec_name", default="full", show_default=True, help="Named world spec: full or demo.")
+@click.option("--image-size", default=64, show_default=True, help="Rendered image side for the throughput timing.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="Also write the JSON here.")
-def stats(n_train: int, n_bench: int, seed: int, speed: int, out_path: str | None) -> None:
+def stats(n_train: int, n_bench: int, seed: int, speed: int, spec_name: str, image_size: int,
+          out_path: str | None) -> None:
     """Measure the regime: bag-of-words oracle in-batch and on the benchmark, text prior, coverage, speed."""
-    from tripletclip.world import analyse_world, make_spec, measure_throughput
+    from tripletclip.world import analyse_world, measure_throughput, spec_preset
 
-    report = analyse_world(make_spec(8, seed), n_train=n_train, n_bench=n_bench, seed=seed)
+    try:
+        spec = spec_preset(spec_name, seed)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    report = analyse_world(spec, n_train=n_train, n_bench=n_bench, seed=seed)
     if speed:
-        report["throughput"] = measure_throughput(speed, seed=seed)
+        report["throughput"] = measure_throughput(speed, image_size=image_size, seed=seed, spec=spec)
     text = json.dumps(report, indent=1)
     if out_path:
         with open(out_path, "w") as f:

@@ -28,7 +28,7 @@ Command line: ``tripletclip world build --out DIR --n-train N --n-bench M --seed
 """
 from __future__ import annotations
 
-from tripletclip.world.build import WORLD_VERSION, build_world, make_spec, train_shards
+from tripletclip.world.build import SPEC_PRESETS, WORLD_VERSION, build_world, make_spec, spec_preset, train_shards
 from tripletclip.world.caption import Description, ObjDesc, canonical, describe_fully, truth
 from tripletclip.world.edits import EDITS, EditContext, Negative, make_negative
 from tripletclip.world.generate import SUGARCREPE_TYPES, Triplet, WorldGenerator, measure_throughput
@@ -42,7 +42,7 @@ from tripletclip.world.t2i import render_caption, scene_for_description
 from tripletclip.world.vocab import WorldSpec
 
 __all__ = [
-    "WORLD_VERSION", "build_world", "make_spec", "train_shards", "Description", "ObjDesc", "canonical",
+    "SPEC_PRESETS", "WORLD_VERSION", "build_world", "make_spec", "spec_preset", "train_shards", "Description", "ObjDesc", "canonical",
     "describe_fully", "truth", "EDITS", "EditContext", "Negative", "make_negative", "SUGARCREPE_TYPES",
     "Triplet", "WorldGenerator", "measure_throughput", "CaptionStyle", "Captioned", "Surface", "realise",
     "sample_description", "analyse_world", "parse_caption", "parse_caption_full", "Rand", "Renderer",

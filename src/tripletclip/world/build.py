@@ -66,14 +66,38 @@ def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorSt
     return out, gen.stats
 
 
+# Named world specs (make_spec keyword arguments). "full": every shape, colour, texture and background.
+# "demo": the world of `tripletclip demo`: the full grammar, backgrounds and held-out pairs, with a vocabulary and
+# an object scale that a tiny model learns to perceive within minutes on CPU (docs/world_experiments.md).
+SPEC_PRESETS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "demo": {
+        "heldout_pairs": 6,
+        "shapes": ("circle", "square", "triangle", "star", "cross", "heart"),
+        "colours": ("red", "yellow", "green", "cyan", "blue", "purple"),
+        "textures": ("plain", "striped"),
+        "object_scale": 1.3,
+        "ground_contrast": 0.35,
+    },
+}
+
+
+def spec_preset(name: str, seed: int = 0, **overrides: Any) -> WorldSpec:
+    """The world spec of a named preset (see SPEC_PRESETS), with keyword overrides of make_spec."""
+    if name not in SPEC_PRESETS:
+        raise ValueError(f"unknown world spec '{name}'; choose from {', '.join(SPEC_PRESETS)}")
+    return make_spec(seed=seed, **{**SPEC_PRESETS[name], **overrides})
+
+
 def make_spec(heldout_pairs: int = 8, seed: int = 0, shapes: Sequence[str] = SHAPES,
               colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str] = TEXTURES,
               sizes: Sequence[str] = SIZES, backgrounds: Sequence[str] = tuple(BACKGROUNDS),
-              max_objects: int = 3, object_scale: float = 1.0, ground_contrast: float = 1.0) -> WorldSpec:
+              max_objects: int = 3, object_scale: float = 1.0, ground_contrast: float = 1.0,
+              clutter: int = 0) -> WorldSpec:
     """A world spec with ``heldout_pairs`` colour-shape pairs withheld (chosen from the seed)."""
     return WorldSpec(shapes=tuple(shapes), colours=tuple(colours), textures=tuple(textures), sizes=tuple(sizes),
                      backgrounds=tuple(backgrounds), min_objects=1, max_objects=max_objects, object_scale=object_scale,
-                     ground_contrast=ground_contrast,
+                     ground_contrast=ground_contrast, clutter=clutter,
                      heldout_pairs=choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
 
 

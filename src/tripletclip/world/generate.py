@@ -85,7 +85,7 @@ class WorldGenerator:
         self.spec = spec
         self.style = style
         self.edit_types = tuple(edit_types)
-        self.renderer = get_renderer(image_size, ground_contrast=spec.ground_contrast)
+        self.renderer = get_renderer(image_size, ground_contrast=spec.ground_contrast, clutter=spec.clutter)
         self.stats = GeneratorStats()
         self._train_ctx = EditContext(spec, forbid_heldout=True)
         self._heldout_ctx = EditContext(spec, forbid_heldout=False)

@@ -9,6 +9,8 @@ Rendering is deterministic given the scene and the numpy Generator passed in.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -57,10 +59,12 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 class Renderer:
     """Renders scenes to uint8 RGB arrays of ``size`` x ``size`` pixels."""
 
-    def __init__(self, size: int = 64, noise_seed: int = 0, ground_contrast: float = 1.0) -> None:
+    def __init__(self, size: int = 64, noise_seed: int = 0, ground_contrast: float = 1.0, clutter: int = 0) -> None:
         if size < 16:
             raise ValueError(f"Renderer: image size {size} is too small (need >= 16 pixels)")
         self.size = size
+        self.clutter = clutter
+        self._palette = np.array([[255.0 * c for c in v] for v in COLOURS.values()], dtype=np.float32)
         self._masks: dict[tuple[str, int, int, int], tuple[np.ndarray, int]] = {}
         s2 = 2 * size
         yy, xx = np.mgrid[0:s2, 0:s2].astype(np.float32) + 0.5
@@ -173,6 +177,8 @@ class Renderer:
             img = (0.8 + 0.4 * u[6]) * self._ground[kind][:, oy:oy + s, ox:ox + s]
             img += base
             img += (0.08 * u[5]) * self._grad[int(u[4] * len(self._grad))]
+        if self.clutter:
+            self._confetti(img, rng)
         for k, obj in enumerate(scene.objects):
             self._draw(img, obj, u[12 + 6 * k:18 + 6 * k])
         b = int(u[11] * _N_NOISE)
@@ -181,6 +187,19 @@ class Renderer:
         np.maximum(img, 0.0, out=img)
         np.minimum(img, 255.0, out=img)
         return img.transpose(1, 2, 0).astype(np.uint8)
+
+    def _confetti(self, img: np.ndarray, rng: Rand) -> None:
+        """Small specks of object colours scattered over the ground, so that the colours present in an image
+        are not a global statistic: colour must be read at the objects (as in cluttered real photos)."""
+        s = self.size
+        n = self.clutter
+        u = np.array(rng.uniforms(3 * n))
+        ys = (u[:n] * (s - 1)).astype(np.intp)
+        xs = (u[n:2 * n] * (s - 1)).astype(np.intp)
+        cols = self._palette[(u[2 * n:] * len(self._palette)).astype(np.intp)].T  # [3, n]
+        for dy in (0, 1):
+            for dx in (0, 1):
+                img[:, ys + dy, xs + dx] = cols
 
     def _draw(self, img: np.ndarray, obj: Obj, u: list[float]) -> None:
         """Alpha-blend one object; ``u``: 6 uniforms (colour jitter x3, gain, texture phase x2)."""
@@ -227,26 +246,47 @@ def _upsample(coarse: np.ndarray, size: int) -> np.ndarray:
     return rows[:, i] * (1 - f)[None, :, None] + rows[:, i + 1] * f[None, :, None]
 
 
+def png_bytes(array: np.ndarray, level: int = 0) -> bytes:
+    """A [H, W, 3] uint8 array as PNG bytes (8-bit RGB, filter 0, zlib ``level``).
+
+    NOTE: written here rather than with PIL because PIL's encoder cost 0.7-1.0 ms per 64 px image (its
+    per-row adaptive filtering), half of a triplet's generation time; this writer takes 0.04 ms at level 0.
+    Rendering noise makes these images nearly incompressible anyway (level 1 saves 25% of the bytes at 6x the
+    time), and stored blocks also decode 3x faster in the training loader.
+    """
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"png_bytes: need a [H, W, 3] uint8 array, got {array.dtype} {array.shape}")
+    h, w, _ = array.shape
+    raw = np.empty((h, 1 + 3 * w), np.uint8)
+    raw[:, 0] = 0  # filter type "None" on every row
+    raw[:, 1:] = array.reshape(h, 3 * w)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit, truecolour, deflate, filter 0, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+            + chunk(b"IEND", b""))
+
+
 def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
-    """PNG (lossless, fast zlib level) or JPEG (no chroma subsampling: colours are the concepts) bytes."""
-    buf = io.BytesIO()
-    im = Image.fromarray(array, mode="RGB")
+    """PNG (lossless, see :func:`png_bytes`) or JPEG (no chroma subsampling: colours are the concepts) bytes."""
     if fmt == "png":
-        im.save(buf, format="PNG", compress_level=1)
-    elif fmt in ("jpg", "jpeg"):
-        im.save(buf, format="JPEG", quality=quality, subsampling=0)
-    else:
-        raise ValueError(f"encode_image: unknown format '{fmt}' (use png or jpg)")
-    return buf.getvalue()
+        return png_bytes(np.ascontiguousarray(array))
+    if fmt in ("jpg", "jpeg"):
+        buf = io.BytesIO()
+        Image.fromarray(array, mode="RGB").save(buf, format="JPEG", quality=quality, subsampling=0)
+        return buf.getvalue()
+    raise ValueError(f"encode_image: unknown format '{fmt}' (use png or jpg)")
 
 
-_DEFAULT: dict[tuple[int, int, float], Renderer] = {}
+_DEFAULT: dict[tuple[int, int, float, int], Renderer] = {}
 
 
-def get_renderer(size: int, noise_seed: int = 0, ground_contrast: float = 1.0) -> Renderer:
-    """A shared renderer per (image size, ground contrast): masks and noise banks are built once."""
-    key = (size, noise_seed, ground_contrast)
+def get_renderer(size: int, noise_seed: int = 0, ground_contrast: float = 1.0, clutter: int = 0) -> Renderer:
+    """A shared renderer per (image size, ground contrast, clutter): masks and noise banks are built once."""
+    key = (size, noise_seed, ground_contrast, clutter)
     r: Optional[Renderer] = _DEFAULT.get(key)
     if r is None:
-        r = _DEFAULT[key] = Renderer(size, noise_seed, ground_contrast)
+        r = _DEFAULT[key] = Renderer(size, noise_seed, ground_contrast, clutter)
     return r

@@ -135,10 +135,8 @@ def _allowed_intervals(lo: float, hi: float, others: Sequence[float]) -> list[tu
     return intervals
 
 
-def _pick_in(intervals: list[tuple[float, float]], u: float) -> Optional[float]:
-    total = sum(e - s for s, e in intervals)
-    if total <= 0:
-        return None
+def _pick_in(intervals: list[tuple[float, float]], total: float, u: float) -> float:
+    """The point at fraction ``u`` of the total length of ``intervals`` (total > 0)."""
     t = u * total
     for s, e in intervals:
         if t <= e - s:
@@ -163,14 +161,16 @@ def place(radii: Sequence[float], rng: Rand, fixed: Sequence[Obj] = (), tries: i
         lo, hi = r + BORDER, 1 - r - BORDER
         ix = _allowed_intervals(lo, hi, xs)
         iy = _allowed_intervals(lo, hi, ys)
+        tx = sum(e - s for s, e in ix)
+        ty = sum(e - s for s, e in iy)
+        if tx <= 0 or ty <= 0:
+            return None
         placed = False
         while budget > 0 and not placed:
             budget -= 1
             u = rng.uniforms(2)
-            x = _pick_in(ix, u[0])
-            y = _pick_in(iy, u[1])
-            if x is None or y is None:
-                return None
+            x = _pick_in(ix, tx, u[0])
+            y = _pick_in(iy, ty, u[1])
             ok = True
             for k in range(len(xs)):
                 gap = r + rs[k] + GAP

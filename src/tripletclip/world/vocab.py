@@ -103,6 +103,7 @@ class WorldSpec:
     max_objects: int = 3
     object_scale: float = 1.0  # radii x this (larger objects: easier shapes for tiny models)
     ground_contrast: float = 1.0  # amplitude of the background textures (lower: easier perception)
+    clutter: int = 0  # coloured specks scattered over the ground (colour must then be read at the objects)
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -119,6 +120,8 @@ class WorldSpec:
             raise ValueError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
         if not 0.0 <= self.ground_contrast <= 2.0:
             raise ValueError(f"WorldSpec.ground_contrast: {self.ground_contrast} must be in [0, 2]")
+        if not 0 <= self.clutter <= 200:
+            raise ValueError(f"WorldSpec.clutter: {self.clutter} must be in [0, 200]")
         if not 1 <= self.min_objects <= self.max_objects <= 3:
             raise ValueError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
                              f"{self.min_objects}..{self.max_objects}")
@@ -154,6 +157,7 @@ class WorldSpec:
             "max_objects": self.max_objects,
             "object_scale": self.object_scale,
             "ground_contrast": self.ground_contrast,
+            "clutter": self.clutter,
             "heldout_pairs": [list(p) for p in self.heldout_pairs],
         }
 
@@ -169,6 +173,7 @@ class WorldSpec:
             max_objects=int(d["max_objects"]),
             object_scale=float(d.get("object_scale", 1.0)),
             ground_contrast=float(d.get("ground_contrast", 1.0)),
+            clutter=int(d.get("clutter", 0)),
             heldout_pairs=tuple(tuple(p) for p in d["heldout_pairs"]),  # type: ignore[misc]
         )
 

@@ -1,0 +1,116 @@
+"""One demo job, run in a worker process: train one (method, seed) with the real trainer, then evaluate it on the
+world benchmark with the real evaluators and measure the similarity distributions of TripletCLIP's Fig. 3.
+
+Jobs are plain picklable dataclasses so that a process pool runs them; the worker sets its own torch thread
+count (several trainings share the cores side by side instead of fighting over them).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from tripletclip.world.generate import SUGARCREPE_TYPES
+
+SIM_CATEGORIES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Train ``cfg`` (a RunConfig as a dict); evaluate on ``bench_dir`` unless ``evaluate`` is False."""
+
+    key: str
+    method: str
+    seed: int
+    cfg: dict[str, Any]
+    bench_dir: str
+    threads: int = 1
+    evaluate: bool = True
+    eval_batch_size: int = 256
+    sim_rows: int = 400
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train, evaluate, measure; returns a JSON-able record (raises on failure, with the run folder named)."""
+    import torch
+
+    torch.set_num_threads(max(1, job.threads))
+    from tripletclip.config.load import config_from_dict
+    from tripletclip.train import train
+
+    cfg = config_from_dict(job.cfg, where=f"demo job {job.key}")
+    t0 = time.perf_counter()
+    result = train(cfg)
+    train_s = time.perf_counter() - t0
+    run_dir = Path(result["run_dir"])
+    out: dict[str, Any] = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": str(run_dir),
+                           "train_s": train_s, "final": result.get("final", {}), "curve": read_curve(run_dir)}
+    if job.evaluate:
+        t1 = time.perf_counter()
+        out.update(evaluate_run(run_dir, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        out["eval_s"] = time.perf_counter() - t1
+    return out
+
+
+def read_curve(run_dir: Path, key: str = "loss/loss") -> list[tuple[int, float]]:
+    """(step, total loss) pairs from a run's metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    pts: list[tuple[int, float]] = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if key in rec and rec[key] is not None:
+                pts.append((int(rec["step"]), float(rec[key])))
+    return pts
+
+
+def evaluate_run(run_dir: Path, bench_dir: Path, batch_size: int = 256, sim_rows: int = 400) -> dict[str, Any]:
+    """World benchmark scores (percent) per split and category, Winoground, retrieval, and similarities."""
+    from tripletclip.eval import Encoder, evaluate
+    from tripletclip.models import load_run_model
+
+    bundle = load_run_model(run_dir)
+    enc = Encoder.from_bundle(bundle, batch_size=batch_size)
+    rec = evaluate(["world"], enc, {"world": {"annotations": str(bench_dir)}})["world"]
+    head = rec["headline"]
+    scores: dict[str, Any] = {}
+    for split in ("seen", "heldout"):
+        cats = {c: 100.0 * head[f"sugarcrepe_{split}/{c}"] for c in SUGARCREPE_TYPES
+                if f"sugarcrepe_{split}/{c}" in head}
+        if cats:
+            cats["mean"] = sum(cats.values()) / len(cats)
+            scores[split] = cats
+    wino: dict[str, float] = {}
+    for k in ("text", "image", "group"):
+        vals = [head[f"winoground_{s}/{k}"] for s in ("seen", "heldout") if f"winoground_{s}/{k}" in head]
+        if vals:
+            wino[k] = 100.0 * sum(vals) / len(vals)
+    retrieval = {k.split("/")[1]: 100.0 * v for k, v in head.items() if k.startswith("retrieval/")}
+    return {"scores": scores, "winoground": wino, "retrieval": retrieval, "eval_record_cost": rec.get("cost"),
+            "sims": similarities(enc, bench_dir, sim_rows), "weights_sha256": bundle.identity.get("weights_sha256")}
+
+
+def similarities(enc: Any, bench_dir: Path, n_rows: int = 400, split: Optional[str] = "seen") -> dict[str, list[float]]:
+    """Cosine similarities on replace/swap rows: text tower cos(y, y'), vision tower cos(x, x'), and the
+    image-text scores s(x, y), s(x, y') (TripletCLIP, arXiv 2411.02545, Fig. 3)."""
+    rows = []
+    for cat in SIM_CATEGORIES:
+        path = bench_dir / "sugarcrepe" / f"{cat}.json"
+        if path.is_file():
+            rows += [r for r in json.loads(path.read_text()).values() if split is None or r.get("split") == split]
+    rows = rows[:: max(1, len(rows) // n_rows)][:n_rows]
+    if not rows:
+        return {"text": [], "vision": [], "cross_pos": [], "cross_neg": []}
+    images = bench_dir / "images"
+    x = enc.encode_images([str(images / r["filename"]) for r in rows])
+    xn = enc.encode_images([str(images / r["filename"].replace("-pos.png", "-neg.png")) for r in rows])
+    y = enc.encode_texts([r["caption"] for r in rows])
+    yn = enc.encode_texts([r["negative_caption"] for r in rows])
+    return {
+        "text": (y * yn).sum(-1).tolist(),
+        "vision": (x * xn).sum(-1).tolist(),
+        "cross_pos": (x * y).sum(-1).tolist(),
+        "cross_neg": (x * yn).sum(-1).tolist(),
+    }
