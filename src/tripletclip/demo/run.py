@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from tripletclip.config import config_to_dict, load_config
-from tripletclip.demo.jobs import Job, run_job
+from tripletclip.demo.jobs import Job, read_curve, run_job
 from tripletclip.world.build import SPEC_PRESETS
 
 METHODS = ("clip", "negclip", "negimage", "tripletclip", "ceclip")
@@ -74,16 +74,9 @@ def _model_input_size(name: str, default: int = 64) -> int:
 
 
 def _last_step(run_dir: Path) -> int:
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return 0
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError):
-            continue
-    return 0
+    """The newest logged step of a run (0 before its first log line)."""
+    curve = read_curve(run_dir)
+    return curve[-1][0] if curve else 0
 
 
 def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
