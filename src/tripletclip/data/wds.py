@@ -105,7 +105,7 @@ def _octal(field: bytes) -> int | None:
 
 
 class ShardTruncated(tarfile.ReadError):
-    """A tar that ends before its end-of-archive blocks; ``partial`` incomplete samples were dropped (0 or 1)."""
+    """A tar that ends before its end-of-archive blocks; ``partial`` samples were cut (known lost without a manifest)."""
 
     def __init__(self, message: str, partial: int) -> None:
         super().__init__(message)
@@ -187,22 +187,33 @@ def scan_tar(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]]]]:
     fast = _fast_members(path)
     files, cut = fast if fast is not None else (list(_tarfile_members(path)), False)
     end = os.path.getsize(path)
-    whole = [m for m in files if m[1] + m[2] <= end]
-    cut = cut or len(whole) < len(files)
+    whole = [m for m in files if m[1] + m[2] <= end]  # members are in file order: only a tail can run past the end
     samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
     for name, offset, size in whole:
-        folder, base = os.path.split(name)
-        if "." not in base:
+        key_ext = _split_member(name)
+        if key_ext is None:
             continue
-        stem, ext = base.split(".", 1)
-        k = f"{folder}/{stem}" if folder else stem
-        if not samples or samples[-1][0] != k:
-            samples.append((k, {}))
-        samples[-1][1][ext.lower()] = (offset, size)
-    partial = 1 if cut and samples else 0
-    yield from samples[: len(samples) - partial]
-    if cut:
-        raise ShardTruncated(f"tar ends early at byte {end} (a partial download or copy?)", partial)
+        if not samples or samples[-1][0] != key_ext[0]:
+            samples.append((key_ext[0], {}))
+        samples[-1][1][key_ext[1]] = (offset, size)
+    if len(whole) < len(files):  # a member's data is cut: its sample is the cut one
+        cut_key = (_split_member(files[len(whole)][0]) or ("",))[0]
+    elif cut:  # cut at a header: the last sample may miss members
+        cut_key = samples[-1][0] if samples else ""
+    else:
+        yield from samples
+        return
+    yield from samples[:-1] if samples and samples[-1][0] == cut_key else samples
+    raise ShardTruncated(f"tar ends early at byte {end} (a partial download or copy?)", partial=1)
+
+
+def _split_member(name: str) -> tuple[str, str] | None:
+    """(sample key, extension) of a member name: the key is the part of the base name before its first dot."""
+    folder, base = os.path.split(name)
+    if "." not in base:
+        return None
+    stem, ext = base.split(".", 1)
+    return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
 class WdsSource:

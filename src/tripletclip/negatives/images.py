@@ -82,8 +82,7 @@ def run_images(negatives: str, out: str, backend: str = "diffusers", options: Op
     config = {"input": {"spec": negatives, "fingerprint": _fingerprint(paths), "positives": positives,
                         "image_root": image_root, "chunk_size": chunk_size, "max_negs_per_key": max_negs_per_key},
               "t2i": t2i.info(), "seed": seed, "shard_size": shard_size, "image_format": image_format}
-    job = Job(out, "negatives-images", config, units, prefix="part", overwrite=overwrite, world=world,
-              rank=rank)
+    job = Job(out, "negatives-images", config, units, overwrite=overwrite, world=world, rank=rank)
     pos = PositiveImages(positives, image_root)
 
     def work(u: int) -> dict[str, Any]:
