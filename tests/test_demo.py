@@ -1,44 +1,60 @@
-"""The demo end to end (--quick): world, training at equal compute, world benchmark, results.json, report; and
-the aggregation over seeds against a brute-force reference."""
+"""The demo end to end (--quick): world, CLIP base (fine-tuning regime), every objective at equal compute, world
+benchmark, results.json, report; the presets; aggregation and paired differences against brute force."""
 import dataclasses
 import json
+import math
 import statistics
 
 import pytest
 
-from tripletclip.demo import CATEGORIES, run_demo
-from tripletclip.demo.run import aggregate
+from tripletclip.demo import CATEGORIES, load_demo_config, objectives, preset_names, run_demo
+from tripletclip.demo import stats
+from tripletclip.errors import InputError
 
 
-def test_quick_demo_writes_results_in_the_documented_schema(tmp_path):
-    run_demo(tmp_path, quick=True, methods=["clip", "tripletclip"], seeds=[0, 1], n_train=384, n_bench=14, jobs=2,
-             progress=False, echo=lambda s: None)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert list(results) == ["clip", "tripletclip"]  # top-level keys are the method names
-    for method, r in results.items():
+def test_quick_demo_writes_results_in_the_documented_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIPLETCLIP_CACHE", str(tmp_path / "cache"))
+    run_demo(tmp_path / "out", quick=True, methods=["clip", "tripletclip"], seeds=[0, 1], jobs=2, progress=False,
+             echo=lambda s: None)
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert [k for k in results if k not in ("regime", "base", "paired", "units")] == ["clip", "tripletclip"]
+    assert results["regime"] == "finetune"
+    for method, r in list(results.items()):
+        if method in ("regime", "paired", "units"):
+            continue
         assert set(r["categories"]) == set(CATEGORIES)
         assert all(0.0 <= v <= 100.0 for v in r["categories"].values())  # percent
         assert abs(r["mean"] - sum(r["categories"].values()) / 7) < 1e-9  # unweighted mean of the seven
         assert set(r["heldout"]["categories"]) == set(CATEGORIES)
+        assert set(r["winoground"]) >= {"text", "image", "group"} and "i2t_r1" in r["retrieval"]
+    for method in ("clip", "tripletclip"):
+        r = results[method]
         assert list(r["per_seed"]) == ["0", "1"] and r["steps"] == 12
         assert r["pairs_seen"] == 12 * 32 and r["train_time_s"] > 0
-        assert set(r["winoground"]) >= {"text", "image", "group"} and "i2t_r1" in r["retrieval"]
-    # equal compute: same steps and positives; only TripletCLIP sees synthetic images
+    assert list(results["base"]["per_seed"]) == ["0"]  # the base is evaluated once, untrained further
+    # paired per-seed differences against CLIP, checked against the per-seed means
+    d = results["paired"]["tripletclip"]["clip"]["mean"]
+    per_seed = {s: results["tripletclip"]["per_seed"][s]["mean"] - results["clip"]["per_seed"][s]["mean"] for s in "01"}
+    assert d["per_seed"] == pytest.approx(per_seed) and d["mean"] == pytest.approx(statistics.fmean(per_seed.values()))
+    # equal compute: same steps, positives and starting weights; only TripletCLIP sees synthetic images
     assert results["clip"]["synthetic_images_seen"] == 0 and results["tripletclip"]["synthetic_images_seen"] > 0
-    # the same positives in the same order for every objective (per seed): the runs read identical data
-    runs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")}
+    runs = {p.parent.name: json.loads(p.read_text()) for p in (out / "runs").glob("*/run.json")}
     assert runs["clip-seed0"]["data"]["sha256"] == runs["tripletclip-seed0"]["data"]["sha256"]
+    base_path = runs["clip-seed0"]["config"]["model"]["pretrained"]
+    assert base_path and base_path == runs["tripletclip-seed1"]["config"]["model"]["pretrained"]
+    assert str(tmp_path / "cache") in base_path  # the base lives in the cache, keyed by world and settings
     assert _first_keys(runs["clip-seed0"]["config"]) == _first_keys(runs["tripletclip-seed0"]["config"])
     assert _first_keys(runs["clip-seed0"]["config"]) != _first_keys(runs["clip-seed1"]["config"])
-    sims = json.loads((tmp_path / "similarities.json").read_text())
-    for method in results:
+    sims = json.loads((out / "similarities.json").read_text())
+    for method in ("clip", "tripletclip"):
         n = len(sims[method]["text"])
         assert n > 0 and all(len(sims[method][k]) == n for k in ("vision", "cross_pos", "cross_neg"))
         assert all(-1.0001 <= v <= 1.0001 for v in sims[method]["vision"])  # cosines
-    html = (tmp_path / "report.html").read_text()
-    assert "tripletclip" in html and html.count("<img") >= 4  # bars, histograms, curves, gallery
-    meta = json.loads((tmp_path / "demo_meta.json").read_text())
-    assert meta["wall_time_s"] > 0 and meta["world"] and len(meta["runs"]) == 4
+    html = (out / "report.html").read_text()
+    assert "tripletclip" in html and html.count("<img") >= 4
+    meta = json.loads((out / "demo_meta.json").read_text())
+    assert meta["wall_time_s"] > 0 and meta["world"] and len(meta["runs"]) == 5 and meta["base"]["source"]
 
 
 def _first_keys(cfg_dict, batches=3):
@@ -56,30 +72,77 @@ def _first_keys(cfg_dict, batches=3):
     return [next(loader)["key"] for _ in range(batches)]
 
 
-def test_demo_rejects_unknown_methods(tmp_path):
-    with pytest.raises(ValueError, match="unknown method"):
+def test_demo_rejects_unknown_objectives(tmp_path):
+    with pytest.raises(InputError, match="unknown objective"):
         run_demo(tmp_path, quick=True, methods=["clip", "blip"])
 
 
-def test_aggregate_matches_brute_force():
-    def rec(method, seed, base):
-        seen = {c: base + i + seed for i, c in enumerate(CATEGORIES)}
-        seen["mean"] = statistics.fmean(seen[c] for c in CATEGORIES)
-        held = {c: v - 5 for c, v in seen.items()}
-        return {"method": method, "seed": seed, "scores": {"seen": seen, "heldout": held},
-                "winoground": {"text": 10.0 + seed, "image": 5.0, "group": 2.0}, "retrieval": {"i2t_r1": 1.0, "t2i_r1": 3.0},
-                "final": {"real_pairs_seen": 640}, "train_s": 2.0, "eval_s": 1.0, "run_dir": f"{method}-{seed}"}
+def test_every_registered_objective_is_in_the_demo():
+    from tripletclip.losses import LOSSES
 
-    results = [rec("clip", s, 50.0) for s in (0, 1, 2)] + [rec("negclip", s, 60.0) for s in (2, 0)]
-    table = aggregate(results, ["clip", "negclip", "ceclip"], steps=10)
-    assert list(table) == ["clip", "negclip"]  # a method without runs is left out, never reported as zero
-    c = table["clip"]
+    assert sorted(objectives()) == sorted(LOSSES.names()) and objectives()[0] == "clip"
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_shipped_presets_load_and_build_run_configs(name):
+    from tripletclip.config import config_from_dict
+
+    cfg = load_demo_config(name)
+    assert cfg.world_seed != 0  # seed 0 is the development seed: reported numbers never come from it
+    config_from_dict(cfg.run_dict(), where=name)
+    base = config_from_dict(cfg.base_dict(), where=name)
+    assert base.loss.name == "clip"
+
+
+def test_base_key_depends_on_world_and_settings():
+    from tripletclip.demo.base import base_identity, base_key
+    from tripletclip.world import spec_preset
+
+    cfg = load_demo_config("demo")
+    spec = spec_preset(cfg.world_spec, seed=cfg.world_seed).to_json()
+    key = base_key(base_identity(cfg, spec, 48))
+    assert key == base_key(base_identity(load_demo_config("demo"), spec, 48))  # deterministic
+    other_seed = dataclasses.replace(cfg, world_seed=cfg.world_seed + 1)
+    assert key != base_key(base_identity(other_seed, spec, 48))
+    longer = load_demo_config("demo", ["base.train.steps=7"])
+    assert key != base_key(base_identity(longer, spec, 48))
+
+
+def _record(method, seed, level):
+    seen = {c: level + i + seed for i, c in enumerate(CATEGORIES)}
+    seen["mean"] = statistics.fmean(seen[c] for c in CATEGORIES)
+    held = {c: v - 5 for c, v in seen.items()}
+    return {"method": method, "seed": seed, "scores": {"seen": seen, "heldout": held},
+            "winoground": {"text": 10.0 + seed, "image": 5.0, "group": 2.0}, "retrieval": {"i2t_r1": 1.0, "t2i_r1": 3.0},
+            "final": {"real_pairs_seen": 640}, "train_s": 2.0, "eval_s": 1.0, "run_dir": f"{method}-{seed}"}
+
+
+def test_method_entry_matches_brute_force():
+    c = stats.method_entry([_record("clip", s, 50.0) for s in (2, 0, 1)], steps=10)
     for i, cat in enumerate(CATEGORIES):
         vals = [50.0 + i + s for s in (0, 1, 2)]
         assert c["categories"][cat] == pytest.approx(sum(vals) / 3)
         assert c["spread"][cat] == pytest.approx((max(vals) - min(vals)) / 2)
         assert c["heldout"]["categories"][cat] == pytest.approx(sum(vals) / 3 - 5)
     assert c["mean"] == pytest.approx(statistics.fmean(c["categories"].values()))
-    assert list(c["per_seed"]) == ["0", "1", "2"] and table["negclip"]["seeds"] == [0, 2]
+    assert list(c["per_seed"]) == ["0", "1", "2"] and c["seeds"] == [0, 1, 2]
     assert c["winoground"]["text"] == pytest.approx(11.0) and c["train_time_s"] == pytest.approx(6.0)
     assert c["wall_time_s"] == pytest.approx(9.0) and c["pairs_seen"] == 640
+
+
+def test_paired_differences_and_the_real_rule():
+    per = {"clip": {s: stats.run_metrics(_record("clip", s, 50.0)) for s in (0, 1, 2)},
+           "negclip": {s: stats.run_metrics(_record("negclip", s, 50.0 + 20 * (s != 1) + 1)) for s in (0, 1, 2)}}
+    rows = {m: [100] * 7 if m in ("mean", "heldout_mean") else [100] for m in per["clip"][0]}
+    p = stats.paired(per, rows)
+    d = p["negclip"]["clip"]["mean"]
+    assert d["per_seed"] == pytest.approx({"0": 21.0, "1": 1.0, "2": 21.0}) and d["same_sign"]
+    # brute force: 1.96 x sqrt(sum over the 7 parts of (pa(1-pa) + pb(1-pb)) / n) / 7 at the seed-mean accuracies
+    pa, pb = (statistics.fmean(per[m][s]["mean"] for s in (0, 1, 2)) / 100 for m in ("negclip", "clip"))
+    want = 196 * math.sqrt(7 * (pa * (1 - pa) + pb * (1 - pb)) / 100) / 7
+    assert d["sampling_error"] == pytest.approx(want, rel=1e-6)
+    assert d["real"] == (abs(d["mean"]) > want)
+    assert not p["negclip"]["clip"]["wino_text"]["same_sign"]  # identical values: no sign, never real
+    assert not p["negclip"]["clip"]["wino_text"]["real"]
+    assert "clip" not in p["clip"] and "negclip" not in p["negclip"]  # never against itself
+    assert p["clip"]["negclip"]["mean"]["mean"] == pytest.approx(-d["mean"])

@@ -6,6 +6,23 @@ import json
 import click
 
 
+def _spec_overrides(items: tuple[str, ...]) -> dict:
+    """``--set KEY=VALUE`` world spec overrides (make_spec keywords; JSON values, bare words as strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {item}: expected KEY=VALUE, e.g. --set 'colours=[\"red\",\"blue\"]'")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+_SET_HELP = "World spec override KEY=VALUE (make_spec keyword, JSON value), repeatable: --set max_objects=3"
+
+
 @click.group()
 def world() -> None:
     """The embedded compositional world (scenes, captions, verified hard negatives, benchmark)."""
@@ -32,16 +49,18 @@ def world() -> None:
               help="Training shard images (the benchmark is always PNG).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing world in --out.")
 @click.option("--no-progress", is_flag=True)
+@click.option("--set", "spec_set", multiple=True, help=_SET_HELP)
 def build(out_dir: str, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,
           spec_name: str, heldout_pairs: int | None, n_retrieval: int, train_edit_types: str, workers: int,
-          image_format: str, overwrite: bool, no_progress: bool) -> None:
+          image_format: str, overwrite: bool, no_progress: bool, spec_set: tuple[str, ...]) -> None:
     """Write OUT/train (TripletData shards) and OUT/bench (SugarCrepe, Winoground, retrieval, manifest)."""
     from tripletclip.world import SUGARCREPE_TYPES, build_world
     from tripletclip.world.build import spec_preset
 
     types = tuple(t.strip() for t in train_edit_types.split(",") if t.strip()) or SUGARCREPE_TYPES
     try:
-        spec = spec_preset(spec_name, seed, **({} if heldout_pairs is None else {"heldout_pairs": heldout_pairs}))
+        spec = spec_preset(spec_name, seed, **({} if heldout_pairs is None else {"heldout_pairs": heldout_pairs}),
+                           **_spec_overrides(spec_set))
         summary = build_world(out_dir, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size,
                               n_neg=n_neg, n_captions=n_captions, spec=spec,
                               n_retrieval=n_retrieval, train_edit_types=types, workers=workers,
@@ -98,14 +117,15 @@ def gallery(out_path: str, per_type: int, seed: int, size: int, split: str) -> N
 @click.option("--spec", "spec_name", default="full", show_default=True, help="Named world spec: full or demo.")
 @click.option("--image-size", default=64, show_default=True, help="Rendered image side for the throughput timing.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="Also write the JSON here.")
+@click.option("--set", "spec_set", multiple=True, help=_SET_HELP)
 def stats(n_train: int, n_bench: int, seed: int, speed: int, spec_name: str, image_size: int,
-          out_path: str | None) -> None:
+          out_path: str | None, spec_set: tuple[str, ...]) -> None:
     """Measure the regime: bag-of-words oracle in-batch and on the benchmark, text prior, coverage, speed."""
     from tripletclip.world import analyse_world, measure_throughput, spec_preset
 
     try:
-        spec = spec_preset(spec_name, seed)
-    except ValueError as e:
+        spec = spec_preset(spec_name, seed, **_spec_overrides(spec_set))
+    except (ValueError, TypeError) as e:
         raise click.UsageError(str(e)) from None
     report = analyse_world(spec, n_train=n_train, n_bench=n_bench, seed=seed)
     if speed:
@@ -115,3 +135,35 @@ def stats(n_train: int, n_bench: int, seed: int, speed: int, spec_name: str, ima
         with open(out_path, "w") as f:
             f.write(text + "\n")
     click.echo(text)
+
+
+@world.command()
+@click.argument("overrides", nargs=-1)
+@click.option("--preset", default=None, help="Demo preset whose world and base settings to use (default: demo).")
+@click.option("--world-seed", type=int, default=None, help="World seed (default: the preset's).")
+@click.option("--work", default=None, type=click.Path(file_okay=False),
+              help="Scratch folder for the pretraining shards and run (default: a temporary folder).")
+@click.option("--workers", default=1, show_default=True, help="World-building processes.")
+@click.option("--force", is_flag=True, help="Pretrain again even when a cached base exists (replaces it).")
+@click.option("--no-progress", is_flag=True)
+def pretrain(overrides: tuple[str, ...], preset: str | None, world_seed: int | None, work: str | None, workers: int,
+             force: bool, no_progress: bool) -> None:
+    """Pretrain the fine-tuning regime's CLIP base on the world once; cached under the user cache directory.
+
+    OVERRIDES are dotted demo-preset keys, e.g. base.train.steps=800."""
+    import tempfile
+    from pathlib import Path
+
+    from tripletclip.demo import ensure_base, load_demo_config
+    from tripletclip.demo.run import _model_input_size
+    from tripletclip.world import spec_preset
+
+    cfg = load_demo_config(preset, overrides)
+    if world_seed is not None:
+        cfg.world_seed = world_seed
+    spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
+    size = _model_input_size(cfg.run_dict().get("model", {}).get("name", "world-cnn"))
+    with tempfile.TemporaryDirectory(prefix="tripletclip-pretrain-") as tmp:
+        base = ensure_base(cfg, spec.to_json(), size, Path(work or tmp), workers, force=force,
+                           progress=not no_progress, echo=click.echo)
+    click.echo(json.dumps(base, indent=1))

@@ -113,6 +113,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+    """A dataclass from a mapping: unknown keys and wrongly typed values are :class:`ConfigError` s."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
@@ -122,6 +123,9 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
             )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+build_dataclass = _build  # public name for other config schemas (the demo's)
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

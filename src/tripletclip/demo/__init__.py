@@ -1,4 +1,6 @@
-"""The demo: the whole method on the embedded world, five objectives at equal compute (demo/run.py)."""
-from tripletclip.demo.run import CATEGORIES, METHODS, run_demo
+"""The demo: the whole method on the embedded world, every objective at equal compute (demo/run.py), in the
+fine-tuning regime (a CLIP base pretrained on the world, demo/base.py) or from scratch (demo/config.py)."""
+from tripletclip.demo.config import DemoConfig, load_demo_config, preset_names
+from tripletclip.demo.run import CATEGORIES, ensure_base, objectives, run_demo
 
-__all__ = ["CATEGORIES", "METHODS", "run_demo"]
+__all__ = ["CATEGORIES", "DemoConfig", "ensure_base", "load_demo_config", "objectives", "preset_names", "run_demo"]

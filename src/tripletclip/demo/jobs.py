@@ -19,7 +19,11 @@ SIM_CATEGORIES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap
 
 @dataclass(frozen=True)
 class Job:
-    """Train ``cfg`` (a RunConfig as a dict); evaluate on ``bench_dir`` unless ``evaluate`` is False."""
+    """Train ``cfg`` (a RunConfig as a dict); evaluate on ``bench_dir`` unless ``evaluate`` is False.
+
+    ``train=False`` evaluates the model ``cfg`` starts from (``model.pretrained``) without training: the
+    fine-tuning regime's base.
+    """
 
     key: str
     method: str
@@ -30,6 +34,7 @@ class Job:
     evaluate: bool = True
     eval_batch_size: int = 256
     sim_rows: int = 400
+    train: bool = True
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -41,15 +46,28 @@ def run_job(job: Job) -> dict[str, Any]:
     from tripletclip.train import train
 
     cfg = config_from_dict(job.cfg, where=f"demo job {job.key}")
+    if not job.train:
+        from tripletclip.models import create_model
+
+        t1 = time.perf_counter()
+        bundle = create_model(cfg.model.name, cfg.model.pretrained)
+        bundle.model.eval()
+        out = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": None, "train_s": 0.0,
+               "final": {}, "curve": []}
+        out.update(evaluate_bundle(bundle, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        out["eval_s"] = time.perf_counter() - t1
+        return out
     t0 = time.perf_counter()
     result = train(cfg)
     train_s = time.perf_counter() - t0
     run_dir = Path(result["run_dir"])
-    out: dict[str, Any] = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": str(run_dir),
-                           "train_s": train_s, "final": result.get("final", {}), "curve": read_curve(run_dir)}
+    out = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": str(run_dir),
+           "train_s": train_s, "final": result.get("final", {}), "curve": read_curve(run_dir)}
     if job.evaluate:
+        from tripletclip.models import load_run_model
+
         t1 = time.perf_counter()
-        out.update(evaluate_run(run_dir, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        out.update(evaluate_bundle(load_run_model(run_dir), Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
         out["eval_s"] = time.perf_counter() - t1
     return out
 
@@ -67,11 +85,16 @@ def read_curve(run_dir: Path, key: str = "loss/loss") -> list[tuple[int, float]]
 
 
 def evaluate_run(run_dir: Path, bench_dir: Path, batch_size: int = 256, sim_rows: int = 400) -> dict[str, Any]:
-    """World benchmark scores (percent) per split and category, Winoground, retrieval, and similarities."""
-    from tripletclip.eval import Encoder, evaluate
+    """:func:`evaluate_bundle` of a run folder's newest checkpoint."""
     from tripletclip.models import load_run_model
 
-    bundle = load_run_model(run_dir)
+    return evaluate_bundle(load_run_model(run_dir), bench_dir, batch_size, sim_rows)
+
+
+def evaluate_bundle(bundle: Any, bench_dir: Path, batch_size: int = 256, sim_rows: int = 400) -> dict[str, Any]:
+    """World benchmark scores (percent) per split and category, Winoground, retrieval, and similarities."""
+    from tripletclip.eval import Encoder, evaluate
+
     enc = Encoder.from_bundle(bundle, batch_size=batch_size)
     rec = evaluate(["world"], enc, {"world": {"annotations": str(bench_dir)}})["world"]
     head = rec["headline"]

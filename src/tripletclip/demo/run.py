@@ -1,65 +1,101 @@
 """``tripletclip demo``: the whole TripletCLIP method offline, on the embedded compositional world.
 
-    tripletclip demo                 # world + clip, negclip, negimage, tripletclip, ceclip x seeds + report
-    tripletclip demo --quick         # smoke run (about a minute)
-    tripletclip demo --preset configs/demo-large.yaml --seeds 0,1,2
+    tripletclip demo                          # fine-tuning regime: CLIP base, then every objective x 3 seeds
+    tripletclip demo --quick                  # smoke run (under a minute)
+    tripletclip demo --preset demo-scratch    # from-scratch, data-limited regime (TripletCLIP Tables 3-4)
+    tripletclip demo --preset my.yaml run.train.steps=300 --seeds 0,1,2,3
 
-Equal compute as in the paper (arXiv 2411.02545, Sec. 4): every method trains the same number of steps on
-the same positives in the same order (per seed) with the same model and optimiser; only the negatives and the
-objective differ. Each method is evaluated on the world's SugarCrepe-format benchmark (seen and held-out
-compositions), its Winoground-style groups and retrieval, and the cosine similarities of positive vs hard
-negative pairs are measured for both towers (the paper's Fig. 3). Trainings run side by side in ``jobs``
-spawned processes with one torch thread each. Outputs: ``results.json`` (top-level keys are the method
-names), ``demo_meta.json`` (provenance, timings), ``similarities.json``, ``report.html`` and a printed table in
-the style of the paper's Table 4 (mean ± half the min..max range over seeds).
+Equal compute as in the paper (arXiv 2411.02545, Sec. 4): every objective trains the same number of steps on
+the same positives in the same order (per seed) with the same model, optimiser and starting weights; only the
+negatives and the objective differ. The objectives are every loss registered in ``tripletclip.losses``. Each
+run is evaluated on the world's SugarCrepe-format benchmark (seen and held-out compositions), its
+Winoground-style groups and retrieval; Fig. 3's similarities are measured. Trainings run side by side in
+``jobs`` spawned processes with one torch thread each. Outputs: ``results.json`` (method keys, plus ``regime``,
+``base`` and ``paired``), ``demo_meta.json`` (provenance, timings), ``similarities.json``, ``report.html``.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
-from tripletclip.config import config_to_dict, load_config
+from tripletclip.config import config_from_dict, config_to_dict
+from tripletclip.config.load import _deep_merge
+from tripletclip.demo import stats
+from tripletclip.demo.config import DemoConfig, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
-from tripletclip.world.build import SPEC_PRESETS
-
-METHODS = ("clip", "negclip", "negimage", "tripletclip", "ceclip")
-CATEGORIES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
-REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-# most expensive objectives first, so that parallel jobs finish together
-_COST_ORDER = {"tripletclip": 0, "negimage": 1, "ceclip": 2, "negclip": 3, "clip": 4}
+from tripletclip.errors import InputError
+from tripletclip.world.generate import SUGARCREPE_TYPES as CATEGORIES
 
 
-def _preset_path(preset: Optional[str], quick: bool) -> Path:
-    if preset:
-        return Path(preset)
-    return REPO_CONFIGS / ("demo-quick.yaml" if quick else "demo.yaml")
+def objectives() -> list[str]:
+    """Every registered objective, cheapest first (CLIP, text negatives, image negatives, both)."""
+    from tripletclip.losses import LOSSES
+
+    return sorted(LOSSES.names(), key=lambda n: (_cost(n), n))
+
+
+def _cost(name: str) -> int:
+    from tripletclip.losses import LOSSES
+
+    cls = LOSSES.get(name)
+    return int(getattr(cls, "needs_neg_text", False)) + 2 * int(getattr(cls, "needs_neg_image", False))
 
 
 def _isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` in a fresh (spawned) process and return its result.
 
     NOTE: measured, training in a process that had just rendered the world with numpy ran 7x slower
-    (51 vs 363 pairs/s) than in a fresh one, so the world is built in its own process.
+    (51 vs 363 pairs/s) than in a fresh one, so world building and base pretraining get their own processes.
     """
     # an executor, not a Pool: its worker is not a daemon, so build_world may start its own workers
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
         return ex.submit(fn, *args, **kwargs).result()
 
 
-def _build_world(out: Path, n_train: int, n_bench: int, n_retrieval: int, world_seed: int, image_size: int,
-                 world: dict[str, Any], workers: int) -> dict[str, Any]:
-    from tripletclip.world import build_world, make_spec
+def build_world_data(out: Path, n_train: int, seed: int, spec_json: dict[str, Any], image_size: int, workers: int,
+                     n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Training shards (and a benchmark when ``n_bench``) of a world spec; ``seed`` draws the scenes."""
+    from tripletclip.world import WorldSpec, build_world
 
-    spec = make_spec(seed=world_seed, **world)
-    return build_world(out, n_train=n_train, n_bench=n_bench, seed=world_seed, image_size=image_size,
-                       n_retrieval=n_retrieval, spec=spec, workers=workers, overwrite=True, progress=True)
+    return build_world(out, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size, n_neg=n_neg,
+                       n_retrieval=n_retrieval, spec=WorldSpec.from_json(spec_json), workers=workers,
+                       overwrite=True, progress=progress)
+
+
+def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, spec_json: dict[str, Any],
+                       image_size: int, workers: int, progress: bool) -> str:
+    from tripletclip.demo.base import pretrain_base
+
+    def build(out: Path, n: int, seed: int) -> dict[str, Any]:
+        return _isolated(build_world_data, out, n, seed, spec_json, image_size, workers, n_neg=0, progress=progress)
+
+    return str(pretrain_base(cfg, identity, work, build, progress=progress))
+
+
+def ensure_base(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, work: Path, workers: int = 1,
+                force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The fine-tuning regime's CLIP base: from the cache, else pretrained now (and cached)."""
+    from tripletclip.demo.base import BASE_FILE, base_identity, base_key, cached_base
+
+    identity = base_identity(cfg, spec_json, image_size)
+    folder = None if force else cached_base(identity)
+    source = "cache"
+    t0 = time.perf_counter()
+    if folder is None:
+        echo(f"[demo] no cached CLIP base for this world (key {base_key(identity)}): pretraining it once")
+        folder = Path(_isolated(_pretrain_isolated, cfg, identity, work, spec_json, image_size, workers, progress))
+        source = "pretrained now"
+    meta = json.loads((Path(folder) / "base.json").read_text())
+    return {"path": str(Path(folder) / BASE_FILE), "key": meta["key"], "source": source,
+            "weights_sha256": meta["weights_sha256"], "pretrain_train_s": meta.get("train_s"),
+            "seconds": time.perf_counter() - t0, "reproduce": meta.get("reproduce")}
 
 
 def _model_input_size(name: str, default: int = 64) -> int:
@@ -73,174 +109,160 @@ def _model_input_size(name: str, default: int = 64) -> int:
     return int(size if isinstance(size, int) else size[0])
 
 
+@contextlib.contextmanager
+def _steps_bar(total: int, enabled: bool) -> Iterator[Callable[[int, str], None]]:
+    """A progress line over all training steps with the rate and an ETA from the measured step rate."""
+    if not enabled:
+        yield lambda completed, info: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()) as bar:
+        task = bar.add_task("training steps (all runs)", total=total, info="")
+        yield lambda completed, info: bar.update(task, completed=completed, info=info)
+
+
+def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
+    """Run jobs in ``workers`` spawned processes (torch is never forked), one progress bar with an ETA."""
+    results: list[dict[str, Any]] = []
+    total = sum(j.cfg["train"]["steps"] for j in jobs if j.train)
+    ordered = sorted(jobs, key=lambda j: (-_cost(j.method) if j.train else 9, j.seed))  # slowest first
+    with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool, \
+            _steps_bar(total, progress) as update:
+        pending = {pool.submit(run_job, j): j for j in ordered}
+        while pending:
+            done, _ = cf.wait(list(pending), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                pending.pop(fut)
+                results.append(fut.result())  # re-raises a worker's error with its traceback
+            finished = {r["key"] for r in results}
+            steps = sum(j.cfg["train"]["steps"] if j.key in finished else _last_step(runs_dir / j.cfg["train"]["name"])
+                        for j in ordered if j.train)
+            update(steps, f"runs done {len(results)}/{len(ordered)}")
+    return results
+
+
 def _last_step(run_dir: Path) -> int:
-    """The newest logged step of a run (0 before its first log line)."""
     curve = read_curve(run_dir)
     return curve[-1][0] if curve else 0
 
 
-def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
-    """Run jobs in ``workers`` spawned processes (torch is never forked), with one progress bar over steps."""
-    results: list[dict[str, Any]] = []
-    total = sum(j.cfg["train"]["steps"] for j in jobs)
-    bar_ctx = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        bar_ctx = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[info]}"), TimeElapsedColumn())
-    ordered = sorted(jobs, key=lambda j: _COST_ORDER.get(j.method, 9))
-    with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool:
-        pending = {pool.submit(run_job, j): j for j in ordered}
-        bar = bar_ctx.__enter__() if bar_ctx else None
-        task = bar.add_task("training steps (all runs)", total=total, info="") if bar else None
-        try:
-            while pending:
-                done, _ = cf.wait(list(pending), timeout=1.0, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    pending.pop(fut)
-                    results.append(fut.result())  # re-raises a worker's error with its traceback
-                if bar is not None:
-                    finished = {r["key"] for r in results}
-                    steps = sum(j.cfg["train"]["steps"] if j.key in finished else
-                                _last_step(runs_dir / j.cfg["train"]["name"]) for j in ordered)
-                    bar.update(task, completed=steps, info=f"runs done {len(results)}/{len(ordered)}")
-        finally:
-            if bar_ctx:
-                bar_ctx.__exit__(None, None, None)
-    return results
+def _plan(cfg: DemoConfig) -> tuple[int, int]:
+    """(training triplets to generate, steps): fresh scenes (epochs=1) or a fixed set seen ``epochs`` times."""
+    train = cfg.run_dict().get("train", {})
+    steps, batch = int(train.get("steps", 0)), int(train.get("batch_size", 0))
+    if steps < 1 or batch < 1:
+        raise InputError(f"demo preset: run.train.steps and run.train.batch_size must be >= 1 (got {steps}, {batch})")
+    return max(batch, steps * batch // cfg.epochs), steps
 
 
-def _agg(per_seed: dict[str, dict[str, float]]) -> dict[str, Any]:
-    keys = sorted({k for v in per_seed.values() for k in v})
-    mean = {k: statistics.fmean(v[k] for v in per_seed.values() if k in v) for k in keys}
-    spread = {k: (max(v[k] for v in per_seed.values()) - min(v[k] for v in per_seed.values())) / 2 for k in keys}
-    return {"mean": mean.get("mean"), "categories": {k: mean[k] for k in CATEGORIES if k in mean},
-            "spread": spread, "per_seed": per_seed}
-
-
-def aggregate(results: Sequence[dict[str, Any]], methods: Sequence[str], steps: int) -> dict[str, Any]:
-    """results.json: per method, seen-split accuracies (percent) averaged over seeds, per-seed values, held-out."""
-    table: dict[str, Any] = {}
-    for method in methods:
-        runs = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
-        if not runs:
-            continue
-        seen = _agg({str(r["seed"]): r["scores"]["seen"] for r in runs})
-        held = _agg({str(r["seed"]): r["scores"]["heldout"] for r in runs if "heldout" in r["scores"]})
-        final = runs[0]["final"]
-        table[method] = {
-            "mean": seen["mean"], "categories": seen["categories"], "spread": seen["spread"],
-            "per_seed": seen["per_seed"], "seen": seen, "heldout": held,
-            "winoground": {"per_seed": {str(r["seed"]): r["winoground"] for r in runs},
-                           **{k: statistics.fmean(r["winoground"][k] for r in runs) for k in ("text", "image", "group")}},
-            "retrieval": {"per_seed": {str(r["seed"]): r["retrieval"] for r in runs},
-                          **{k: statistics.fmean(r["retrieval"].get(k, 0.0) for r in runs) for k in ("i2t_r1", "t2i_r1")}},
-            "steps": steps, "pairs_seen": final.get("real_pairs_seen"),
-            "synthetic_images_seen": final.get("synthetic_images_seen"), "neg_texts_seen": final.get("neg_texts_seen"),
-            "train_time_s": sum(r["train_s"] for r in runs), "eval_time_s": sum(r.get("eval_s", 0.0) for r in runs),
-            # process time of this method's runs (trainings run side by side, so these do not add up to the wall)
-            "wall_time_s": sum(r["train_s"] + r.get("eval_s", 0.0) for r in runs),
-            "seeds": [r["seed"] for r in runs], "run_dirs": [r["run_dir"] for r in runs],
-        }
-    return table
-
-
-def run_demo(out_dir: str | Path = "demo_out", quick: bool = False, preset: Optional[str] = None,
-             seeds: Optional[Sequence[int]] = None, methods: Sequence[str] = METHODS,
-             n_train: Optional[int] = None, n_bench: Optional[int] = None, world_seed: int = 0,
-             jobs: Optional[int] = None, world: Optional[dict[str, Any]] = None, progress: bool = True,
+def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, overrides: Sequence[str] = (),
+             quick: bool = False, seeds: Optional[Sequence[int]] = None, methods: Optional[Sequence[str]] = None,
+             world_seed: Optional[int] = None, jobs: Optional[int] = None, progress: bool = True,
              echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build the world, train every method for every seed at equal compute, evaluate, report; returns the
-    content of results.json."""
-    bad = [m for m in methods if m not in _COST_ORDER]
-    if bad or not methods:
-        raise ValueError(f"demo: unknown method(s) {bad or '(none given)'}; choose from {', '.join(METHODS)}")
+    """World, base (fine-tuning regime), every objective x seed at equal compute, evaluation, report; returns
+    the content of results.json."""
+    from tripletclip.world import spec_preset
+
     t_start = time.perf_counter()
+    cfg = load_demo_config(preset or ("demo-quick" if quick else None), overrides)
+    if seeds is not None:
+        cfg.seeds = list(seeds)
+    if world_seed is not None:
+        cfg.world_seed = world_seed
+    known = objectives()
+    methods = list(methods) if methods else known
+    bad = [m for m in methods if m not in known]
+    if bad or not methods:
+        raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}")
     out = Path(out_dir)
-    preset_path = _preset_path(preset, quick)
-    base = load_config(preset_path)
-    seeds = list(seeds) if seeds is not None else ([0] if quick else [0, 1, 2])
-    n_train = n_train or base.train.steps * base.train.batch_size  # one epoch of fresh scenes
-    n_bench = n_bench or (28 if quick else 200)
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
-    world = dict(SPEC_PRESETS["demo"] if world is None else world)
-    image_size = _model_input_size(base.model.name)  # rendered at the model's input size: no resampling
+    n_train, steps = _plan(cfg)
+    run_base = cfg.run_dict()
+    model_name = run_base.get("model", {}).get("name", "world-cnn")
+    image_size = _model_input_size(model_name)  # rendered at the model's input size: no resampling
+    spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    world_summary = _isolated(_build_world, out / "world", n_train, n_bench, min(500, 5 * n_bench), world_seed,
-                              image_size, world, jobs)
-    world_time = time.perf_counter() - t0
-    shards = "::".join(sorted(str(p) for p in (out / "world" / "train").glob("train-*.tar")))
-    bench = out / "world" / "bench"
-    runs_dir = out / "runs"
-    job_list = []
-    for method in methods:
-        for seed in seeds:
-            name = f"{method}-seed{seed}"
-            if (runs_dir / name).exists():
-                shutil.rmtree(runs_dir / name)  # a demo always starts its runs afresh
-            cfg = load_config(preset_path, [f"loss.name={method}", f"data.train={shards}", f"train.seed={seed}",
-                                            f"train.output_dir={runs_dir}", f"train.name={name}", "train.progress=false"])
-            job_list.append(Job(key=name, method=method, seed=seed, cfg=config_to_dict(cfg), bench_dir=str(bench),
-                                threads=max(1, cfg.train.threads), eval_batch_size=cfg.eval.batch_size))
-    echo(f"[demo] {len(methods)} objectives x {len(seeds)} seeds, {base.train.steps} steps x batch "
-         f"{base.train.batch_size} each, {jobs} in parallel")
+    world_summary = _isolated(build_world_data, out / "world", n_train, cfg.world_seed, spec.to_json(), image_size,
+                              jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, progress=progress)
+    timings["world_build_s"] = time.perf_counter() - t0
+    base = None
+    if cfg.regime == "finetune":
+        base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo)
+        timings["base_s"] = base["seconds"]
+        run_base = _deep_merge(run_base, {"model": {"pretrained": base["path"]}})
+    from tripletclip.world import train_shards
+
+    shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
+    job_list = [_job(run_base, m, s, shards, bench, runs_dir) for m in methods for s in cfg.seeds]
+    if base is not None:
+        job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False))
+    echo(f"[demo] {cfg.regime} regime: {len(methods)} objectives x {len(cfg.seeds)} seeds, {steps} steps x batch "
+         f"{run_base['train']['batch_size']} each, {jobs} in parallel")
     t1 = time.perf_counter()
     results = execute(job_list, jobs, runs_dir, progress)
-    train_time = time.perf_counter() - t1
-    table = aggregate(results, methods, base.train.steps)
+    timings["train_and_eval_s"] = time.perf_counter() - t1
+    table = {m: stats.method_entry([r for r in results if r["method"] == m], steps) for m in methods}
+    per_method = {m: {r["seed"]: stats.run_metrics(r) for r in results if r["method"] == m} for m in methods}
+    base_runs = [r for r in results if r["method"] == "base"]
+    rows = stats.metric_rows(world_summary["bench"])
+    document = {**table, "regime": cfg.regime,
+                "base": stats.method_entry(base_runs, 0) if base_runs else None,
+                "paired": stats.paired(per_method, rows),
+                "units": "accuracy and recall in percent; paired differences in points"}
     sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
-                for k in ("text", "vision", "cross_pos", "cross_neg")} for m in table}
-    curves = {m: {str(r["seed"]): r["curve"] for r in results if r["method"] == m} for m in table}
-    meta = {
-        "summary": f"{len(methods)} objectives x {len(seeds)} seeds at equal compute on the embedded world "
-                   f"({n_train} training triplets, {n_bench} benchmark rows per category, "
-                   f"{base.train.steps} steps x batch {base.train.batch_size}).",
-        "preset": str(preset_path), "config": config_to_dict(base), "world_spec": world, "world": world_summary,
-        "world_build_s": world_time, "train_and_eval_s": train_time, "parallel_jobs": jobs,
+                for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
+    curves = {m: {str(r["seed"]): r["curve"] for r in results if r["method"] == m} for m in methods}
+    meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
+    (out / "similarities.json").write_text(json.dumps(sims) + "\n")
+    from tripletclip.demo.output import print_tables, write_html
+
+    write_html(out, document, meta, sims, curves, world_summary, echo)
+    meta["wall_time_s"] = time.perf_counter() - t_start
+    (out / "demo_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    print_tables(document, echo)
+    echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, base "
+         f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
+         f"results: {out / 'results.json'}; report: {out / 'report.html'}")
+    return document
+
+
+def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: Path, runs_dir: Path,
+         train: bool = True) -> Job:
+    name = f"{method}-seed{seed}"
+    if (runs_dir / name).exists():
+        shutil.rmtree(runs_dir / name)  # a demo always starts its runs afresh
+    cfg = config_from_dict(_deep_merge(run_base, {
+        "loss": {"name": "clip" if method == "base" else method},
+        "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,
+                                             "progress": False}}), where=f"demo run {name}")
+    return Job(key=name, method=method, seed=seed, cfg=config_to_dict(cfg), bench_dir=str(bench),
+               threads=max(1, cfg.train.threads), eval_batch_size=cfg.eval.batch_size, train=train)
+
+
+def _meta(cfg: DemoConfig, preset: Optional[str], run_base: dict[str, Any], spec: Any, world_summary: dict[str, Any],
+          base: Optional[dict[str, Any]], results: Sequence[dict[str, Any]], timings: dict[str, float], jobs: int,
+          n_train: int, steps: int) -> dict[str, Any]:
+    """demo_meta.json: what produced the numbers."""
+    from tripletclip.utils.provenance import code_version
+
+    batch = run_base["train"]["batch_size"]
+    return {
+        "summary": f"{cfg.regime} regime: {len(cfg.seeds)} seeds x objectives at equal compute on the embedded world "
+                   f"(world seed {cfg.world_seed}, {n_train} training triplets, {cfg.n_bench} benchmark rows per "
+                   f"category, {steps} steps x batch {batch}).",
+        "preset": preset or "demo", "demo_config": config_to_dict(cfg), "run_config": run_base,
+        "world_spec": spec.to_json(), "world": world_summary, "base": base, "parallel_jobs": jobs, **timings,
+        "code_version": code_version(),
         "runs": [{k: r.get(k) for k in ("key", "method", "seed", "run_dir", "train_s", "eval_s", "weights_sha256")}
                  for r in results],
         "protocol": "SugarCrepe rule: correct iff s(x, y) > s(x, y') (ties wrong); mean = unweighted mean of the "
-                    "seven categories; tables: mean over seeds ± half the min..max range",
+                    "seven categories; tables: mean over seeds ± half the min..max range; paired: per-seed "
+                    "differences, real = same sign on every seed and |mean| > 1.96 x the binomial standard error "
+                    "of the difference",
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(table, indent=1) + "\n")
-    (out / "similarities.json").write_text(json.dumps(sims) + "\n")
-    meta["wall_time_s"] = time.perf_counter() - t_start
-    _report(out, table, meta, sims, curves, world_summary, echo)
-    meta["wall_time_s"] = time.perf_counter() - t_start
-    (out / "demo_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    from tripletclip.report import text_table
-
-    echo("\nworld benchmark, seen compositions (accuracy %, mean ± half range over seeds)")
-    echo(text_table(table, CATEGORIES, "seen"))
-    echo("\nheld-out compositions")
-    echo(text_table(table, CATEGORIES, "heldout"))
-    echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {world_time:.0f} s, training + evaluation "
-         f"{train_time:.0f} s); results: {out / 'results.json'}; report: {out / 'report.html'}")
-    return table
-
-
-def _report(out: Path, table: dict[str, Any], meta: dict[str, Any], sims: dict[str, Any], curves: dict[str, Any],
-            world_summary: dict[str, Any], echo: Callable[[str], None]) -> None:
-    from tripletclip.report import write_report
-
-    try:
-        from tripletclip.world import WorldSpec
-        from tripletclip.world.gallery import gallery_image, gallery_triplets
-
-        spec = WorldSpec.from_json(world_summary["spec"])
-        gallery = gallery_image(gallery_triplets(spec, seed=int(world_summary.get("seed", 0)) + 99,
-                                                 image_size=int(world_summary.get("image_size", 64))))
-        import io
-
-        buf = io.BytesIO()
-        gallery.save(buf, format="PNG")
-        gallery_png: Optional[bytes] = buf.getvalue()
-    except Exception as e:  # the gallery is illustration: its failure is reported, never fatal
-        echo(f"[demo] gallery skipped: {e}")
-        gallery_png = None
-    try:
-        write_report(out / "report.html", table, CATEGORIES, meta, sims=sims, curves=curves, gallery_png=gallery_png)
-    except Exception as e:  # a plotting problem must not lose the numbers, but it is reported
-        echo(f"[demo] report.html could not be written: {e}")

@@ -1,0 +1,125 @@
+"""Aggregation of the demo's runs: per-seed values, mean ± half range, and paired per-seed differences.
+
+A difference between two objectives is called *real* only when (a) its sign agrees on every seed (the runs of
+one seed share the world, the positives and their order, so seed-wise differences are paired) and (b) its mean
+exceeds the benchmark's sampling error: 1.96 x the standard error of a difference of two binomial accuracies
+on the rows that metric is measured on (unpaired, hence conservative). At 100 rows (one category of one split
+at the default 200 rows per category) that is about ±13.9 points at 50% accuracy; for the seven-category mean
+of one split (700 rows) about ±5.2 points (docs/world_experiments.md, "Protocol").
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Mapping, Sequence
+
+from tripletclip.world.generate import SUGARCREPE_TYPES as CATEGORIES
+
+# metric -> (how to read it from one run record, how many benchmark rows it rests on)
+SWAPS = ("swap_obj", "swap_att")
+
+
+def run_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """The headline numbers (percent) of one run record (``jobs.run_job``/``jobs.evaluate_*`` output)."""
+    seen, held = record["scores"]["seen"], record["scores"].get("heldout", {})
+    out = {"mean": seen["mean"], "heldout_mean": held.get("mean", float("nan")),
+           "swap_mean": statistics.fmean(seen[c] for c in SWAPS if c in seen),
+           "replace_rel": seen.get("replace_rel", float("nan")),
+           "wino_text": record["winoground"].get("text", float("nan")),
+           "wino_image": record["winoground"].get("image", float("nan")),
+           "wino_group": record["winoground"].get("group", float("nan")),
+           "i2t_r1": record["retrieval"].get("i2t_r1", float("nan")),
+           "t2i_r1": record["retrieval"].get("t2i_r1", float("nan"))}
+    out.update({f"seen/{c}": seen[c] for c in CATEGORIES if c in seen})
+    return out
+
+
+def metric_rows(bench: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Rows per averaged part of each metric (a mean of k parts has k entries), from the world manifest."""
+    counts = bench["counts"]
+    seen = [counts[c]["seen"] for c in CATEGORIES if c in counts]
+    held = [counts[c]["heldout"] for c in CATEGORIES if c in counts]
+    wino = sum(sum(v.values()) for v in bench.get("winoground_counts", {}).values()) or 1
+    ret = int((bench.get("retrieval") or {}).get("images", 0) or 0) or 1
+    rows = {"mean": seen, "heldout_mean": held, "swap_mean": [counts[c]["seen"] for c in SWAPS if c in counts],
+            "replace_rel": [counts["replace_rel"]["seen"]] if "replace_rel" in counts else [1],
+            "wino_text": [wino], "wino_image": [wino], "wino_group": [wino], "i2t_r1": [ret], "t2i_r1": [ret]}
+    rows.update({f"seen/{c}": [counts[c]["seen"]] for c in CATEGORIES if c in counts})
+    return rows
+
+
+def sampling_error(a: float, b: float, rows: Sequence[int]) -> float:
+    """1.96 x the standard error (points) of the difference of two accuracies a, b (percent), each the mean of
+    ``len(rows)`` parts measured on ``rows[i]`` rows (binomial variance at the parts' mean accuracy)."""
+    k = len(rows)
+    pa, pb = min(max(a / 100.0, 0.0), 1.0), min(max(b / 100.0, 0.0), 1.0)
+    var = sum((pa * (1 - pa) + pb * (1 - pb)) / max(1, n) for n in rows) / (k * k)
+    return 196.0 * math.sqrt(var)
+
+
+def paired(per_method: Mapping[str, Mapping[int, dict[str, float]]], rows: Mapping[str, list[int]],
+           refs: Sequence[str] = ("clip", "negclip")) -> dict[str, Any]:
+    """``paired[method][ref][metric]``: per-seed differences method - ref (points) and whether it is real."""
+    out: dict[str, Any] = {}
+    for method, seeds in per_method.items():
+        for ref in refs:
+            if ref == method or ref not in per_method:
+                continue
+            common = sorted(set(seeds) & set(per_method[ref]))
+            if not common:
+                continue
+            block: dict[str, Any] = {}
+            for metric in seeds[common[0]]:
+                diffs = {str(s): seeds[s][metric] - per_method[ref][s][metric] for s in common}
+                vals = list(diffs.values())
+                if any(math.isnan(v) for v in vals):
+                    continue
+                mean = statistics.fmean(vals)
+                err = sampling_error(statistics.fmean(seeds[s][metric] for s in common),
+                                     statistics.fmean(per_method[ref][s][metric] for s in common), rows.get(metric, [1]))
+                same_sign = all(v > 0 for v in vals) or all(v < 0 for v in vals)
+                block[metric] = {"per_seed": diffs, "mean": mean, "min": min(vals), "max": max(vals),
+                                 "same_sign": same_sign, "sampling_error": err,
+                                 "real": bool(same_sign and abs(mean) > err)}
+            out.setdefault(method, {})[ref] = block
+    return out
+
+
+def spread(values: Sequence[float]) -> float:
+    """Half the min..max range (0 for one value)."""
+    return (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
+
+
+def aggregate_split(per_seed: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Mean over seeds, half range, and the per-seed values of one split's category scores."""
+    keys = sorted({k for v in per_seed.values() for k in v})
+    mean = {k: statistics.fmean(v[k] for v in per_seed.values() if k in v) for k in keys}
+    half = {k: spread([v[k] for v in per_seed.values() if k in v]) for k in keys}
+    return {"mean": mean.get("mean"), "categories": {k: mean[k] for k in CATEGORIES if k in mean},
+            "spread": half, "per_seed": dict(per_seed)}
+
+
+def method_entry(runs: Sequence[Mapping[str, Any]], steps: int) -> dict[str, Any]:
+    """results.json's entry of one objective (or of the base) from its runs, one per seed."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    seen = aggregate_split({str(r["seed"]): r["scores"]["seen"] for r in runs})
+    held = aggregate_split({str(r["seed"]): r["scores"]["heldout"] for r in runs if "heldout" in r["scores"]})
+    final = runs[0].get("final", {})
+
+    def block(key: str, names: Sequence[str]) -> dict[str, Any]:
+        return {"per_seed": {str(r["seed"]): r[key] for r in runs},
+                **{k: statistics.fmean(r[key].get(k, 0.0) for r in runs) for k in names}}
+
+    return {
+        "mean": seen["mean"], "categories": seen["categories"], "spread": seen["spread"],
+        "per_seed": seen["per_seed"], "seen": seen, "heldout": held,
+        "winoground": block("winoground", ("text", "image", "group")),
+        "retrieval": block("retrieval", ("i2t_r1", "t2i_r1")),
+        "steps": steps, "pairs_seen": final.get("real_pairs_seen"),
+        "synthetic_images_seen": final.get("synthetic_images_seen"), "neg_texts_seen": final.get("neg_texts_seen"),
+        "train_time_s": sum(r.get("train_s", 0.0) for r in runs),
+        "eval_time_s": sum(r.get("eval_s", 0.0) for r in runs),
+        # process time of this method's runs (trainings run side by side, so these do not add up to the wall)
+        "wall_time_s": sum(r.get("train_s", 0.0) + r.get("eval_s", 0.0) for r in runs),
+        "seeds": [r["seed"] for r in runs], "run_dirs": [r.get("run_dir") for r in runs],
+    }
