@@ -27,11 +27,12 @@ def train(config_path: str | None, resume: str | None, print_config: bool, overr
         click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return
     from tripletclip.data.contract import DataError
+    from tripletclip.models.weights import WeightsError
     from tripletclip.train import train as run_train
 
     try:
         result = run_train(cfg, resume=resume)
-    except (DataError, FileNotFoundError, FileExistsError) as e:
+    except (DataError, WeightsError, FileNotFoundError, FileExistsError) as e:
         raise click.ClickException(str(e)) from None
     except KeyError as e:  # unknown registry name (loss, model): the message lists the known ones
         raise click.ClickException(str(e.args[0]) if e.args else repr(e)) from None
