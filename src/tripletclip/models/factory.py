@@ -193,7 +193,9 @@ def create_model(
     identity: dict[str, Any] = {"name": name, "quick_gelu": bool(force_quick_gelu or "quickgelu" in name) if qg is None else qg}
     if local is not None:
         unwrapped = load_open_clip_weights(model, local, name)
-        identity.update(local.identity(), pretrained=str(Path(pretrained).resolve()), unwrapped=unwrapped or None)
+        identity.update(local.identity(), pretrained=str(Path(pretrained).resolve()))
+        if unwrapped:
+            identity["unwrapped"] = unwrapped
     elif is_hub:
         identity.update(format="open_clip-hub", source=name)
     else:
