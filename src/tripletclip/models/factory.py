@@ -1,11 +1,13 @@
 """One factory for every CLIP model tripletclip trains or evaluates.
 
-Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained`` tag, a local checkpoint path,
-``hf-hub:org/repo`` or ``local-dir:/path`` ids, plus our own data-only model configs in ``models/configs/*.json``
-registered with open_clip exactly as open_clip registers its own JSON configs. Tiny ``test-*`` / ``world-*``
-configs let tests and the embedded world run real architectures on CPU.
+Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained`` tag, a weights file or a
+tripletclip run folder (models/weights.py), ``hf-hub:org/repo`` or ``local-dir:/path`` ids, plus our own data-only
+model configs in ``models/configs/*.json`` registered with open_clip exactly as open_clip registers its own JSON
+configs. Tiny ``test-*`` / ``world-*`` configs let tests and the embedded world run real architectures on CPU.
+``hf:PATH_OR_ID`` hands over to transformers-format CLIP checkpoints (models/hf.py). Every bundle carries an
+identity (format, source, sha256 of the weights) that result files record.
 
-NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; methods.md 5).
+NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; docs/methods.md).
 """
 from __future__ import annotations
 
@@ -152,6 +154,8 @@ def create_model(
     if name.startswith("hf:"):
         from tripletclip.models.hf import create_hf_model
 
+        if force_quick_gelu:
+            raise ValueError(f"{name}: force_quick_gelu does not apply: a transformers folder's config sets its activation")
         return create_hf_model(name[3:], pretrained, device=device, image_size=image_size, aug_cfg=aug_cfg,
                                cache_dir=cache_dir)
     is_hub = name.startswith(("hf-hub:", "local-dir:"))
