@@ -151,6 +151,8 @@ def create_model(
     OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md).
     """
     _ensure_registered()
+    if aug_cfg and (aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip")):
+        raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
     if name.startswith("hf:"):
         from tripletclip.models.hf import create_hf_model
 
@@ -177,8 +179,6 @@ def create_model(
             )
     kwargs: dict[str, Any] = {}
     if aug_cfg:
-        if aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip"):
-            raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
         kwargs["aug_cfg"] = {k: v for k, v in aug_cfg.items() if k not in ("hflip", "horizontal_flip")}
     with _quiet_random_init():

@@ -281,7 +281,8 @@ def _feeders(folder: Path, clip: HFClip, spec: str, own_files: bool, aug_cfg: Op
         mean, std = tuple(processor.image_mean), tuple(processor.image_std)
         used["transform"] = "folder"
     # training augmentation: open_clip's random resized crop (never a flip) with the folder's normalisation
-    preprocess_train = open_clip.image_transform(size, is_train=True, mean=mean, std=std, aug_cfg=aug_cfg or None)
+    aug = {k: v for k, v in (aug_cfg or {}).items() if k not in ("hflip", "horizontal_flip")} or None
+    preprocess_train = open_clip.image_transform(size, is_train=True, mean=mean, std=std, aug_cfg=aug)
     return preprocess_train, preprocess_val, tokenizer, ctx, used
 
 
@@ -299,8 +300,6 @@ def create_hf_model(
 
     if image_size:
         raise WeightsError(f"hf:{spec}: a different image size is not supported for transformers models")
-    if aug_cfg and (aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip")):
-        raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
     folder = resolve_source(spec, cache_dir)
     two = all((folder / t).is_dir() for t in TOWERS)
     model, files = _two_folder(folder, spec) if two else _clip_folder(folder, spec)
