@@ -13,13 +13,8 @@ import click
 def export(run: str, fmt: str, out: str, overwrite: bool) -> None:
     """Export the model of RUN (a run or checkpoint folder) for open_clip or transformers."""
     from tripletclip.models.export import export_model
-    from tripletclip.models.hf_convert import ExportError
-    from tripletclip.models.weights import WeightsError
 
-    try:
-        manifest = export_model(run, fmt, out, overwrite=overwrite)
-    except (ExportError, WeightsError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
+    manifest = export_model(run, fmt, out, overwrite=overwrite)  # refusals are UserErrors: one line (tripletclip.cli)
     diff = max(manifest["max_feature_diff"].values())
     click.echo(f"wrote {out} ({fmt}; read back with {'transformers' if fmt == 'hf' else 'open_clip'}: "
                f"features within {diff:.1e} of the checkpoint)")

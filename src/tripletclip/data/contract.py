@@ -35,6 +35,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from tripletclip.errors import InputError
+
 # SugarCrepe's seven categories (arXiv 2306.14610), then the generic origins of a negative.
 # CE-CLIP's four types (arXiv 2306.08832) map onto these: swap = swap_obj|swap_att, replace-attribute,
 # replace-object, replace-relation.
@@ -54,7 +56,7 @@ EDIT_TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EDIT_TYPES)}
 BATCH_KEYS = ("image", "text", "neg_text", "neg_text_mask", "neg_text_type", "neg_image", "neg_image_mask")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data; the message is one line naming the file, the row or key, and what to do."""
 
 

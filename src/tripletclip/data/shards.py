@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 from PIL import Image
 
 from tripletclip.data.contract import EDIT_TYPES, DataError
+from tripletclip.errors import ConflictError
 from tripletclip.utils.provenance import sha256_file
 
 MANIFEST = "manifest.json"
@@ -133,7 +134,7 @@ class ShardWriter:
             p for p in [self.out_dir / MANIFEST] if p.exists()
         ]
         if existing and not overwrite:
-            raise FileExistsError(f"{self.out_dir}: already holds {existing[0].name}; pass overwrite=True or use a new folder")
+            raise ConflictError(f"{self.out_dir}: already holds {existing[0].name}; pass overwrite=True or use a new folder")
         for p in existing:
             p.unlink()
         self._shards: list[dict[str, Any]] = []

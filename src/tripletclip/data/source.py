@@ -26,6 +26,8 @@ class Source(Protocol):
     files: list[str]
     #: problems found while streaming that are not tied to one sample (e.g. a truncated shard), since reset
     stream_errors: int
+    #: samples those problems cost (e.g. the samples of a shard after its cut), since reset
+    samples_lost: int
 
     def partition_for(self, n_logical: int) -> str:
         """Fix and return the partition for this many logical workers (world_size * workers)."""

@@ -84,7 +84,7 @@ class BatchStream(IterableDataset):
         if pos and skip(it, pos) < pos:
             raise DataError(f"{src.files[0]}: resume position {pos} is past the end of epoch {epoch} of worker {w}; "
                             "the data changed since the checkpoint: resume with the same data.train")
-        src.stream_errors = 0  # errors met while skipping were counted before the checkpoint
+        src.stream_errors = src.samples_lost = 0  # losses met while skipping were counted before the checkpoint
         good_in_epoch, full_epoch = 0, pos == 0
         while True:
             items, raws, bad, examples = [], 0, 0, []
@@ -123,7 +123,8 @@ class BatchStream(IterableDataset):
                 "raw": raws,
                 "bad": bad,
                 "stream_errors": src.stream_errors,
+                "samples_lost": src.samples_lost,
                 "bad_examples": examples,
             }
-            src.stream_errors = 0
+            src.stream_errors = src.samples_lost = 0
             yield batch

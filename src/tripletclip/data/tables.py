@@ -60,7 +60,27 @@ def parse_list_cell(cell: Any) -> list[Any]:
     return [s]
 
 
+def not_utf8(path: str) -> DataError:
+    """The one-line error for a text table that is not UTF-8: file, line, column and byte of the first bad byte."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return DataError(f"{path}, line {n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                 "tables are read as UTF-8: re-encode the file (e.g. iconv -f cp1252 -t utf-8 for "
+                                 "Windows/Latin-1 text)")
+    return DataError(f"{path}: not UTF-8 text; re-encode the file as UTF-8")
+
+
 def _read_csv(path: str, sep: str, columns: list[str]) -> dict[str, list[Any]]:
+    try:
+        return _read_csv_utf8(path, sep, columns)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def _read_csv_utf8(path: str, sep: str, columns: list[str]) -> dict[str, list[Any]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter=sep)
@@ -101,7 +121,7 @@ class TableSource:
         self.cfg = cfg
         self.files = [p.strip() for p in cfg.train.split("::") if p.strip()]
         self.partition = "resampled" if cfg.resampled else "rows"
-        self.stream_errors = 0
+        self.stream_errors = self.samples_lost = 0  # a table is read whole at start: nothing is lost later
         self.columns = [c for c in (cfg.img_key, cfg.caption_key, cfg.neg_caption_key, cfg.neg_image_key) if c]
         self.data: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.offsets: list[int] = []

@@ -11,6 +11,12 @@ base name before its first dot, as in webdataset):
 
 We scan tar headers ourselves (stdlib tarfile) and keep only member byte ranges until a sample is decoded,
 so shuffling, partitioning and resume fast-forwarding never read image bytes.
+
+A shard that ends early (a partial download or copy: no end-of-archive blocks, or a member running past the
+end of the file) gives its complete samples; the cut sample is dropped, and the shard is counted as a stream
+error with the samples it lost (exactly, when the ``manifest.json`` of :mod:`tripletclip.data.shards` lists
+the shard). An unreadable shard is counted the same way. The trainer stops when the lost and skipped samples
+pass ``data.max_bad_fraction``.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from tripletclip.data.order import (
     shard_order,
     shuffle_buffer,
 )
+from tripletclip.data.shards import read_manifest
 from tripletclip.data.source import SOURCES
 
 log = logging.getLogger(__name__)
@@ -97,8 +104,17 @@ def _octal(field: bytes) -> int | None:
         return None
 
 
-def _fast_members(path: str) -> list[tuple[str, int, int]] | None:
-    """(name, data offset, size) of the regular files of a tar, parsing the 512-byte headers directly.
+class ShardTruncated(tarfile.ReadError):
+    """A tar that ends before its end-of-archive blocks; ``partial`` samples were cut (known lost without a manifest)."""
+
+    def __init__(self, message: str, partial: int) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def _fast_members(path: str) -> tuple[list[tuple[str, int, int]], bool] | None:
+    """((name, data offset, size) of the regular files of a tar, whether the file ends before the end-of-archive
+    blocks), parsing the 512-byte headers directly.
 
     Handles ustar, pax ('x' path/size records) and GNU long names; returns None on anything else (bad checksum,
     base-256 sizes, sparse files, ...) so that the caller falls back to :mod:`tarfile`. About 5x faster than
@@ -112,8 +128,10 @@ def _fast_members(path: str) -> list[tuple[str, int, int]] | None:
         while True:
             f.seek(pos)
             hdr = f.read(512)
-            if len(hdr) < 512 or hdr.count(0) == 512:
-                return out
+            if len(hdr) < 512:  # the file ends where a header or the end-of-archive blocks should be: cut
+                return out, True
+            if hdr.count(0) == 512:
+                return out, False
             chk = _octal(hdr[148:156])
             size = _octal(hdr[124:136])
             if chk is None or size is None or chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
@@ -161,22 +179,41 @@ def _tarfile_members(path: str) -> Iterator[tuple[str, int, int]]:
 
 
 def scan_tar(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]]]]:
-    """(key, {ext: (offset, size)}) for each sample of a tar, reading headers only."""
+    """(key, {ext: (offset, size)}) for each sample of a tar, reading headers only.
+
+    A cut tar yields its complete samples, then raises :class:`ShardTruncated` (the cut sample is not yielded:
+    members of it may be missing).
+    """
     fast = _fast_members(path)
-    key, members = None, {}
-    for name, offset, size in fast if fast is not None else _tarfile_members(path):
-        folder, base = os.path.split(name)
-        if "." not in base:
+    files, cut = fast if fast is not None else (list(_tarfile_members(path)), False)
+    end = os.path.getsize(path)
+    whole = [m for m in files if m[1] + m[2] <= end]  # members are in file order: only a tail can run past the end
+    samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    for name, offset, size in whole:
+        key_ext = _split_member(name)
+        if key_ext is None:
             continue
-        stem, ext = base.split(".", 1)
-        k = f"{folder}/{stem}" if folder else stem
-        if k != key:
-            if members:
-                yield key, members  # type: ignore[misc]
-            key, members = k, {}
-        members[ext.lower()] = (offset, size)
-    if members:
-        yield key, members  # type: ignore[misc]
+        if not samples or samples[-1][0] != key_ext[0]:
+            samples.append((key_ext[0], {}))
+        samples[-1][1][key_ext[1]] = (offset, size)
+    if len(whole) < len(files):  # a member's data is cut: its sample is the cut one
+        cut_key = (_split_member(files[len(whole)][0]) or ("",))[0]
+    elif cut:  # cut at a header: the last sample may miss members
+        cut_key = samples[-1][0] if samples else ""
+    else:
+        yield from samples
+        return
+    yield from samples[:-1] if samples and samples[-1][0] == cut_key else samples
+    raise ShardTruncated(f"tar ends early at byte {end} (a partial download or copy?)", partial=1)
+
+
+def _split_member(name: str) -> tuple[str, str] | None:
+    """(sample key, extension) of a member name: the key is the part of the base name before its first dot."""
+    folder, base = os.path.split(name)
+    if "." not in base:
+        return None
+    stem, ext = base.split(".", 1)
+    return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
 class WdsSource:
@@ -186,8 +223,10 @@ class WdsSource:
         self.files = files
         self.resampled = resampled
         self.stream_errors = 0
+        self.samples_lost = 0
         self.last_error = ""
         self.partition = "resampled" if resampled else "shards"
+        self._manifest_counts: dict[str, dict[str, int]] = {}
 
     def partition_for(self, n_logical: int) -> str:
         """Choose how logical workers split the data; warns when shards are too few to split."""
@@ -199,18 +238,42 @@ class WdsSource:
                             len(self.files), n_logical, n_logical, n_logical)
         return self.partition
 
-    def _scan(self, shard_ids: Iterable[int]) -> Iterator[RawShardSample]:
+    def _expected_samples(self, path: str) -> int | None:
+        """The shard's sample count from its folder's manifest.json (None when no manifest lists it)."""
+        folder, name = os.path.split(path)
+        if folder not in self._manifest_counts:
+            try:
+                shards = read_manifest(folder or ".")["shards"]
+                self._manifest_counts[folder] = {s["name"]: int(s["samples"]) for s in shards}
+            except (DataError, KeyError, TypeError, ValueError):
+                self._manifest_counts[folder] = {}
+        return self._manifest_counts[folder].get(name)
+
+    def _shard_error(self, path: str, read: int, error: Exception) -> None:
+        """Count a cut or unreadable shard and the samples it lost (those the manifest lists beyond ``read``)."""
+        expected = self._expected_samples(path)
+        if expected is not None:
+            lost, how = max(expected - read, 0), f"{max(expected - read, 0)} of its {expected} samples lost"
+        else:  # only the cut sample is known to be lost
+            lost = getattr(error, "partial", 0)
+            how = f"{read} samples read, at least {lost} lost (no manifest.json lists the shard to tell how many)"
+        self.stream_errors += 1
+        self.samples_lost += lost
+        self.last_error = f"{path}: damaged shard ({error}); {how}"
+        log.warning("%s: damaged shard (%s): %s; re-create or re-download it", path, error, how)
+
+    def _scan(self, shard_ids: Iterable[int], count_errors: bool = True) -> Iterator[RawShardSample]:
         for si in shard_ids:
-            path = self.files[si]
+            path, read = self.files[si], 0
             try:
                 for key, members in scan_tar(path):
+                    read += 1
                     yield si, key, members
             except FileNotFoundError:
                 raise DataError(f"{path}: shard disappeared during training; restore it or drop it from data.train") from None
             except (tarfile.TarError, OSError) as e:
-                self.stream_errors += 1
-                self.last_error = f"{path}: unreadable shard ({e})"
-                log.warning("%s: unreadable shard (%s); skipped", path, e)
+                if count_errors:
+                    self._shard_error(path, read, e)
 
     def natural(self) -> Iterator[RawShardSample]:
         return self._scan(range(len(self.files)))
@@ -222,7 +285,8 @@ class WdsSource:
         elif self.partition == "shards":
             items = self._scan(shard_assignment(n, epoch, seed, g, n_logical) or [])
         else:
-            items = every_nth(self._scan(shard_order(n, epoch, seed)), g, n_logical)
+            # every worker reads every shard: one (g = 0) counts a damaged shard's losses for all of them
+            items = every_nth(self._scan(shard_order(n, epoch, seed), count_errors=g == 0), g, n_logical)
         return shuffle_buffer(items, buffer, make_rng(seed, "buffer", epoch, g))
 
     def where(self, raw: RawShardSample) -> str:

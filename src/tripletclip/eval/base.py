@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from tripletclip.errors import InputError
 from tripletclip.eval.choice import BLIND_QUERY, Scored
 from tripletclip.eval.images import ImageResolver
 from tripletclip.eval.records import TIE_RULE, BenchResult, per_row
@@ -42,9 +43,9 @@ def check_options(name: str, fn: Evaluator, options: dict[str, Any]) -> None:
     known = options_of(fn, internal=True)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"benchmark '{name}': unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise InputError(f"benchmark '{name}': unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if options.get("blind") and not getattr(fn, "supports_blind", False):
-        raise ValueError(f"benchmark '{name}' has no blind (text-only) variant: every score there needs an image")
+        raise InputError(f"benchmark '{name}' has no blind (text-only) variant: every score there needs an image")
 
 
 def make_resolver(images: Any, extensions: Sequence[str] = ("",)) -> Optional[ImageResolver]:

@@ -13,12 +13,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+from tripletclip.errors import InputError
 from tripletclip.utils.provenance import sha256_file  # noqa: F401  (re-exported for the evaluators)
 
 TIE_RULE = "strict: correct only if the true score is strictly greater (a tie counts as wrong)"
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """A benchmark annotation file is missing or malformed (message names the file, the row and the fix)."""
 
 

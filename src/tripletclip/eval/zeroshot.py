@@ -28,6 +28,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
+from tripletclip.errors import InputError
 from tripletclip.eval.base import encoder_delta, protocol, register_benchmark, stats_of
 from tripletclip.eval.records import AnnotationError, BenchResult, per_row, sha256_file
 
@@ -120,7 +121,7 @@ def evaluate_zeroshot(
     bench = "zeroshot"
     start, before = time.perf_counter(), stats_of(encoder)
     if images is None:
-        raise ValueError(f"{bench}: no image folder given; pass --images with an ImageFolder or webdataset root")
+        raise InputError(f"{bench}: no image folder given; pass --images with an ImageFolder or webdataset root")
     root = Path(images[0] if isinstance(images, (list, tuple)) else images)
     ann = Path(annotations) if annotations else None
     records: list[dict] = []

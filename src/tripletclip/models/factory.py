@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Optional
 import open_clip
 import torch
 
+from tripletclip.errors import InputError
 from tripletclip.models.weights import (
     WeightsError,
     WeightsSource,
@@ -133,6 +134,32 @@ def _check_checkpoint_arch(src: WeightsSource, name: str, force_quick_gelu: bool
         )
 
 
+def check_model_name(name: str, pretrained: str = "") -> None:
+    """Raise InputError unless ``name`` is a known model (or a hub id) and ``pretrained`` a file or one of its tags."""
+    _ensure_registered()
+    if name.startswith("hf:"):
+        from tripletclip.models.hf import resolve_source
+
+        resolve_source(name[3:])  # the folder (or cached hub id) must exist; its content is checked on loading
+        if pretrained and not Path(pretrained).exists():
+            raise InputError(f"pretrained '{pretrained}': {name} takes its weights from its folder; --pretrained may "
+                             f"only name a tripletclip run or checkpoint folder fine-tuned from it")
+        return
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return
+    if name not in open_clip.list_models():
+        raise InputError(
+            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf:/hf-hub:/local-dir: ids"
+        )
+    if pretrained and not Path(pretrained).exists():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise InputError(
+                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'}), "
+                f"nor a run or checkpoint folder"
+            )
+
+
 def create_model(
     name: str,
     pretrained: str = "",
@@ -150,33 +177,22 @@ def create_model(
     checkpoint), a tripletclip run / checkpoint folder, an open_clip export folder, or empty.
     OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md).
     """
-    _ensure_registered()
+    check_model_name(name, pretrained)
     if aug_cfg and (aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip")):
-        raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
+        raise InputError("model.aug: hflip is refused: flips swap left and right in spatial captions")
     if name.startswith("hf:"):
         from tripletclip.models.hf import create_hf_model
 
         if force_quick_gelu:
-            raise ValueError(f"{name}: force_quick_gelu does not apply: a transformers folder's config sets its activation")
+            raise InputError(f"{name}: force_quick_gelu does not apply: a transformers folder's config sets its activation")
         return create_hf_model(name[3:], pretrained, device=device, image_size=image_size, aug_cfg=aug_cfg,
                                cache_dir=cache_dir)
     is_hub = name.startswith(("hf-hub:", "local-dir:"))
-    if not is_hub and name not in open_clip.list_models():
-        raise ValueError(
-            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf:/hf-hub:/local-dir: ids"
-        )
     local: Optional[WeightsSource] = None
     if pretrained and not is_hub and Path(pretrained).exists():
         local = locate_weights(pretrained)
         if local.format == "tripletclip-checkpoint":
             _check_checkpoint_arch(local, name, force_quick_gelu)
-    elif pretrained and not is_hub:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if pretrained not in tags:
-            raise ValueError(
-                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'}), "
-                f"nor a run or checkpoint folder"
-            )
     kwargs: dict[str, Any] = {}
     if aug_cfg:
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through

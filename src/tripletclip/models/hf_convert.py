@@ -11,8 +11,10 @@ from typing import Any, Iterator
 
 import torch
 
+from tripletclip.errors import InputError
 
-class ExportError(ValueError):
+
+class ExportError(InputError):
     """A model that the requested format cannot express (a user error, reported in one line)."""
 
 

@@ -2,8 +2,10 @@
 
 A checkpoint folder holds ``model.safetensors`` (weights) and ``meta.json`` (the resolved run config and code
 version), so evaluation needs neither the optimizer state nor ``torch.load``. The architecture comes from the
-run's own config; the weights go through the factory's ``pretrained=<checkpoint folder>`` path, which is also
-how ``train model.pretrained=RUN`` fine-tunes from an earlier run.
+run's own config; the weights go through the factory's ``pretrained=<checkpoint folder>`` path (which is also how
+``train model.pretrained=RUN`` fine-tunes from an earlier run), where they are first checked against the size and
+sha256 recorded in ``meta.json`` (:mod:`tripletclip.train.checkpoint`): a damaged checkpoint is a one-line error,
+never a model with wrong weights.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import torch
 
 from tripletclip.models.factory import ModelBundle, create_model
-from tripletclip.models.weights import WeightsError, read_meta, resolve_checkpoint
+from tripletclip.models.weights import WeightsError, read_meta
+from tripletclip.train.checkpoint import resolve_checkpoint, verified_checkpoint
 
 __all__ = ["load_run_model", "resolve_checkpoint"]
 
@@ -20,9 +23,9 @@ __all__ = ["load_run_model", "resolve_checkpoint"]
 def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
     """Rebuild the architecture named in the checkpoint's config and load its weights (safetensors)."""
     ckpt = resolve_checkpoint(path)
-    meta = read_meta(ckpt)
-    mcfg = meta.get("config", {}).get("model", {})
+    mcfg = read_meta(ckpt).get("config", {}).get("model", {})
     if not mcfg.get("name"):
+        verified_checkpoint(ckpt, with_state=False)  # a missing or damaged meta.json: the precise one-line error
         raise WeightsError(f"{ckpt}: meta.json names no model (config.model.name); pass the architecture with "
                            f"--model NAME --pretrained {ckpt}")
     bundle = create_model(mcfg["name"], str(ckpt), device=device, force_quick_gelu=mcfg.get("force_quick_gelu", False))

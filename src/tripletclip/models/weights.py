@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from tripletclip.errors import InputError, NotFoundError
 from tripletclip.utils.provenance import sha256_file
 
 # wrappers added by training code around the model's own keys: DDP, torch.compile
@@ -29,7 +30,7 @@ _PREFIXES = ("module.", "_orig_mod.")
 OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file that cannot be read or does not fit the requested architecture (a user error)."""
 
 
@@ -43,55 +44,54 @@ class WeightsSource:
 
     def identity(self) -> dict[str, Any]:
         """Format, source path and sha256 of the weights file, for result records."""
+        # a verified checkpoint's meta.json records the sha256 just checked: no second pass over the file
+        recorded = (self.meta.get("files") or {}).get(self.file.name) or {}
         ident: dict[str, Any] = {"format": self.format, "source": str(self.file.resolve()),
-                                 "weights_sha256": sha256_file(self.file)}
+                                 "weights_sha256": recorded.get("sha256") or sha256_file(self.file)}
         if self.format == "tripletclip-checkpoint":
             ident.update(checkpoint=str(self.file.parent.resolve()), step=self.meta.get("step"),
                          code_version=self.meta.get("code_version"))
         return ident
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Run folder -> its latest checkpoint folder; checkpoint folder or model.safetensors -> that checkpoint."""
-    p = Path(path)
-    if p.is_file() and p.name == "model.safetensors":
-        return p.parent
-    if (p / "model.safetensors").is_file():
-        return p
-    latest = p / "checkpoints" / "latest"
-    if latest.is_file():
-        target = p / "checkpoints" / latest.read_text().strip()
-        if (target / "model.safetensors").is_file():
-            return target
-    raise FileNotFoundError(
-        f"{p}: no tripletclip checkpoint here (expected model.safetensors, or a run folder with checkpoints/latest)"
-    )
-
-
 def read_meta(ckpt: Path) -> dict[str, Any]:
-    """A checkpoint's meta.json (empty when absent)."""
-    meta = ckpt / "meta.json"
-    return json.loads(meta.read_text()) if meta.is_file() else {}
+    """A checkpoint's meta.json, or {} when it is missing or unreadable (verification reports why)."""
+    try:
+        meta = json.loads((ckpt / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _checkpoint_source(ckpt: Path) -> WeightsSource:
+    """A tripletclip checkpoint folder, verified against the sizes and hashes its meta.json records."""
+    from tripletclip.train.checkpoint import WEIGHTS, verified_checkpoint
+
+    ckpt = verified_checkpoint(ckpt, with_state=False)
+    return WeightsSource(ckpt / WEIGHTS, "tripletclip-checkpoint", read_meta(ckpt))
 
 
 def locate_weights(path: str | Path) -> WeightsSource:
     """The weights file behind a ``pretrained`` path: a file, a tripletclip run/checkpoint folder or an open_clip folder."""
+    from tripletclip.train.checkpoint import resolve_checkpoint
+
     p = Path(path)
     if not p.exists():
         raise WeightsError(f"{p}: no such file or folder")
     if p.is_file():
         if p.name == "model.safetensors" and (p.parent / "meta.json").is_file():
-            return WeightsSource(p, "tripletclip-checkpoint", read_meta(p.parent))
+            return _checkpoint_source(p.parent)
         return WeightsSource(p, "state-dict")
-    try:
-        ckpt = resolve_checkpoint(p)
-        return WeightsSource(ckpt / "model.safetensors", "tripletclip-checkpoint", read_meta(ckpt))
-    except FileNotFoundError:
-        pass
     for name in OPEN_CLIP_FILES:
         if (p / name).is_file():
             return WeightsSource(p / name, "open_clip-folder")
-    hint = f"; for a transformers folder use --model hf:{p}" if (p / "config.json").is_file() else ""
+    hf_folder = (p / "config.json").is_file() and not (p / "meta.json").is_file()
+    if not hf_folder:
+        try:
+            return _checkpoint_source(resolve_checkpoint(p))
+        except NotFoundError:
+            pass
+    hint = f"; for a transformers folder use --model hf:{p}" if hf_folder else ""
     raise WeightsError(
         f"{p}: no weights found: expected a tripletclip run or checkpoint folder (checkpoints/latest or "
         f"model.safetensors + meta.json), an open_clip folder ({OPEN_CLIP_FILES[0]}) or a weights file{hint}"

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from PIL import Image
 
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import local_device
 
 from tripletclip.negatives.io import write_json_atomic, write_parquet_atomic
@@ -103,7 +104,7 @@ def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto
 
     if answerer is None:
         if not model:
-            raise ValueError("faithfulness: give --model (a transformers VQA model folder, e.g. a ViLT or BLIP VQA)")
+            raise InputError("faithfulness: give --model (a transformers VQA model folder, e.g. a ViLT or BLIP VQA)")
         answerer = VqaAnswerer(model, device, batch_size)
     lex = load_lexicon()
     tagger = LexiconTagger(lex)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from tripletclip.data.contract import DataError
 from tripletclip.data.shards import ShardWriter, read_manifest
+from tripletclip.errors import InputError
 from tripletclip.negatives.io import expand_paths, write_json_atomic, write_parquet_atomic
 from tripletclip.negatives.jobs import Job, JobError, resolve_shard
 from tripletclip.negatives.positives import decode, iter_shard
@@ -64,7 +65,7 @@ def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretra
     """Score every sample of ``shards`` and write the top ``keep`` fraction to ``out``; returns the manifest
     (or the scoring summary when other ranks still have shards to score)."""
     if not 0 < keep <= 1:
-        raise ValueError(f"--keep must be in (0, 1], got {keep}")
+        raise InputError(f"--keep must be in (0, 1], got {keep}")
     rank, world = resolve_shard(shard)
     paths = shard_paths(shards)
     bundle = bundle if bundle is not None else load_bundle(model, pretrained, run)
@@ -75,7 +76,8 @@ def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretra
         raise DataError(f"{shards}: two input shards share a file name; give one folder at a time")
     cfg = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": [Path(p).stat().st_size for p in paths],
            "model": scorer.identity, "batch_size": batch_size}
-    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=overwrite, world=world)
+    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=overwrite,
+              world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         cols = score_shard(paths[u], scorer)

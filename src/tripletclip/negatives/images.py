@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from tripletclip.data.contract import EDIT_TYPES, DataError
 from tripletclip.data.shards import MANIFEST_FORMAT, ShardWriter, combine_hashes, detect_image_ext
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import stable_hash
 from tripletclip.negatives.io import expand_paths, read_parquet_rows
 from tripletclip.negatives.jobs import Job, resolve_shard
@@ -72,7 +73,7 @@ def run_images(negatives: str, out: str, backend: str = "diffusers", options: Op
                t2i: Any = None) -> dict[str, Any]:
     """Render negative images for the negatives table ``negatives`` into TripletData shards in ``out``."""
     if batch_size < 1 or chunk_size < 1:
-        raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
+        raise InputError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     rank, world = resolve_shard(shard)
     paths = expand_paths(negatives)
     groups = group_negatives(read_parquet_rows(negatives, None), max_negs_per_key)
@@ -81,7 +82,7 @@ def run_images(negatives: str, out: str, backend: str = "diffusers", options: Op
     config = {"input": {"spec": negatives, "fingerprint": _fingerprint(paths), "positives": positives,
                         "image_root": image_root, "chunk_size": chunk_size, "max_negs_per_key": max_negs_per_key},
               "t2i": t2i.info(), "seed": seed, "shard_size": shard_size, "image_format": image_format}
-    job = Job(out, "negatives-images", config, units, prefix="part", overwrite=overwrite, world=world)
+    job = Job(out, "negatives-images", config, units, overwrite=overwrite, world=world, rank=rank)
     pos = PositiveImages(positives, image_root)
 
     def work(u: int) -> dict[str, Any]:

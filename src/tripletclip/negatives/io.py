@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tripletclip.data.contract import DataError
+from tripletclip.data.tables import not_utf8
+from tripletclip.errors import InputError
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 _AUTO_IMAGE_COLUMNS = ("image", "filepath", "file_path", "filename", "file_name", "image_path", "url_local")
@@ -73,6 +75,13 @@ def input_kind(paths: Sequence[str]) -> str:
 
 
 def _read_table(path: str, kind: str, sep: Optional[str]) -> list[dict[str, Any]]:
+    try:
+        return _read_table_utf8(path, kind, sep)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def _read_table_utf8(path: str, kind: str, sep: Optional[str]) -> list[dict[str, Any]]:
     if kind == "parquet":
         return pq.read_table(path).to_pylist()
     if kind == "jsonl":
@@ -96,7 +105,7 @@ class CaptionInput:
     def __init__(self, spec: str, key_col: str = "key", caption_col: str = "caption", image_col: str = "auto",
                  chunk_size: int = 10000, sep: Optional[str] = None, keep_cols: Sequence[str] = ()) -> None:
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
         self.spec, self.paths = spec, expand_paths(spec)
         self.kind = input_kind(self.paths)
         self.key_col, self.caption_col, self.image_col = key_col, caption_col, image_col
@@ -185,7 +194,10 @@ class CaptionInput:
                         order.append(key)
                     ext = ext.lower()
                     if ext in ("txt", self.caption_col):
-                        groups[key]["caption"] = tar.extractfile(m).read().decode("utf-8", "replace")
+                        try:
+                            groups[key]["caption"] = tar.extractfile(m).read().decode("utf-8")
+                        except UnicodeDecodeError:  # skipped and counted below, never replaced by U+FFFD
+                            groups[key]["not_utf8"] = True
                     elif ext == "json" and "caption" not in groups[key]:
                         meta = json.loads(tar.extractfile(m).read() or b"{}")
                         if isinstance(meta, dict) and isinstance(meta.get(self.caption_col), str):
@@ -198,6 +210,9 @@ class CaptionInput:
         for key in order:
             g = groups[key]
             cap = g.get("caption", "")
+            if g.get("not_utf8"):
+                self._skip("caption_not_utf8")
+                continue
             if not cap.strip():
                 self._skip("empty_caption")
                 continue

@@ -39,7 +39,7 @@ def run_text(inp: str, out: str, generator: str = "rules", options: Optional[dic
     src = _open_input(inp, key_col, caption_col, image_col, chunk_size)
     gen = TEXT_GENERATORS.get(generator)(**(options or {}))
     job = Job(out, "negatives-text", {"input": _input_config(src, chunk_size), "generator": gen.info()}, src.units,
-              overwrite=overwrite, world=world)
+              overwrite=overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         before = dict(src.skipped)
@@ -93,7 +93,7 @@ def run_rewrite(inp: str, out: str, backend: str = "transformers", model: str = 
     src = CaptionInput(inp, key_col, caption_col, image_col, chunk_size)
     rw = Rewriter(backend, model, n=n, llm=llm, **(options or {}))
     job = Job(out, "negatives-rewrite", {"input": _input_config(src, chunk_size), "rewriter": rw.info()}, src.units,
-              overwrite=overwrite, world=world)
+              overwrite=overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         rows = src.read(u)
