@@ -225,7 +225,7 @@ def test_config_values_are_range_checked_before_any_folder_exists(tmp_path):
         "train.steps=-5: must be >= 1",
         "train.batch_size=0: must be >= 1",
         "train.precision='fp8': must be one of auto, bf16, fp32",
-        "model: unknown model 'ViT-Nope'; run `tripletclip models list` for the names, or use hf-hub:/local-dir: ids",
+        "model: unknown model 'ViT-Nope'; run `tripletclip models list` for the names, or use hf:/hf-hub:/local-dir: ids",
     ]
     assert not out.exists()
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "clip-cc3m.yaml"

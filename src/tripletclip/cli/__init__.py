@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("tripletclip.cli.world_cmd:world", "Build the embedded compositional world (shards + benchmark)."),
     "negatives": ("tripletclip.cli.negatives_cmd:negatives", "Generate TripletData: negative captions, images, filters."),
     "models": ("tripletclip.cli.models_cmd:models", "List model configs; write tiny random checkpoints."),
+    "export": ("tripletclip.cli.export_cmd:export", "Export a run's model as open_clip weights or a transformers CLIP folder."),
 }
 
 

@@ -11,8 +11,9 @@ import click
 @click.option("--annotations", multiple=True, help="Annotation file/folder: PATH for all, or NAME=PATH. Repeatable.")
 @click.option("--images", multiple=True, help="Image folder: DIR for all, or NAME=DIR; several are searched in order.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON file.")
-@click.option("--model", default=None, help="open_clip model name (with --pretrained), e.g. ViT-B-32-quickgelu.")
-@click.option("--pretrained", default="", help="open_clip pretrained tag or a local weights file.")
+@click.option("--model", default=None, help="open_clip model name (with --pretrained), e.g. ViT-B-32-quickgelu, "
+              "or hf:PATH_OR_ID for a transformers CLIP folder (incl. released TripletCLIP checkpoints).")
+@click.option("--pretrained", default="", help="open_clip tag, a weights file, or a tripletclip run/checkpoint folder.")
 @click.option("--checkpoint", default=None, help="A tripletclip run folder or checkpoint folder (instead of --model).")
 @click.option("--random-init", is_flag=True, help="Score --model with random weights (seeded by --seed); a baseline, never by accident.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the --random-init weights.")

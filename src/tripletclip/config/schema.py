@@ -51,9 +51,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """An open_clip model name (including our registered configs), pretrained tag or path, tower locks."""
+    """A model (open_clip name, our configs, or ``hf:PATH_OR_ID``), its weights, tower locks (models/factory.py)."""
 
     name: str = "test-vit-tiny"
+    # open_clip tag, weights file, or a tripletclip run / checkpoint folder to fine-tune from
     pretrained: str = ""
     # locking (LiT, TripletCLIP Table 8): freeze a tower; unlocked_groups keeps the last N groups trainable
     lock_image: bool = False

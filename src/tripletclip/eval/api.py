@@ -139,7 +139,7 @@ def load_encoder(
         raise InputError("--random-init scores a model name without weights; drop --pretrained / --checkpoint")
     if checkpoint is not None:
         bundle = load_run_model(checkpoint, device=device)
-    elif not pretrained and random_init_seed is None and not model.startswith(("hf-hub:", "local-dir:")):
+    elif not pretrained and random_init_seed is None and not model.startswith(("hf:", "hf-hub:", "local-dir:")):
         raise InputError(f"--model {model} without --pretrained would score random weights; pass --pretrained "
                          "(a tag or a weights file), or --random-init for a seeded random baseline")
     else:

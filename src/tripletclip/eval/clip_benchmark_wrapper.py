@@ -1,16 +1,17 @@
-"""Let LAION's CLIP_benchmark evaluate tripletclip checkpoints (its 40+ datasets, its own protocol code).
+"""Let LAION's CLIP_benchmark evaluate every model tripletclip loads (its 40+ datasets, its own protocol code).
 
 CLIP_benchmark loads models through ``clip_benchmark.models.TYPE2FUNC[model_type](model_name, pretrained,
 cache_dir, device) -> (model, transform, tokenizer)``, with ``--model_type`` restricted to ``MODEL_TYPES``.
-:func:`register` adds ``tripletclip`` to both, so its CLI accepts our checkpoints unchanged:
+:func:`register` adds ``tripletclip`` to both, so its CLI accepts our model spellings unchanged:
 
     python -m tripletclip.eval.clip_benchmark_wrapper eval --model_type tripletclip \
         --model runs/my-run --pretrained "" --dataset cifar10 --dataset_root data/cifar10 --output r.json
 
-``--model`` is a tripletclip run folder, checkpoint folder or ``model.safetensors`` (loaded by
-``tripletclip.models.load_run_model``), or any model name ``tripletclip.models.create_model`` knows (open_clip's
-and our ``test-*`` / ``world-*`` configs) with ``--pretrained`` a tag or a local weights file.
-The model is returned in eval mode with its validation transform (no flips) and its own tokenizer.
+``--model`` is what ``tripletclip eval --model`` takes: an open_clip name (``--pretrained`` a tag, a weights
+file or a run folder), ``hf:PATH_OR_ID`` for transformers CLIP folders (incl. the released TripletCLIP
+checkpoints), or directly a tripletclip run / checkpoint folder. The model is returned in eval mode with its
+validation transform (no flips) and its own tokenizer. Through :func:`main`, every result file CLIP_benchmark
+writes also carries the loaded model's identity (format, source, sha256 of the weights) under ``tripletclip_model``.
 """
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 MODEL_TYPE = "tripletclip"
+IDENTITY_KEY = "tripletclip_model"
+# identity of each model loaded in this process, by CLIP_benchmark's (model, pretrained) strings
+LOADED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _is_checkpoint(name: str) -> bool:
     p = Path(name)
-    return p.exists() and (p.is_dir() or p.name == "model.safetensors")
+    return not name.startswith("hf:") and p.exists() and (p.is_dir() or p.name == "model.safetensors")
 
 
 def load_tripletclip(
@@ -37,6 +41,7 @@ def load_tripletclip(
     else:
         bundle = create_model(model_name, pretrained or "", device=device, cache_dir=cache_dir)
     bundle.model.eval()
+    LOADED[(model_name, pretrained or "")] = dict(bundle.identity)
     return bundle.model, bundle.preprocess_val, bundle.tokenizer
 
 
@@ -56,14 +61,33 @@ def register(name: str = MODEL_TYPE) -> None:
         cb_models.MODEL_TYPES.append(name)
 
 
+class _JsonWithIdentity:
+    """Stands in for the ``json`` module inside ``clip_benchmark.cli`` only: its result dumps gain our identity."""
+
+    def __init__(self, json_module: Any) -> None:
+        self._json = json_module
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._json, attr)
+
+    def dump(self, obj: Any, fp: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(obj, dict) and "metrics" in obj:
+            ident = LOADED.get((str(obj.get("model")), str(obj.get("pretrained") or "")))
+            if ident is not None:
+                obj = {**obj, IDENTITY_KEY: ident}
+        self._json.dump(obj, fp, *args, **kwargs)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLIP_benchmark's command line with ``--model_type tripletclip`` available."""
     register()
-    from clip_benchmark.cli import main as cb_main
+    import clip_benchmark.cli as cb_cli
 
+    if not isinstance(cb_cli.json, _JsonWithIdentity):
+        cb_cli.json = _JsonWithIdentity(cb_cli.json)
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    return cb_main() or 0
+    return cb_cli.main() or 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """One factory for every CLIP model tripletclip trains or evaluates.
 
-Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained`` tag, a local checkpoint path,
-``hf-hub:org/repo`` or ``local-dir:/path`` ids, plus our own data-only model configs in ``models/configs/*.json``
-registered with open_clip exactly as open_clip registers its own JSON configs. Tiny ``test-*`` / ``world-*``
-configs let tests and the embedded world run real architectures on CPU.
+Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained`` tag, a weights file or a
+tripletclip run folder (models/weights.py), ``hf-hub:org/repo`` or ``local-dir:/path`` ids, plus our own data-only
+model configs in ``models/configs/*.json`` registered with open_clip exactly as open_clip registers its own JSON
+configs. Tiny ``test-*`` / ``world-*`` configs let tests and the embedded world run real architectures on CPU.
+``hf:PATH_OR_ID`` hands over to transformers-format CLIP checkpoints (models/hf.py). Every bundle carries an
+identity (format, source, sha256 of the weights) that result files record.
 
-NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; methods.md 5).
+NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; docs/methods.md).
 """
 from __future__ import annotations
 
@@ -19,6 +21,13 @@ import open_clip
 import torch
 
 from tripletclip.errors import InputError
+from tripletclip.models.weights import (
+    WeightsError,
+    WeightsSource,
+    load_open_clip_weights,
+    locate_weights,
+    quick_gelu_of,
+)
 from tripletclip.utils.provenance import sha256_file as file_sha256
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -81,26 +90,73 @@ class ModelBundle:
         return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def _pretrained_identity(pretrained: str) -> dict[str, Any]:
-    if pretrained and Path(pretrained).is_file():
-        return {"pretrained": str(Path(pretrained).resolve()), "weights_sha256": file_sha256(pretrained)}
-    return {"pretrained": pretrained or None}
+def _tag_identity(name: str, pretrained: str, cache_dir: Optional[str]) -> dict[str, Any]:
+    """An open_clip tag: the tag, and the sha256 of its cached download when it is found locally (no network)."""
+    if not pretrained:
+        return {"format": "open_clip-random-init", "source": None, "pretrained": None}
+    ident: dict[str, Any] = {"format": "open_clip-tag", "source": f"{name}:{pretrained}", "pretrained": pretrained}
+    cached = _cached_tag_file(open_clip.get_pretrained_cfg(name, pretrained) or {}, cache_dir)
+    if cached is not None:
+        ident["weights_sha256"] = file_sha256(cached)
+    return ident
+
+
+def _cached_tag_file(cfg: dict[str, Any], cache_dir: Optional[str]) -> Optional[Path]:
+    """Where open_clip cached a tag's weights (hf hub cache or ~/.cache/clip), without touching the network."""
+    candidates: list[Path] = []
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, filename = cfg["hf_hub"].rpartition("/")
+        filename = filename or "open_clip_pytorch_model.bin"
+        # open_clip prefers a safetensors twin when the repo has one
+        safe = "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin" else Path(filename).with_suffix(".safetensors").name
+        for fname in (safe, filename):
+            hit = try_to_load_from_cache(repo, fname, cache_dir=cache_dir)
+            if isinstance(hit, str):
+                candidates.append(Path(hit))
+    if cfg.get("url"):
+        candidates.append(Path(cache_dir or Path.home() / ".cache" / "clip") / Path(cfg["url"]).name)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _check_checkpoint_arch(src: WeightsSource, name: str, force_quick_gelu: bool) -> None:
+    """A tripletclip checkpoint names its architecture: refuse a GELU / QuickGELU swap (same weights, other network)."""
+    mcfg = src.meta.get("config", {}).get("model", {})
+    trained = mcfg.get("name")
+    if not trained or trained.startswith("hf:"):
+        return
+    theirs, ours = quick_gelu_of(trained, mcfg.get("force_quick_gelu", False)), quick_gelu_of(name, force_quick_gelu)
+    if theirs is not None and ours is not None and theirs != ours:
+        raise WeightsError(
+            f"{src.file.parent}: trained as {trained} ({'QuickGELU' if theirs else 'GELU'}) but model {name} uses "
+            f"{'QuickGELU' if ours else 'GELU'}: that is a different network; use model {trained}"
+        )
 
 
 def check_model_name(name: str, pretrained: str = "") -> None:
     """Raise InputError unless ``name`` is a known model (or a hub id) and ``pretrained`` a file or one of its tags."""
     _ensure_registered()
+    if name.startswith("hf:"):
+        from tripletclip.models.hf import resolve_source
+
+        resolve_source(name[3:])  # the folder (or cached hub id) must exist; its content is checked on loading
+        if pretrained and not Path(pretrained).exists():
+            raise InputError(f"pretrained '{pretrained}': {name} takes its weights from its folder; --pretrained may "
+                             f"only name a tripletclip run or checkpoint folder fine-tuned from it")
+        return
     if name.startswith(("hf-hub:", "local-dir:")):
         return
     if name not in open_clip.list_models():
         raise InputError(
-            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf-hub:/local-dir: ids"
+            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf:/hf-hub:/local-dir: ids"
         )
     if pretrained and not Path(pretrained).exists():
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise InputError(
-                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'})"
+                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'}), "
+                f"nor a run or checkpoint folder"
             )
 
 
@@ -113,24 +169,38 @@ def create_model(
     aug_cfg: Optional[dict[str, Any]] = None,
     cache_dir: Optional[str] = None,
 ) -> ModelBundle:
-    """Build an open_clip model (random init when ``pretrained`` is empty) with transforms and tokenizer.
+    """Build a CLIP model (random init when ``pretrained`` is empty) with transforms, tokenizer and identity.
 
-    ``pretrained`` is an open_clip tag (e.g. ``openai``), a local file, or empty. ``name`` may be an
-    ``hf-hub:`` / ``local-dir:`` id, in which case open_clip reads config and weights from there.
-    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (methods.md 5).
+    ``name`` is an open_clip model name (ours included), an ``hf-hub:`` / ``local-dir:`` open_clip id (open_clip
+    reads config and weights from there), or ``hf:PATH_OR_ID`` for a transformers CLIP folder (models/hf.py).
+    ``pretrained`` is an open_clip tag (e.g. ``openai``), a weights file (state dict or open_clip training
+    checkpoint), a tripletclip run / checkpoint folder, an open_clip export folder, or empty.
+    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md).
     """
     check_model_name(name, pretrained)
+    if aug_cfg and (aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip")):
+        raise InputError("model.aug: hflip is refused: flips swap left and right in spatial captions")
+    if name.startswith("hf:"):
+        from tripletclip.models.hf import create_hf_model
+
+        if force_quick_gelu:
+            raise InputError(f"{name}: force_quick_gelu does not apply: a transformers folder's config sets its activation")
+        return create_hf_model(name[3:], pretrained, device=device, image_size=image_size, aug_cfg=aug_cfg,
+                               cache_dir=cache_dir)
     is_hub = name.startswith(("hf-hub:", "local-dir:"))
+    local: Optional[WeightsSource] = None
+    if pretrained and not is_hub and Path(pretrained).exists():
+        local = locate_weights(pretrained)
+        if local.format == "tripletclip-checkpoint":
+            _check_checkpoint_arch(local, name, force_quick_gelu)
     kwargs: dict[str, Any] = {}
     if aug_cfg:
-        if aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip"):
-            raise InputError("model.aug: hflip is refused: flips swap left and right in spatial captions")
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
         kwargs["aug_cfg"] = {k: v for k, v in aug_cfg.items() if k not in ("hflip", "horizontal_flip")}
     with _quiet_random_init():
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
             name,
-            pretrained=pretrained or None,
+            pretrained=None if local else (pretrained or None),
             device=device,
             force_quick_gelu=force_quick_gelu,
             force_image_size=image_size,
@@ -139,7 +209,17 @@ def create_model(
         )
     tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir) if is_hub else open_clip.get_tokenizer(name)
     context_length = int(getattr(tokenizer, "context_length", None) or getattr(model, "context_length", 77))
-    identity = {"name": name, "quick_gelu": bool(force_quick_gelu or "quickgelu" in name), **_pretrained_identity(pretrained)}
+    qg = quick_gelu_of(name, force_quick_gelu)
+    identity: dict[str, Any] = {"name": name, "quick_gelu": bool(force_quick_gelu or "quickgelu" in name) if qg is None else qg}
+    if local is not None:
+        unwrapped = load_open_clip_weights(model, local, name)
+        identity.update(local.identity(), pretrained=str(Path(pretrained).resolve()))
+        if unwrapped:
+            identity["unwrapped"] = unwrapped
+    elif is_hub:
+        identity.update(format="open_clip-hub", source=name)
+    else:
+        identity.update(_tag_identity(name, pretrained, cache_dir))
     return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, context_length, identity)
 
 

@@ -1,0 +1,20 @@
+"""``tripletclip export``: write a run's model as an open_clip state dict or a transformers CLIPModel folder."""
+from __future__ import annotations
+
+import click
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--format", "fmt", type=click.Choice(["open_clip", "hf"]), required=True,
+              help="open_clip: state dict + model config; hf: transformers CLIPModel folder with its processor.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+def export(run: str, fmt: str, out: str, overwrite: bool) -> None:
+    """Export the model of RUN (a run or checkpoint folder) for open_clip or transformers."""
+    from tripletclip.models.export import export_model
+
+    manifest = export_model(run, fmt, out, overwrite=overwrite)  # refusals are UserErrors: one line (tripletclip.cli)
+    diff = max(manifest["max_feature_diff"].values())
+    click.echo(f"wrote {out} ({fmt}; read back with {'transformers' if fmt == 'hf' else 'open_clip'}: "
+               f"features within {diff:.1e} of the checkpoint)")
