@@ -22,7 +22,8 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
-from tripletclip.data.contract import EDIT_TYPES, DataError
+from tripletclip.data.contract import DataError
+from tripletclip.edit_types import EDIT_TYPES
 from tripletclip.utils.provenance import sha256_file
 
 MANIFEST = "manifest.json"

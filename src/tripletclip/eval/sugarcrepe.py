@@ -15,18 +15,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from tripletclip.edit_types import SUGARCREPE_CATEGORIES, SUGARCREPE_TYPES
 from tripletclip.eval.base import (
     choice_rows_out, encoder_delta, make_resolver, protocol, register_benchmark, stats_of,
 )
 from tripletclip.eval.choice import ChoiceRow, score_rows, tally
 from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, require, unweighted_mean, weighted_mean
 
-SUBSETS = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
-CATEGORIES = {
-    "replace": ("replace_obj", "replace_att", "replace_rel"),
-    "swap": ("swap_obj", "swap_att"),
-    "add": ("add_obj", "add_att"),
-}
+SUBSETS = SUGARCREPE_TYPES
+CATEGORIES = SUGARCREPE_CATEGORIES
 FIELDS = ("filename", "caption", "negative_caption")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from tripletclip.edit_types import SUGARCREPE_CATEGORIES, SUGARCREPE_PP_TYPES
 from tripletclip.eval.base import encoder_delta, make_resolver, protocol, register_benchmark, stats_of
 from tripletclip.eval.choice import ChoiceRow, score_rows, tally
 from tripletclip.eval.images import unique
@@ -24,8 +25,8 @@ from tripletclip.eval.records import (
 )
 from tripletclip.eval.sugarcrepe import as_list, subset_files
 
-SUBSETS = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")
-CATEGORIES = {"replace": ("replace_obj", "replace_att", "replace_rel"), "swap": ("swap_obj", "swap_att")}
+SUBSETS = SUGARCREPE_PP_TYPES
+CATEGORIES = {c: members for c, members in SUGARCREPE_CATEGORIES.items() if set(members) <= set(SUBSETS)}
 FIELDS = ("id", "filename", "caption", "caption2", "negative_caption")
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from tripletclip.edit_types import ADD_TYPES
 from tripletclip.eval.base import encoder_delta, protocol, register_benchmark, stats_of
 from tripletclip.eval.records import AnnotationError, BenchResult, sha256_file
 from tripletclip.eval.winoground import WINO_DECISION, Group, score_groups, summarise_groups
@@ -66,7 +67,7 @@ def read_samples(path: Path) -> dict[str, dict[str, Any]]:
     return samples
 
 
-SKIP_TYPES = ("add_obj", "add_att")
+SKIP_TYPES = ADD_TYPES
 
 
 def load_groups(

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from tripletclip.data.contract import EDIT_TYPE_INDEX
+from tripletclip.edit_types import EDIT_TYPE_INDEX
 from tripletclip.registry import Registry
 from tripletclip.utils.distributed import all_gather_with_grad, get_rank, get_world_size
 

@@ -9,10 +9,10 @@ methods.md section 2 (s(a, b) = scale * cosine, "logit units"):
   towards one fixed negative (its issue 15); not copied.
 - Total: ITC + cmr_weight * CMR + imc_weight * IMC (0.2 and 0.3 in the paper).
 
-Thresholds: one per entry of :data:`tripletclip.data.contract.EDIT_TYPES` (CE-CLIP's four types map onto them:
-swap = swap_obj | swap_att, replace-attribute = replace_att, replace-object = replace_obj, replace-relation =
-replace_rel; our extra types get their own). They live in the ``thresholds`` buffer, so they are saved in
-``state_dict`` and a resumed run continues bit for bit. Update rule, applied inside ``forward`` after the loss
+Thresholds: one per entry of :data:`tripletclip.edit_types.EDIT_TYPES`. CE-CLIP's four types map onto them
+(:data:`tripletclip.edit_types.CECLIP_TYPES`: swap = swap_obj | swap_att, replace-attribute = replace_att,
+replace-object = replace_obj, replace-relation = replace_rel); our extra types get their own. They live in the
+``thresholds`` buffer, so they are saved in ``state_dict`` and a resumed run continues bit for bit. Update rule, applied inside ``forward`` after the loss
 is computed, under no_grad, in training mode only (``module.eval()`` freezes them):
     theta_t <- clamp(mean_i s(I_i, T_i) - mean_{valid (i,k) of type t} s(I_i, T'_{i,k}), 0, max_threshold)
 over the *global* batch (computed from the all-gathered features, identical bytes on every rank, so all ranks
@@ -26,17 +26,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tripletclip.data.contract import EDIT_TYPES
+from tripletclip.edit_types import EDIT_TYPES
 from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
 from tripletclip.losses.functional import negclip_terms
-
-# CE-CLIP's four negative types expressed in our edit vocabulary (documentation and for generators).
-CECLIP_TYPES: dict[str, tuple[str, ...]] = {
-    "swap": ("swap_obj", "swap_att"),
-    "replace_attribute": ("replace_att",),
-    "replace_object": ("replace_obj",),
-    "replace_relation": ("replace_rel",),
-}
 
 
 @LOSSES.register("ceclip")
@@ -71,7 +63,7 @@ class CeClipLoss(ContrastiveLoss):
         n_types = self.thresholds.shape[0]
         if bool(((loc.neg_text_type < 0) | (loc.neg_text_type >= n_types)).any()):
             raise ValueError(f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
-                             "use tripletclip.data.contract.edit_type_id")
+                             "use tripletclip.edit_types.edit_type_id")
         negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
         i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
                                  step.labels, scale)

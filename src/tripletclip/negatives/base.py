@@ -41,7 +41,7 @@ class Negative:
     """One negative caption made from a positive caption."""
 
     neg_caption: str
-    edit_type: str  # one of tripletclip.data.contract.EDIT_TYPES
+    edit_type: str  # one of tripletclip.edit_types.EDIT_TYPES
     generator: str  # "rules", "llm:<backend>:<model>", ...
     detail: str = ""  # what was edited, e.g. "colour:red->blue"
     attempts: int = 1  # generation attempts used (LLM retries)

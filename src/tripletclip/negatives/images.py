@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tripletclip.data.contract import EDIT_TYPES, DataError
+from tripletclip.data.contract import DataError
 from tripletclip.data.shards import MANIFEST_FORMAT, ShardWriter, combine_hashes, detect_image_ext
+from tripletclip.edit_types import EDIT_TYPES, known_edit_type
 from tripletclip.negatives.base import stable_hash
 from tripletclip.negatives.io import expand_paths, read_parquet_rows
 from tripletclip.negatives.jobs import Job, resolve_shard
@@ -52,8 +53,7 @@ def group_negatives(rows: list[dict[str, Any]], max_negs: Optional[int] = None) 
             g = groups[r["key"]] = {"key": str(r["key"]), "caption": r["caption"], "image": r.get("image") or "",
                                     "original_caption": r.get("original_caption") or r["caption"], "negs": []}
         if max_negs is None or len(g["negs"]) < max_negs:
-            et = r.get("edit_type") or "unknown"
-            g["negs"].append((r["neg_caption"], et if et in EDIT_TYPES else "unknown", r.get("generator") or ""))
+            g["negs"].append((r["neg_caption"], known_edit_type(r.get("edit_type")), r.get("generator") or ""))
     return list(groups.values())
 
 

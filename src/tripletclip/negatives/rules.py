@@ -12,17 +12,18 @@ import random
 import re
 from typing import Any, Optional, Sequence
 
-from tripletclip.data.contract import EDIT_TYPES
+from tripletclip.edit_types import CECLIP_TYPES, EDIT_TYPES, SUGARCREPE_TYPES
 from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, Negative, stable_hash
 from tripletclip.negatives.edits import EDITS, Parsed
 from tripletclip.negatives.lexicon import load_lexicon
 from tripletclip.negatives.tagger import build_tagger, detokenize, token_offsets, tokenize
 
+# CE-CLIP's "swap" = either swap, whichever applies; its other three types are one of ours each
+PSEUDO_TYPES = {"swap": CECLIP_TYPES["swap"]}
 PRESETS: dict[str, tuple[str, ...]] = {
-    "sugarcrepe": ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att"),
-    "ceclip": ("swap", "replace_att", "replace_obj", "replace_rel"),
+    "sugarcrepe": SUGARCREPE_TYPES,
+    "ceclip": tuple(name if name in PSEUDO_TYPES else ours[0] for name, ours in CECLIP_TYPES.items()),
 }
-PSEUDO_TYPES = {"swap": ("swap_obj", "swap_att")}  # CE-CLIP's "swap" = either swap, whichever applies
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
