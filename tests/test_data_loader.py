@@ -238,8 +238,8 @@ def test_bad_samples_later_are_skipped_and_counted(tmp_path):
     assert sorted(b["key"]) == [f"k{i:02d}" for i in range(30) if i != 20]
     s = loader.stats()
     assert (s["samples"], s["bad_samples"], s["real_pairs"]) == (30, 1, 29)
-    assert len(loader.bad_examples) == 1
-    assert loader.bad_examples[0].startswith(f"{tmp_path}/train-000002.tar, sample 'k20': undecodable image k20.png")
+    assert len(loader.errors.examples) == 1
+    assert loader.errors.examples[0].startswith(f"{tmp_path}/train-000002.tar, sample 'k20': undecodable image k20.png")
     loader2 = _loader(str(tmp_path), workers=2, batch_size=5, validate_first=8)
     _take(loader2, 12)  # 60 good samples: about two epochs
     s2 = loader2.stats()

@@ -13,15 +13,12 @@ import pytest
 from PIL import Image
 
 from tripletclip.data.contract import DataError
-from tripletclip.data.shards import (
-    ShardWriter,
-    combine_hashes,
-    dataset_hash,
-    detect_image_ext,
-    read_manifest,
-    sha256_file,
-)
-from tripletclip.data.wds import WdsSource, expand_braces, expand_urls
+from tripletclip.data.manifest import combine_hashes, dataset_hash, read_manifest
+from tripletclip.data.patterns import expand_braces, expand_patterns
+from tripletclip.data.shards import ShardWriter, detect_image_ext
+from tripletclip.data.source import ErrorCounter
+from tripletclip.data.wds import WdsSource
+from tripletclip.utils.files import sha256_file
 
 
 def _img(seed: int, size: int = 16) -> Image.Image:
@@ -67,7 +64,7 @@ def test_round_trip_manifest_counts_and_hashes(tmp_path):
 
     # read back through the reader: texts, types and lossless pixels
     src = WdsSource([str(f) for f in files], resampled=False)
-    recs = [src.load(raw) for raw in src.natural()]
+    recs = [src.load(raw) for raw in src.natural(ErrorCounter())]
     assert [r.key for r in recs] == [f"k{i:03d}" for i in range(23)]
     r0, r1 = recs[0], recs[1]
     assert r0.captions == ["cap 0", "other cap 0"] and r1.captions == ["cap 1"]
@@ -177,16 +174,16 @@ def test_brace_patterns_and_url_lists(tmp_path):
     _write(tmp_path / "a", n=25)
     _write(tmp_path / "b", n=5)
     spec = f"{tmp_path}/a/train-{{000000..000002}}.tar::{tmp_path / 'b'}"
-    files = expand_urls(spec)
+    files = expand_patterns(spec)
     assert [Path(f).parent.name + "/" + Path(f).name for f in files] == [
         "a/train-000000.tar", "a/train-000001.tar", "a/train-000002.tar", "b/train-000000.tar"]
-    with pytest.raises(DataError, match="train-000003.tar: shard not found"):
-        expand_urls(f"{tmp_path}/a/train-{{000000..000003}}.tar")
+    with pytest.raises(DataError, match="train-000003.tar: not found .from data.train"):
+        expand_patterns(f"{tmp_path}/a/train-{{000000..000003}}.tar")
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_fast_header_scan_matches_tarfile(tmp_path, fmt):
-    from tripletclip.data.wds import _fast_members, _tarfile_members
+    from tripletclip.data.shard_reader import _fast_members, _tarfile_members
 
     path = tmp_path / "t.tar"
     names = ["a" * 120 + "/x.txt", "k.png", "dir/sub/k2.txt"] + (["é€.txt", "b" * 300 + ".txt"] if fmt != tarfile.USTAR_FORMAT else [])

@@ -133,7 +133,7 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("key,caption\n1,a dog\n2,\n")
     src = CaptionInput(str(tmp_path / "c.csv"))
     assert [r.key for r in src.read(0)] == ["1"] and src.skipped == {"empty_caption": 1}  # counted, not lost
-    with pytest.raises(DataError, match="no such input"):
+    with pytest.raises(DataError, match="missing.parquet: not found"):
         CaptionInput(str(tmp_path / "missing.parquet"))
 
 
@@ -154,4 +154,4 @@ def test_cli_text_and_stats(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s" / "edit_types.png").exists()
     r = runner.invoke(main, ["negatives", "text", "--in", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and "no such input file" in r.output and "Traceback" not in r.output
+    assert r.exit_code != 0 and "nope.csv: not found (--in)" in r.output and "Traceback" not in r.output

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tripletclip.data.shards import read_manifest
+from tripletclip.data.manifest import read_manifest
 from tripletclip.negatives.base import stable_hash
-from tripletclip.negatives.positives import iter_shard
+from tripletclip.data.shard_reader import read_shard
 
 CAPTIONS = ["A red car parked next to a blue bus.", "A dog sitting on a couch.", "Two cats sleeping on a bed.",
             "A man riding a horse on a beach.", "A bowl of fruit on a wooden table.", "An orange cat next to a white dog.",
@@ -69,14 +69,14 @@ def test_shards_hold_positive_negative_captions_and_seeded_renderings(shards: Pa
     m = read_manifest(shards)  # the data package's manifest format, readable by its tools
     assert m["total_samples"] == 13 and m["total_neg_images"] == m["total_neg_captions"] == 26
     assert sum(m["edit_types"].values()) == 26 and m["config"]["t2i"]["guidance"] == 0.0
-    samples = [s for p in sorted(shards.glob("*.tar")) for s in iter_shard(p)]
+    samples = [s for p in sorted(shards.glob("*.tar")) for s in read_shard(p)]
     assert [s.key for s in samples] == [f"s{i:03d}" for i in range(14) if i != 5]
     t2i = DiffusersT2I(str(tiny_sd), steps=1, size=32, device="cpu")
     s = samples[3]
-    assert s.image == (dataset["root"] / "img" / f"{s.key}.jpg").read_bytes()  # positive bytes pass unchanged
+    assert s.image.read() == (dataset["root"] / "img" / f"{s.key}.jpg").read_bytes()  # positive bytes pass unchanged
     assert s.meta["neg_seeds"] == [stable_hash(0, s.key, m, bits=31) for m in range(2)]
     again = t2i.render([s.neg_captions[1]], [s.meta["neg_seeds"][1]])[0]
-    stored = Image.open(io.BytesIO(s.neg_images[1]))
+    stored = Image.open(io.BytesIO(s.neg_images[1].read()))
     assert stored.size == (32, 32) and np.array_equal(np.asarray(stored), np.asarray(again))  # seed reproduces it
     assert len(s.neg_captions) == 2 and all(t != "unknown" for t in s.neg_types)
 
@@ -131,11 +131,11 @@ def test_clip_score_filter_keeps_the_brute_force_top_half(shards: Path, tmp_path
 
     brute = {}
     for p in sorted(shards.glob("*.tar")):
-        for s in iter_shard(p):
-            neg = np.mean([cos(s.neg_images[k], s.neg_captions[k]) for k in sorted(s.neg_images)])
-            brute[s.key] = 0.5 * (cos(s.image, s.captions[0]) + neg)
+        for s in read_shard(p):
+            neg = np.mean([cos(s.neg_images[k].read(), s.neg_captions[k]) for k in range(len(s.neg_images))])
+            brute[s.key] = 0.5 * (cos(s.image.read(), s.captions[0]) + neg)
     top = sorted(brute, key=lambda k: (-brute[k], k))[:6]
-    kept = [s.key for p in sorted((tmp_path / "f").glob("train-*.tar")) for s in iter_shard(p)]
+    kept = [s.key for p in sorted((tmp_path / "f").glob("train-*.tar")) for s in read_shard(p)]
     assert sorted(kept) == sorted(top)
     assert f["threshold"] == pytest.approx(brute[top[-1]], abs=1e-4)
     again = run_filter(str(shards), str(tmp_path / "f"), keep=0.5, bundle=bundle, device="cpu", shard_size=4)
@@ -196,14 +196,14 @@ def test_unrenderable_captions_are_dropped_with_their_image(dataset: dict[str, P
 
     monkeypatch.setattr(world, "render_caption", fake_render, raising=False)
     m = run_images(str(dataset["neg"]), str(tmp_path / "w"), "world", {"size": 16}, max_negs_per_key=2, image_format="png")
-    samples = [s for p in sorted((tmp_path / "w").glob("*.tar")) for s in iter_shard(p)]
+    samples = [s for p in sorted((tmp_path / "w").glob("*.tar")) for s in read_shard(p)]
     assert m["render_failed"] > 0 and m["total_neg_images"] == 26 - m["render_failed"]
     for s in samples:
         assert len(s.neg_captions) == len(s.neg_images) == len(s.meta["neg_seeds"]) == len(s.neg_types)
         for k, cap in enumerate(s.neg_captions):  # caption m and image m still belong together
             assert " with " not in cap and " and " not in cap
             want = stable_hash(cap, s.meta["neg_seeds"][k]) % 256
-            assert np.asarray(Image.open(io.BytesIO(s.neg_images[k])))[0, 0, 0] == want
+            assert np.asarray(Image.open(io.BytesIO(s.neg_images[k].read())))[0, 0, 0] == want
 
 
 def test_world_renderer_backend(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import io
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -75,6 +75,7 @@ class Record:
     # True when negative image m renders negative caption m (TripletData); False for e.g. NegCLIP's
     # nearest-neighbour images, which are sampled independently of the captions.
     aligned: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)  # the sample's user meta (shards' json minus the format's keys)
 
 
 @dataclass

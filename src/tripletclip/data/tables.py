@@ -31,7 +31,7 @@ from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import BadSample, Blob, Record
 from tripletclip.data.order import derive_seed, table_rows
-from tripletclip.data.source import SOURCES
+from tripletclip.data.source import SOURCES, ErrorCounter
 
 _MAX_LIST_CELL = 1 << 20  # literal_eval on huge cells is slow; such a cell is a data error anyway
 
@@ -101,7 +101,6 @@ class TableSource:
         self.cfg = cfg
         self.files = [p.strip() for p in cfg.train.split("::") if p.strip()]
         self.partition = "resampled" if cfg.resampled else "rows"
-        self.stream_errors = 0
         self.columns = [c for c in (cfg.img_key, cfg.caption_key, cfg.neg_caption_key, cfg.neg_image_key) if c]
         self.data: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.offsets: list[int] = []
@@ -122,10 +121,10 @@ class TableSource:
             raise DataError(f"{self.files[0]}: {self.n} rows for {n_logical} workers x ranks; use fewer data.workers")
         return self.partition
 
-    def natural(self) -> Iterator[int]:
+    def natural(self, errors: ErrorCounter) -> Iterator[int]:
         return iter(range(self.n))
 
-    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int) -> Iterator[int]:
+    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int, errors: ErrorCounter) -> Iterator[int]:
         if self.partition == "resampled":
             gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "rows-resample", epoch, g)))
             rows = gen.integers(0, self.n, size=max(1, math.ceil(self.n / n_logical)))

@@ -1,31 +1,18 @@
-"""Webdataset shard reader: our layout, the released TripletCLIP-HQ shards and plain open_clip shards.
+"""The ``wds`` training source: webdataset shards, partitioned over ranks and workers, shuffled, resumable.
 
-Three member layouts are recognised per sample (a sample = consecutive tar members sharing the part of the
-base name before its first dot, as in webdataset):
-- ours (see :mod:`tripletclip.data.shards`): ``png|jpg`` + ``txt`` + ``json`` (``captions``, ``neg_types``)
-  + ``neg.txt`` + ``neg.<m>.png|jpg``;
-- TripletCLIP-HQ (arXiv 2411.02545, released shards): ``image`` / ``neg_image`` bytes and ``caption`` /
-  ``neg_caption`` text; their negative captions are LLM rewrites, so their edit type is ``llm``;
-- open_clip: ``jpg|png|webp`` + ``txt`` (an optional ``json`` with a ``captions`` list gives LaCLIP's
-  several captions per image).
-
-We scan tar headers ourselves (stdlib tarfile) and keep only member byte ranges until a sample is decoded,
-so shuffling, partitioning and resume fast-forwarding never read image bytes.
+Reading a shard (layouts, keys, member byte ranges) is :mod:`tripletclip.data.shard_reader`'s; this module
+decides which logical worker reads which shard in which epoch (:mod:`tripletclip.data.order`) and keeps raw
+samples as (shard index, key, member ranges) so that fast-forwarding on resume never reads an image.
 """
 from __future__ import annotations
 
-import glob
-import json
 import logging
-import os
-import re
 import tarfile
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
-from tripletclip.data.decode import BadSample, Blob, Record
+from tripletclip.data.decode import Record
 from tripletclip.data.order import (
     every_nth,
     make_rng,
@@ -34,149 +21,14 @@ from tripletclip.data.order import (
     shard_order,
     shuffle_buffer,
 )
-from tripletclip.data.source import SOURCES
+from tripletclip.data.patterns import expand_patterns
+from tripletclip.data.shard_reader import Members, parse_sample, scan_shard, where
+from tripletclip.data.source import SOURCES, ErrorCounter
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
-_NEG_IMAGE = re.compile(r"neg\.(\d+)\.(png|jpg|jpeg|webp)")
-_BRACE = re.compile(r"\{([^{}]*)\}")
-
 # (shard index, key, {extension: (data offset, size)})
-RawShardSample = tuple[int, str, dict[str, tuple[int, int]]]
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """Expand ``{000..009}`` numeric ranges (zero padded as written) and ``{a,b}`` alternatives."""
-    m = _BRACE.search(pattern)
-    if not m:
-        return [pattern]
-    head, body, tail = pattern[: m.start()], m.group(1), pattern[m.end():]
-    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if rng:
-        a, b = rng.groups()
-        width = max(len(a), len(b)) if (a.startswith("0") or len(a) == len(b)) else 0
-        step = 1 if int(b) >= int(a) else -1
-        options = [str(i).zfill(width) for i in range(int(a), int(b) + step, step)]
-    elif "," in body:
-        options = body.split(",")
-    else:  # a literal brace: keep it, expand what follows
-        return [head + "{" + body + "}" + rest for rest in expand_braces(tail)]
-    return [p for opt in options for p in expand_braces(head + opt + tail)]
-
-
-def expand_urls(spec: str) -> list[str]:
-    """Shard paths from ``a-{000..009}.tar::b/*.tar::some_dir`` (a directory means its ``*.tar``)."""
-    files: list[str] = []
-    for part in (p.strip() for p in spec.split("::")):
-        if not part:
-            continue
-        if os.path.isdir(part):
-            found = sorted(glob.glob(os.path.join(part, "*.tar")))
-            if not found:
-                raise DataError(f"{part}: folder has no .tar shards; check data.train")
-            files.extend(found)
-            continue
-        for path in expand_braces(part):
-            matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
-            if not matches or not os.path.isfile(matches[0]):
-                raise DataError(f"{path}: shard not found (from data.train pattern '{part}'); check the path")
-            files.extend(matches)
-    if not files:
-        raise DataError(f"data.train '{spec}' names no shard")
-    return files
-
-
-def _octal(field: bytes) -> int | None:
-    field = field.replace(b"\0", b" ").strip()
-    if not field:
-        return 0
-    try:
-        return int(field, 8)
-    except ValueError:
-        return None
-
-
-def _fast_members(path: str) -> list[tuple[str, int, int]] | None:
-    """(name, data offset, size) of the regular files of a tar, parsing the 512-byte headers directly.
-
-    Handles ustar, pax ('x' path/size records) and GNU long names; returns None on anything else (bad checksum,
-    base-256 sizes, sparse files, ...) so that the caller falls back to :mod:`tarfile`. About 5x faster than
-    tarfile's header parsing, which matters for resume fast-forwarding (header-only scans).
-    """
-    out: list[tuple[str, int, int]] = []
-    pax: dict[str, str] = {}
-    long_name: str | None = None
-    with open(path, "rb") as f:
-        pos = 0
-        while True:
-            f.seek(pos)
-            hdr = f.read(512)
-            if len(hdr) < 512 or hdr.count(0) == 512:
-                return out
-            chk = _octal(hdr[148:156])
-            size = _octal(hdr[124:136])
-            if chk is None or size is None or chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
-                return None
-            typ, data = hdr[156:157], pos + 512
-            if typ in (b"x", b"L"):
-                payload = f.read(size)
-                if typ == b"L":
-                    long_name = payload.rstrip(b"\0").decode("utf-8", "surrogateescape")
-                else:
-                    pax = _pax_records(payload)
-            elif typ in (b"0", b"\0", b"7"):
-                name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if hdr[257:262] == b"ustar" else ""
-                name = pax.get("path") or long_name or (f"{prefix}/{name}" if prefix else name)
-                if "size" in pax:
-                    size = int(pax["size"])
-                out.append((name, data, size))
-                pax, long_name = {}, None
-            elif typ in (b"1", b"2", b"3", b"4", b"5", b"6", b"g"):
-                pax, long_name = ({}, None) if typ != b"g" else (pax, long_name)
-            else:
-                return None
-            pos = data + (size + 511) // 512 * 512
-
-
-def _pax_records(payload: bytes) -> dict[str, str]:
-    records, i = {}, 0
-    while i < len(payload):
-        sp = payload.find(b" ", i)
-        if sp < 0:
-            break
-        length = int(payload[i:sp])
-        key, _, value = payload[sp + 1 : i + length - 1].partition(b"=")
-        records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
-        i += length
-    return records
-
-
-def _tarfile_members(path: str) -> Iterator[tuple[str, int, int]]:
-    with tarfile.open(path, "r:") as tf:
-        for ti in tf:
-            if ti.isfile():
-                yield ti.name, ti.offset_data, ti.size
-
-
-def scan_tar(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]]]]:
-    """(key, {ext: (offset, size)}) for each sample of a tar, reading headers only."""
-    fast = _fast_members(path)
-    key, members = None, {}
-    for name, offset, size in fast if fast is not None else _tarfile_members(path):
-        folder, base = os.path.split(name)
-        if "." not in base:
-            continue
-        stem, ext = base.split(".", 1)
-        k = f"{folder}/{stem}" if folder else stem
-        if k != key:
-            if members:
-                yield key, members  # type: ignore[misc]
-            key, members = k, {}
-        members[ext.lower()] = (offset, size)
-    if members:
-        yield key, members  # type: ignore[misc]
+RawShardSample = tuple[int, str, Members]
 
 
 class WdsSource:
@@ -185,8 +37,6 @@ class WdsSource:
     def __init__(self, files: list[str], resampled: bool) -> None:
         self.files = files
         self.resampled = resampled
-        self.stream_errors = 0
-        self.last_error = ""
         self.partition = "resampled" if resampled else "shards"
 
     def partition_for(self, n_logical: int) -> str:
@@ -199,93 +49,40 @@ class WdsSource:
                             len(self.files), n_logical, n_logical, n_logical)
         return self.partition
 
-    def _scan(self, shard_ids: Iterable[int]) -> Iterator[RawShardSample]:
+    def _scan(self, shard_ids: Iterable[int], errors: ErrorCounter) -> Iterator[RawShardSample]:
         for si in shard_ids:
             path = self.files[si]
             try:
-                for key, members in scan_tar(path):
+                for key, members in scan_shard(path):
                     yield si, key, members
             except FileNotFoundError:
                 raise DataError(f"{path}: shard disappeared during training; restore it or drop it from data.train") from None
             except (tarfile.TarError, OSError) as e:
-                self.stream_errors += 1
-                self.last_error = f"{path}: unreadable shard ({e})"
+                errors.add("stream_errors", f"{path}: unreadable shard ({e})")
                 log.warning("%s: unreadable shard (%s); skipped", path, e)
 
-    def natural(self) -> Iterator[RawShardSample]:
-        return self._scan(range(len(self.files)))
+    def natural(self, errors: ErrorCounter) -> Iterator[RawShardSample]:
+        return self._scan(range(len(self.files)), errors)
 
-    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int) -> Iterator[RawShardSample]:
+    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int,
+               errors: ErrorCounter) -> Iterator[RawShardSample]:
         n = len(self.files)
         if self.partition == "resampled":
-            items = self._scan(resampled_indices(n, epoch, seed, g, n_logical))
+            items = self._scan(resampled_indices(n, epoch, seed, g, n_logical), errors)
         elif self.partition == "shards":
-            items = self._scan(shard_assignment(n, epoch, seed, g, n_logical) or [])
+            items = self._scan(shard_assignment(n, epoch, seed, g, n_logical) or [], errors)
         else:
-            items = every_nth(self._scan(shard_order(n, epoch, seed)), g, n_logical)
+            items = every_nth(self._scan(shard_order(n, epoch, seed), errors), g, n_logical)
         return shuffle_buffer(items, buffer, make_rng(seed, "buffer", epoch, g))
 
     def where(self, raw: RawShardSample) -> str:
-        return f"{self.files[raw[0]]}, sample '{raw[1]}'"
+        return where(self.files[raw[0]], raw[1])
 
     def load(self, raw: RawShardSample) -> Record:
         si, key, members = raw
-        path = self.files[si]
-
-        def blob(ext: str) -> Blob:
-            off, size = members[ext]
-            return Blob(path, off, size, label=f"{key}.{ext}")
-
-        def text(ext: str) -> str:
-            try:
-                return blob(ext).read().decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadSample(f"{key}.{ext} is not UTF-8 text", "re-encode the text as UTF-8") from None
-
-        rec = Record(key=key, uid=f"{Path(path).name}/{key}", where=self.where(raw), captions=[], image=Blob())
-        if "image" in members:  # TripletCLIP-HQ layout
-            rec.image = blob("image")
-            if "caption" in members:
-                rec.captions = [text("caption").strip()]
-            if "neg_caption" in members:
-                rec.neg_captions = [text("neg_caption").strip()]
-                rec.neg_types = ["llm"]
-            if "neg_image" in members:
-                rec.neg_images = [blob("neg_image")]
-        else:
-            ext = next((e for e in IMAGE_EXTS if e in members), None)
-            if ext is None:
-                raise BadSample(f"no image member (.png/.jpg/.jpeg/.webp/.image) among {sorted(members)}",
-                                "write the image with each sample")
-            rec.image = blob(ext)
-            meta = {}
-            if "json" in members:
-                try:
-                    meta = json.loads(text("json"))
-                except json.JSONDecodeError as e:
-                    raise BadSample(f"{key}.json is not valid JSON ({e})") from None
-                meta = meta if isinstance(meta, dict) else {}
-            caps = meta.get("captions")
-            if isinstance(caps, list) and caps:
-                rec.captions = [str(c) for c in caps]
-            elif "txt" in members:
-                rec.captions = [text("txt").strip()]
-            elif isinstance(meta.get("caption"), str):
-                rec.captions = [meta["caption"]]
-            if "neg.txt" in members:
-                rec.neg_captions = [c.strip() for c in text("neg.txt").split("\n")]
-                types = meta.get("neg_types")
-                rec.neg_types = [str(t) for t in types] if isinstance(types, list) else []
-            negs = sorted((int(mt.group(1)), e) for e in members if (mt := _NEG_IMAGE.fullmatch(e)))
-            if [i for i, _ in negs] != list(range(len(negs))):
-                raise BadSample(f"negative images {[e for _, e in negs]} are not numbered 0..{len(negs) - 1}",
-                                "write negative image m as <key>.neg.<m>.png for m = 0, 1, ...")
-            rec.neg_images = [blob(e) for _, e in negs]
-        if not rec.captions:
-            raise BadSample("no caption (.txt, .json 'captions' or .caption)", "write a caption with each sample")
-        return rec
+        return parse_sample(self.files[si], key, members)
 
 
 @SOURCES.register("wds")
 def _wds_source(cfg: DataConfig) -> WdsSource:
-    return WdsSource(expand_urls(cfg.train), cfg.resampled)
+    return WdsSource(expand_patterns(cfg.train, ("tar",), "data.train"), cfg.resampled)

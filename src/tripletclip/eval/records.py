@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
-from tripletclip.utils.provenance import sha256_file  # noqa: F401  (re-exported for the evaluators)
+
+from tripletclip.utils.files import sha256_file
 
 TIE_RULE = "strict: correct only if the true score is strictly greater (a tie counts as wrong)"
 

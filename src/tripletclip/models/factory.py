@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 import open_clip
 import torch
 
-from tripletclip.utils.provenance import sha256_file as file_sha256
+from tripletclip.utils.files import sha256_file as file_sha256
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _registered = False

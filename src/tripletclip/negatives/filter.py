@@ -19,31 +19,21 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tripletclip.data.contract import DataError
-from tripletclip.data.shards import ShardWriter, read_manifest
-from tripletclip.negatives.io import expand_paths, write_json_atomic, write_parquet_atomic
+from tripletclip.data.shard_reader import load_image, read_bytes, read_shard, shard_files
+from tripletclip.data.shards import ShardWriter
+from tripletclip.negatives.io import write_parquet_atomic
 from tripletclip.negatives.jobs import Job, JobError, resolve_shard
-from tripletclip.negatives.positives import decode, iter_shard
 from tripletclip.negatives.scoring import ClipScorer, load_bundle
-
-
-def shard_paths(spec: str) -> list[str]:
-    """Tars of a shard folder (manifest order when there is a manifest) or of a pattern/list."""
-    p = Path(spec)
-    if p.is_dir() and (p / "manifest.json").exists():
-        return [str(p / s["name"]) for s in read_manifest(p)["shards"]]
-    paths = expand_paths(spec)
-    if not all(x.endswith(".tar") for x in paths):
-        raise DataError(f"{spec}: expected TripletData shards (.tar files or a folder with manifest.json)")
-    return paths
+from tripletclip.utils.files import write_json_atomic
 
 
 def score_shard(path: str, scorer: ClipScorer) -> dict[str, list]:
     """Per sample: s(x,y), mean s(x',y') over its rendered negatives, and the combined score (NaN if none)."""
     cols: dict[str, list] = {"key": [], "s_pos": [], "s_neg": [], "score": [], "n_neg_images": []}
-    samples = list(iter_shard(path))
-    pos = scorer.pair_cosines([decode(s.image) for s in samples], [s.captions[0] for s in samples])
-    pairs = [(i, m) for i, s in enumerate(samples) for m in sorted(s.neg_images) if m < len(s.neg_captions)]
-    neg = scorer.pair_cosines([decode(samples[i].neg_images[m]) for i, m in pairs],
+    samples = list(read_shard(path))
+    pos = scorer.pair_cosines([load_image(s.image) for s in samples], [s.captions[0] for s in samples])
+    pairs = [(i, m) for i, s in enumerate(samples) for m in range(len(s.neg_images)) if m < len(s.neg_captions)]
+    neg = scorer.pair_cosines([load_image(samples[i].neg_images[m]) for i, m in pairs],
                               [samples[i].neg_captions[m] for i, m in pairs]) if pairs else np.zeros(0)
     per: dict[int, list[float]] = {}
     for (i, _), v in zip(pairs, neg):
@@ -66,7 +56,7 @@ def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretra
     if not 0 < keep <= 1:
         raise ValueError(f"--keep must be in (0, 1], got {keep}")
     rank, world = resolve_shard(shard)
-    paths = shard_paths(shards)
+    paths = shard_files(shards)
     bundle = bundle if bundle is not None else load_bundle(model, pretrained, run)
     scorer = ClipScorer(bundle, device=device, batch_size=batch_size)
     out_dir = Path(out)
@@ -110,10 +100,10 @@ def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, id
     threshold = float(score[order[n_keep - 1]]) if n_keep else float("nan")
     with ShardWriter(out_dir, prefix="train", shard_size=shard_size, overwrite=True) as w:
         for u, p in enumerate(paths):
-            for s in iter_shard(p):
+            for s in read_shard(p):
                 if (u, s.key) in kept:
-                    w.write(s.key, s.image, s.captions, s.neg_captions, s.neg_types,
-                            [s.neg_images[m] for m in sorted(s.neg_images)], meta=s.extra_meta())
+                    w.write(s.key, read_bytes(s.image), s.captions, s.neg_captions, s.neg_types,
+                            [read_bytes(b) for b in s.neg_images], meta=s.meta)
     manifest = dict(w.manifest or {})
     vs = score[valid]
     manifest["filter"] = {
@@ -125,7 +115,7 @@ def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, id
         "mean_s_pos": float(np.nanmean([x for t in tables for x in t["s_pos"]])) if keys else float("nan"),
         "mean_s_neg": float(np.nanmean([x for t in tables for x in t["s_neg"]])) if valid.any() else float("nan"),
     }
-    write_json_atomic(manifest, done)
+    write_json_atomic(done, manifest)
     if len(kept) != n_keep:
         raise JobError(f"{out_dir}: kept {len(kept)} samples, expected {n_keep}; duplicate keys inside one shard?")
     return manifest

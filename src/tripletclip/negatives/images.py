@@ -14,16 +14,15 @@ from first; the original caption too when it was rewritten), negative captions a
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from tripletclip.data.contract import DataError
-from tripletclip.data.shards import MANIFEST_FORMAT, ShardWriter, combine_hashes, detect_image_ext
+from tripletclip.data.manifest import MANIFEST_FORMAT, combine_hashes, fingerprint_files
+from tripletclip.data.shards import ShardWriter, detect_image_ext, safe_key
 from tripletclip.edit_types import EDIT_TYPES, known_edit_type
 from tripletclip.negatives.base import stable_hash
 from tripletclip.negatives.io import expand_paths, read_parquet_rows
@@ -31,13 +30,7 @@ from tripletclip.negatives.jobs import Job, resolve_shard
 from tripletclip.negatives.positives import PositiveImages
 from tripletclip.negatives.t2i import build_t2i
 
-_BAD_KEY = re.compile(r"[./\\\s]")
 _MAX_LISTED = 20
-
-
-def safe_key(key: str) -> str:
-    """A shard-safe sample key (no '.', '/', '\\' or whitespace); the original is kept in meta."""
-    return _BAD_KEY.sub("_", key)
 
 
 def group_negatives(rows: list[dict[str, Any]], max_negs: Optional[int] = None) -> list[dict[str, Any]]:
@@ -57,14 +50,6 @@ def group_negatives(rows: list[dict[str, Any]], max_negs: Optional[int] = None) 
     return list(groups.values())
 
 
-def _fingerprint(paths: list[str]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).name.encode())
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()
-
-
 def run_images(negatives: str, out: str, backend: str = "diffusers", options: Optional[dict[str, Any]] = None,
                positives: Optional[str] = None, image_root: Optional[str] = None, batch_size: int = 8,
                chunk_size: int = 1000, shard_size: int = 1000, seed: int = 0, image_format: str = "jpg",
@@ -78,7 +63,7 @@ def run_images(negatives: str, out: str, backend: str = "diffusers", options: Op
     groups = group_negatives(read_parquet_rows(negatives, None), max_negs_per_key)
     units = [f"keys {a}-{min(a + chunk_size, len(groups)) - 1}" for a in range(0, len(groups), chunk_size)]
     t2i = t2i if t2i is not None else build_t2i(backend, **(options or {}))
-    config = {"input": {"spec": negatives, "fingerprint": _fingerprint(paths), "positives": positives,
+    config = {"input": {"spec": negatives, "fingerprint": fingerprint_files(paths)["sha256"], "positives": positives,
                         "image_root": image_root, "chunk_size": chunk_size, "max_negs_per_key": max_negs_per_key},
               "t2i": t2i.info(), "seed": seed, "shard_size": shard_size, "image_format": image_format}
     job = Job(out, "negatives-images", config, units, prefix="part", overwrite=overwrite, world=world)
@@ -132,7 +117,6 @@ def run_images(negatives: str, out: str, backend: str = "diffusers", options: Op
                 "shards": shards}
 
     summary = job.run(rank, world, work, what="keys")
-    pos.close()
     stats = job.unit_stats()
     shards = [s for st in stats for s in st["shards"]]
     render_s = sum(st["render_seconds"] for st in stats)

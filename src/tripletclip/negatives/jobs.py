@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tripletclip.negatives.io import write_json_atomic
+from tripletclip.utils.files import write_json_atomic
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.json"
@@ -79,7 +79,7 @@ class Job:
                     raise JobError(f"{self.out}: --overwrite with {world} ranks would race; delete the folder once, "
                                    "then start the ranks")
                 self._clear()
-        write_json_atomic(spec, path)
+        write_json_atomic(path, spec)
         if world == 1:
             # Leftovers of a killed run. With several ranks another rank may be writing its temp files right now,
             # so they stay (hidden, pid-named, never read) until a single-process run.
@@ -118,7 +118,7 @@ class Job:
                 rows = rows_of(stats)
                 rows_total += rows
                 stats = {**stats, "unit": u, "name": self.units[u], "seconds": round(dt, 3), "rank": rank}
-                write_json_atomic(stats, self.unit_stats_path(u))
+                write_json_atomic(self.unit_stats_path(u), stats)
                 rate = rows_total / max(1e-9, time.perf_counter() - t_start)
                 self.log({"event": "unit_done", "unit": u, "rows": rows, "seconds": round(dt, 3),
                           "rows_per_s": round(rows / max(dt, 1e-9), 2), "rank": rank})
@@ -155,7 +155,7 @@ class Job:
             **sum_counters(stats),
             **extra,
         }
-        write_json_atomic(manifest, self.out / MANIFEST)
+        write_json_atomic(self.out / MANIFEST, manifest)
         return manifest
 
 

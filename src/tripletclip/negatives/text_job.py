@@ -16,6 +16,7 @@ from typing import Any, Optional
 from tripletclip.negatives.base import TEXT_GENERATORS
 from tripletclip.negatives.io import CaptionInput, write_parquet_atomic
 from tripletclip.negatives.jobs import Job, resolve_shard
+from tripletclip.negatives.llm import Rewriter
 
 _KEEP = ("original_caption",)
 _MAX_LISTED = 20
@@ -87,8 +88,6 @@ def run_rewrite(inp: str, out: str, backend: str = "transformers", model: str = 
                 caption_col: str = "caption", image_col: str = "auto", chunk_size: int = 10000,
                 shard: Optional[str] = None, overwrite: bool = False, llm: Any = None) -> dict[str, Any]:
     """LaCLIP-style rewrites of every caption of ``inp`` into ``out``; returns the manifest."""
-    from tripletclip.negatives.llm import Rewriter
-
     rank, world = resolve_shard(shard)
     src = CaptionInput(inp, key_col, caption_col, image_col, chunk_size)
     rw = Rewriter(backend, model, n=n, llm=llm, **(options or {}))

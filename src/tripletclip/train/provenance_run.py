@@ -9,7 +9,8 @@ from typing import Any, Optional
 from tripletclip.config import RunConfig, config_to_dict
 from tripletclip.config.schema import DataConfig
 from tripletclip.models.run_model import resolve_checkpoint
-from tripletclip.utils.provenance import code_version, fingerprint_files, machine_info
+from tripletclip.data.manifest import fingerprint_files
+from tripletclip.utils.provenance import code_version, machine_info
 
 
 def data_fingerprint(cfg: DataConfig, files: list[str]) -> dict[str, Any]:
