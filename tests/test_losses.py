@@ -281,7 +281,7 @@ def test_ceclip_thresholds_update_use_and_reset():
     resumed.load_state_dict(state)
     assert resumed(f2)["loss"].item() == loss(f2)["loss"].item()
     assert torch.equal(resumed.thresholds, loss.thresholds)
-    loss.reset_thresholds()
+    loss.on_epoch_start(1)
     assert (loss.thresholds == 0).all()
 
 

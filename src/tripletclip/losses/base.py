@@ -162,7 +162,8 @@ class ContrastiveLoss(nn.Module):
 
     Subclasses set ``needs_neg_text`` / ``needs_neg_image`` (the data side skips decoding what is not needed)
     and implement :meth:`compute` on a :class:`Step`. Logits are computed in fp32 with autocast disabled,
-    whatever precision the features arrive in.
+    whatever precision the features arrive in. State that changes during training lives in buffers (saved with
+    ``state_dict``); the trainer calls :meth:`on_epoch_start` whenever the data enter a new epoch.
     """
 
     name: ClassVar[str] = ""
@@ -177,6 +178,9 @@ class ContrastiveLoss(nn.Module):
                         rank=get_rank(), world_size=get_world_size())
             terms = self.compute(step)
         return {k: (v if k == "loss" else v.detach()) for k, v in terms.items()}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer when the data enter ``epoch`` (>= 1); objectives with per-epoch state reset it."""
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         """Shapes of this objective's logits on one rank (logged: "batch size with negatives" made explicit)."""

@@ -17,7 +17,7 @@ is computed, under no_grad, in training mode only (``module.eval()`` freezes the
     theta_t <- clamp(mean_i s(I_i, T_i) - mean_{valid (i,k) of type t} s(I_i, T'_{i,k}), 0, max_threshold)
 over the *global* batch (computed from the all-gathered features, identical bytes on every rank, so all ranks
 hold identical thresholds without another collective); a type absent from the batch keeps its value.
-The new values are used from the next forward on; :meth:`reset_thresholds` (zeros) is called at epoch start.
+The new values are used from the next forward on; :meth:`on_epoch_start` sets them to zero.
 Unlike the official code there is a single path for one and many processes (its single-process branch
 inverts the hard-negative condition).
 """
@@ -48,8 +48,8 @@ class CeClipLoss(ContrastiveLoss):
         self.adaptive_thresholds = bool(adaptive_thresholds)
         self.register_buffer("thresholds", torch.zeros(len(EDIT_TYPES)))
 
-    def reset_thresholds(self) -> None:
-        """Set every theta to 0 (CE-CLIP resets them at the start of each epoch)."""
+    def on_epoch_start(self, epoch: int) -> None:
+        """Set every theta to 0: CE-CLIP resets its thresholds at the start of each epoch."""
         self.thresholds.zero_()
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:

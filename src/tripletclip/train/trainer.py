@@ -111,10 +111,9 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         batch = next(loader)
         t_data = time.perf_counter() - t0
-        if loader.epoch != epoch:  # CE-CLIP resets its adaptive thresholds at each epoch start
+        if loader.epoch != epoch:  # e.g. CE-CLIP resets its adaptive thresholds
             epoch = loader.epoch
-            if hasattr(loss_fn, "reset_thresholds"):
-                loss_fn.reset_thresholds()
+            loss_fn.on_epoch_start(epoch)
         batch = move_batch(batch, device)
         feats = forward_features(ddp_model, batch, use_nt, use_ni, autocast)
         out = loss_fn(feats)
