@@ -15,14 +15,13 @@ for the other image (the world's Winoground file leaves them out for the same re
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tripletclip.data.shard_reader import read_bytes, read_shard, shard_files
 from tripletclip.edit_types import ADD_TYPES
-from tripletclip.eval.base import encoder_delta, protocol, register_benchmark, stats_of
-from tripletclip.eval.records import AnnotationError, BenchResult
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, protocol
 from tripletclip.eval.winoground import WINO_DECISION, Group, score_groups, summarise_groups
 from tripletclip.utils.files import sha256_file
 
@@ -63,7 +62,7 @@ def evaluate_tripletdata_wino(
 ) -> BenchResult:
     """Text / image / group scores of (x, y) vs (x', y') pairs, overall and per negative edit type."""
     bench = "tripletdata_wino"
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     skip = tuple(skip_types.split(",") if isinstance(skip_types, str) else skip_types or ())
     groups, records, counts = load_groups(annotations, int(limit) if limit is not None else None, skip)
     if not groups:
@@ -82,6 +81,6 @@ def evaluate_tripletdata_wino(
         headline=headline,
         annotations=records,
         images={"source": "inside the shards", **counts},
-        extra={"cost": encoder_delta(encoder, before, start)},
+        extra={"cost": cost.record()},
         rows=rows,
     )
