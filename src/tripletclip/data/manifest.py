@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tripletclip.data.contract import DataError
+from tripletclip.edit_types import EDIT_TYPES
 from tripletclip.utils.files import sha256_file
 
 MANIFEST = "manifest.json"
@@ -25,6 +26,23 @@ CONTENT_HASH_LIMIT = 2 << 30
 def combine_hashes(hashes: Iterable[str]) -> str:
     """The dataset hash: sha256 over the ordered shard hashes (one per line)."""
     return hashlib.sha256("".join(f"{h}\n" for h in hashes).encode("ascii")).hexdigest()
+
+
+def build_manifest(shards: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The manifest of a shard list (entries: name, samples, neg_captions, neg_images, edit_types, bytes, sha256)."""
+    totals = {k: sum(s[k] for s in shards) for k in ("samples", "neg_captions", "neg_images")}
+    edit_types = {t: sum(s["edit_types"].get(t, 0) for s in shards) for t in EDIT_TYPES}
+    return {
+        "format": MANIFEST_FORMAT,
+        "prefix": prefix,
+        "shards": shards,
+        "num_shards": len(shards),
+        "total_samples": totals["samples"],
+        "total_neg_captions": totals["neg_captions"],
+        "total_neg_images": totals["neg_images"],
+        "edit_types": {t: c for t, c in edit_types.items() if c},
+        "dataset_hash": combine_hashes(s["sha256"] for s in shards),
+    }
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

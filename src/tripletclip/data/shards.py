@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from tripletclip.data.manifest import MANIFEST, MANIFEST_FORMAT, combine_hashes
+from tripletclip.data.manifest import MANIFEST, build_manifest
 from tripletclip.edit_types import EDIT_TYPES
 from tripletclip.utils.files import sha256_file, write_json_atomic
 
@@ -178,19 +178,7 @@ class ShardWriter:
             return self.manifest
         if self._tar is not None:
             self._finish_shard()
-        totals = {k: sum(s[k] for s in self._shards) for k in ("samples", "neg_captions", "neg_images")}
-        edit_types = {t: sum(s["edit_types"].get(t, 0) for s in self._shards) for t in EDIT_TYPES}
-        self.manifest = {
-            "format": MANIFEST_FORMAT,
-            "prefix": self.prefix,
-            "shards": self._shards,
-            "num_shards": len(self._shards),
-            "total_samples": totals["samples"],
-            "total_neg_captions": totals["neg_captions"],
-            "total_neg_images": totals["neg_images"],
-            "edit_types": {t: c for t, c in edit_types.items() if c},
-            "dataset_hash": combine_hashes(s["sha256"] for s in self._shards),
-        }
+        self.manifest = build_manifest(self._shards, self.prefix)
         write_json_atomic(self.manifest_path, self.manifest)
         self._closed = True
         return self.manifest

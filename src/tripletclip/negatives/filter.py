@@ -12,8 +12,9 @@ A sample without a negative image cannot be scored as a triplet; it is dropped a
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -22,7 +23,7 @@ from tripletclip.data.contract import DataError
 from tripletclip.data.shard_reader import load_image, read_bytes, read_shard, shard_files
 from tripletclip.data.shards import ShardWriter
 from tripletclip.negatives.io import write_parquet_atomic
-from tripletclip.negatives.jobs import Job, JobError, resolve_shard
+from tripletclip.negatives.jobs import Job, JobError, JobOptions, resolve_shard
 from tripletclip.negatives.scoring import ClipScorer, load_bundle
 from tripletclip.utils.files import write_json_atomic
 
@@ -48,24 +49,38 @@ def score_shard(path: str, scorer: ClipScorer) -> dict[str, list]:
     return cols
 
 
-def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretrained: str = "", run: str = "",
-               batch_size: int = 64, device: str = "auto", shard_size: int = 1000, shard: Optional[str] = None,
-               overwrite: bool = False, bundle: Any = None) -> dict[str, Any]:
-    """Score every sample of ``shards`` and write the top ``keep`` fraction to ``out``; returns the manifest
-    (or the scoring summary when other ranks still have shards to score)."""
-    if not 0 < keep <= 1:
-        raise ValueError(f"--keep must be in (0, 1], got {keep}")
-    rank, world = resolve_shard(shard)
-    paths = shard_files(shards)
-    bundle = bundle if bundle is not None else load_bundle(model, pretrained, run)
-    scorer = ClipScorer(bundle, device=device, batch_size=batch_size)
-    out_dir = Path(out)
+@dataclass(kw_only=True)
+class FilterJobOptions(JobOptions):
+    """``negatives filter``: keep the top ``keep`` fraction of the TripletData ``shards`` by CLIP score."""
+
+    shards: str
+    keep: float = 0.5
+    model: str = ""  # open_clip model name ...
+    pretrained: str = ""  # ... and its pretrained tag or weights file
+    run: str = ""  # or a tripletclip run folder / checkpoint
+    batch_size: int = 64
+    device: str = "auto"
+    shard_size: int = 1000  # samples per output tar
+
+
+def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
+    """Score every sample of ``opts.shards`` and write the top ``opts.keep`` fraction to ``opts.out``; returns
+    the manifest (or the scoring summary when other ranks still have shards to score). ``bundle``: an already
+    loaded model instead of ``opts.model`` / ``opts.run``."""
+    if not 0 < opts.keep <= 1:
+        raise ValueError(f"--keep must be in (0, 1], got {opts.keep}")
+    rank, world = resolve_shard(opts.shard)
+    paths = shard_files(opts.shards)
+    bundle = bundle if bundle is not None else load_bundle(opts.model, opts.pretrained, opts.run)
+    scorer = ClipScorer(bundle, device=opts.device, batch_size=opts.batch_size)
+    out_dir = Path(opts.out)
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
-        raise DataError(f"{shards}: two input shards share a file name; give one folder at a time")
+        raise DataError(f"{opts.shards}: two input shards share a file name; give one folder at a time")
     cfg = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": [Path(p).stat().st_size for p in paths],
-           "model": scorer.identity, "batch_size": batch_size}
-    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=overwrite, world=world)
+           "model": scorer.identity, "batch_size": opts.batch_size}
+    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=opts.overwrite,
+              world=world)
 
     def work(u: int) -> dict[str, Any]:
         cols = score_shard(paths[u], scorer)
@@ -78,7 +93,7 @@ def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretra
         return scores_manifest  # other ranks still scoring; re-run (any rank) once they finished
     if rank != 0:
         return scores_manifest
-    return _select_and_write(paths, job, out_dir, keep, scorer.identity, shard_size, cfg)
+    return _select_and_write(paths, job, out_dir, opts.keep, scorer.identity, opts.shard_size, cfg)
 
 
 def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, identity: dict[str, Any],

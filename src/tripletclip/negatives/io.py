@@ -32,6 +32,16 @@ _AUTO_IMAGE_COLUMNS = ("image", "filepath", "file_path", "filename", "file_name"
 
 
 @dataclass
+class CaptionColumns:
+    """How to read a caption table (``--key-col`` ...) and how many rows make a unit of work."""
+
+    key_col: str = "key"
+    caption_col: str = "caption"
+    image_col: str = "auto"  # column with the positive image path; "auto" tries common names, "" = none
+    chunk_size: int = 10000  # rows per unit (tables; a tar is one unit)
+
+
+@dataclass
 class CaptionRow:
     key: str
     caption: str
@@ -76,13 +86,15 @@ def _read_table(path: str, kind: str, sep: Optional[str]) -> list[dict[str, Any]
 class CaptionInput:
     """Captions to process, split into units; see the module docstring."""
 
-    def __init__(self, spec: str, key_col: str = "key", caption_col: str = "caption", image_col: str = "auto",
-                 chunk_size: int = 10000, sep: Optional[str] = None, keep_cols: Sequence[str] = ()) -> None:
+    def __init__(self, spec: str, columns: CaptionColumns = CaptionColumns(), sep: Optional[str] = None,
+                 keep_cols: Sequence[str] = ()) -> None:
+        chunk_size = columns.chunk_size
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.spec, self.paths = spec, expand_paths(spec)
         self.kind = input_kind(self.paths)
-        self.key_col, self.caption_col, self.image_col = key_col, caption_col, image_col
+        self.columns = columns
+        self.key_col, self.caption_col, self.image_col = columns.key_col, columns.caption_col, columns.image_col
         self.keep_cols = tuple(keep_cols)
         self.skipped: dict[str, int] = {}
         self.image_root = os.path.dirname(os.path.abspath(self.paths[0]))

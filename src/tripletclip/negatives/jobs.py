@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from tripletclip.utils.files import write_json_atomic
+from tripletclip.utils.progress import progress_bar
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.json"
@@ -26,6 +26,18 @@ MANIFEST = "manifest.json"
 
 class JobError(RuntimeError):
     """A job cannot run as asked (one line: folder, problem, what to do)."""
+
+
+@dataclass(kw_only=True)
+class JobOptions:
+    """What every generation job is told: its output folder, this process's share, whether to start over.
+
+    The options of each job (:class:`~tripletclip.negatives.text_job.TextJobOptions`, ...) extend it.
+    """
+
+    out: str
+    shard: Optional[str] = None  # "i/N"; default: torchrun's or SLURM's variables, else 0/1
+    overwrite: bool = False  # start over in a folder that holds a job with other settings
 
 
 def resolve_shard(shard: Optional[str] = None, env: Optional[dict[str, str]] = None) -> tuple[int, int]:
@@ -108,9 +120,8 @@ class Job:
         todo = self.todo(rank, world)
         skipped = sum(1 for u in range(len(self.units)) if u % world == rank) - len(todo)
         t_start, rows_total = time.perf_counter(), 0
-        with Progress(TextColumn(f"[bold]{self.stage}[/] rank {rank}/{world}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True) as bar:
-            task = bar.add_task(what, total=len(todo), rate="")
+        with progress_bar(fields="{task.fields[rate]}", transient=True) as bar:
+            task = bar.add_task(f"{self.stage} rank {rank}/{world}", total=len(todo), rate="")
             for u in todo:
                 t0 = time.perf_counter()
                 stats = work(u)
