@@ -7,14 +7,10 @@ is a module, else at ``pkg``. A cycle is reported as the module chain that close
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
-
-import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = "tripletclip"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _modules(src: Path = SRC) -> dict[str, Path]:
@@ -100,33 +96,3 @@ def test_cycle_finder_finds_a_planted_cycle(tmp_path: Path) -> None:
     assert cycle is not None and {"tripletclip.sub.a", "tripletclip.sub.b"} <= set(cycle)
     (pkg / "b.py").write_text("def g():\n    return 1\n")
     assert find_cycle(import_graph(tmp_path)) is None
-
-
-_MD_REF = re.compile(r"([\w./-]*\w)\.md\b")
-
-
-def test_docstrings_cite_only_docs_in_the_repo() -> None:
-    """Every ``*.md`` a source file names is a file of the repo's docs/ (users have those, not ../shared)."""
-    bad = []
-    for path in _modules().values():
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for m in _MD_REF.finditer(line):
-                name = m.group(1)
-                rel = name[len("docs/"):] if name.startswith("docs/") else None
-                if rel is None or not (DOCS / f"{rel}.md").is_file():
-                    bad.append(f"{path.relative_to(SRC)}:{n}: {m.group(0)}")
-    assert not bad, "cite docs/<file>.md of this repository:\n" + "\n".join(bad)
-
-
-@pytest.mark.parametrize("section", ["methods.md"])
-def test_cited_sections_exist(section: str) -> None:
-    """``docs/methods.md section N`` / ``docs/methods.md, "Title"`` citations point at a real heading."""
-    text = (DOCS / section).read_text(encoding="utf-8")
-    numbers = set(re.findall(r"^#+\s+(\d+(?:\.\d+)*)[.\s]", text, flags=re.M))
-    bad = []
-    for path in _modules().values():
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for num in re.findall(rf"docs/{re.escape(section)},? sections? (\d+(?:\.\d+)*)", line):
-                if num not in numbers:
-                    bad.append(f"{path.relative_to(SRC)}:{n}: section {num}")
-    assert not bad, f"sections missing from docs/{section}:\n" + "\n".join(bad)

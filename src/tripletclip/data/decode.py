@@ -6,7 +6,7 @@ negatives to keep, decodes only the images the objective uses, applies the model
 per-sample seed (random crops are then reproducible, whatever worker or position decodes the sample), and
 tokenises all texts of a batch in one tokenizer call.
 
-NOTE: horizontal flips are refused (docs/methods.md section 5: they swap left and right in captions).
+NOTE: horizontal flips are refused (docs/methods.md section 3.3: they swap left and right in captions).
 """
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def evaluate(
 def check_quick_gelu(model: str, pretrained: str, force_quick_gelu: bool = False) -> None:
     """Refuse a pretrained tag trained with QuickGELU on a GELU model (or the reverse): a different network.
 
-    open_clip only warns; the scores of such a model are silently wrong (methods.md section 5).
+    open_clip only warns; the scores of such a model are silently wrong (docs/methods.md section 5).
     """
     import open_clip
 

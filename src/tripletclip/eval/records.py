@@ -1,7 +1,7 @@
 """Result records: what was scored, how it was aggregated, and what produced it.
 
 Numbers for the same model drift between tools by 0.1-2 points through tie rules, averaging and dataset
-revisions (methods.md section 5). Every result therefore carries, next to each accuracy: the row count, the
+revisions (docs/methods.md section 4.1). Every result therefore carries, next to each accuracy: the row count, the
 decision and tie rule, the aggregation rule of every summary number, the sha256 and row count of every
 annotation file, the images that were skipped, and the model identity. Headline scalars (``<bench>/<key>``)
 are a flat view for metric loggers.

@@ -1,6 +1,6 @@
 """The embedded world's benchmark folder, scored with the real benchmarks' evaluators.
 
-``tripletclip world build --out DIR`` writes ``DIR/bench/`` (TEAM.md): ``sugarcrepe/<category>.json`` in
+``tripletclip world build --out DIR`` writes ``DIR/bench/`` (docs/methods.md section 4.9): ``sugarcrepe/<category>.json`` in
 SugarCrepe's format plus a ``split`` field (seen / heldout compositions), ``winoground/examples.jsonl`` in
 Winoground's format plus ``split``, ``retrieval.json`` in the Karpathy format, ``images/`` and ``manifest.json``.
 This evaluator runs :mod:`sugarcrepe` and :mod:`winoground` once per split and :mod:`retrieval` once, with

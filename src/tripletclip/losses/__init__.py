@@ -1,4 +1,4 @@
-"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (methods.md section 2).
+"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (docs/methods.md section 2).
 
 Each objective is an ``nn.Module`` registered in :data:`LOSSES`; ``forward(features)`` takes the features
 contract of :mod:`tripletclip.data.contract` and returns ``{"loss": total (with graph), <term>: detached}``.

@@ -1,6 +1,6 @@
 """Shared machinery of every objective: the features contract, validation, the global gather, the registry.
 
-Implements the distributed recipe of methods.md section 2 ("Distributed"), used by TripletCLIP
+Implements the distributed recipe of docs/methods.md section 2.6, used by TripletCLIP
 (arXiv 2411.02545), CE-CLIP (arXiv 2306.08832) and NegCLIP (arXiv 2210.01936): each rank computes logits for
 its *local* rows against the columns of *all* ranks (positives of all ranks, then negatives of all ranks),
 with labels ``arange(B_local) + B_local * rank``. At world size 1 the gather is the identity, so there is one

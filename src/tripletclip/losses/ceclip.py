@@ -1,6 +1,6 @@
 """CE-CLIP: ITC with hard negatives + cross-modal rank + intra-modal contrast (Zhang et al., arXiv 2306.08832).
 
-methods.md section 2 (s(a, b) = scale * cosine, "logit units"):
+docs/methods.md section 2.5 (s(a, b) = scale * cosine, "logit units"):
 - ITC: NegCLIP(I, T, T') over the global batch (see :mod:`tripletclip.losses.negclip`).
 - CMR (Eq. 4): mean over all (i, k) slots of v_{i,k} max(0, theta_type(i,k) + s(I_i, T'_{i,k}) - s(I_i, T_i)),
   i.e. divided by B*K including padded slots, as the official ``atr_loss.mean()``.

@@ -1,4 +1,4 @@
-"""CLIP: the symmetric InfoNCE of Radford et al. (arXiv 2103.00020; methods.md section 2).
+"""CLIP: the symmetric InfoNCE of Radford et al. (arXiv 2103.00020; docs/methods.md section 2.1).
 
 L = 1/2 [CE(s I T^T, i) + CE(s T I^T, i)] over the global batch. Hard negatives, if present in the features
 dict, are ignored (and not gathered): this is the baseline every other objective is compared against.

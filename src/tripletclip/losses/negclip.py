@@ -1,6 +1,6 @@
 """NegCLIP: CLIP with hard negative captions as extra text columns (Yuksekgonul et al., arXiv 2210.01936).
 
-methods.md section 2, NegCLIP(I, T, T'): image-to-text logits s [I T^T | I T'^T] with *every* valid negative
+docs/methods.md section 2.2, NegCLIP(I, T, T'): image-to-text logits s [I T^T | I T'^T] with *every* valid negative
 of the global batch as a column for every image (B_glob + B_glob*K columns, masked ones at -inf);
 text-to-image logits are the plain s T I^T (negatives are never queries). L = 1/2 (CE_i2t + CE_t2i).
 """

@@ -1,6 +1,6 @@
 """NegImage: the image-side mirror of NegCLIP (TripletCLIP paper, arXiv 2411.02545, Table 3 ablation).
 
-methods.md section 2, NegImage(T, I, I'): each caption picks its image among all images and all valid
+docs/methods.md section 2.3, NegImage(T, I, I'): each caption picks its image among all images and all valid
 negative images of the global batch (masked ones at -inf); each image picks its caption among the
 positives only. L = 1/2 (CE_t2i + CE_i2t).
 """

@@ -1,6 +1,6 @@
 """TripletCLIP: NegCLIP on real pairs plus NegCLIP on synthetic pairs (Patel et al., arXiv 2411.02545, Eq. 3).
 
-methods.md section 2: L = NegCLIP(I, T, T') + NegCLIP(I', T', T), a *sum*, both terms every step.
+docs/methods.md section 2.4: L = NegCLIP(I, T, T') + NegCLIP(I', T', T), a *sum*, both terms every step.
 Term 2 anchors are the synthetic pairs (x'_{i,m}, y'_{i,m}) whose image and caption masks are both set
 (negative image m renders negative caption m, see tripletclip.data.contract). A synthetic image picks its
 caption among all valid y' and all real y of the global batch (real captions are its hard negatives); a

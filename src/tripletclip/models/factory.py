@@ -5,7 +5,7 @@ Wraps open_clip (arXiv 2212.07143): any open_clip model name with a ``pretrained
 registered with open_clip exactly as open_clip registers its own JSON configs. Tiny ``test-*`` / ``world-*``
 configs let tests and the embedded world run real architectures on CPU.
 
-NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; methods.md 5).
+NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; docs/methods.md section 3.3).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def create_model(
 
     ``pretrained`` is an open_clip tag (e.g. ``openai``), a local file, or empty. ``name`` may be an
     ``hf-hub:`` / ``local-dir:`` id, in which case open_clip reads config and weights from there.
-    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (methods.md 5).
+    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md section 5).
     """
     _ensure_registered()
     is_hub = name.startswith(("hf-hub:", "local-dir:"))

@@ -6,7 +6,7 @@
 Step-based; equal compute between objectives means equal steps and equal positives (TripletCLIP,
 arXiv 2411.02545, Sec. 4). Features of positives and negatives come from one forward pass (train/step.py);
 the loss all-gathers them with autograd (losses/). bf16 autocast keeps fp32 master weights (the official
-code's pure-bf16 weights degrade training, methods.md 5). Checkpoints hold the full state, so ``--resume``
+code's pure-bf16 weights degrade training, docs/methods.md section 3.2). Checkpoints hold the full state, so ``--resume``
 continues bitwise identically on CPU.
 """
 from __future__ import annotations
@@ -122,7 +122,7 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
         opt.step()
         sched.step()
-        with torch.no_grad():  # s <= 100 (CLIP, methods.md 1)
+        with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
             model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))
         step += 1
         n_real = global_b
@@ -154,7 +154,7 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
             checkpoint()
         if cfg.eval.benchmarks and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:
             _periodic_eval(cfg, bundle, model, metrics, step, env.rank)
-    # The official code never writes its final checkpoint (methods.md 5): we always do.
+    # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
     checkpoint()
     if cfg.eval.benchmarks:
         last.update(_periodic_eval(cfg, bundle, model, metrics, step, env.rank))
