@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Protocol
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import Record
+from tripletclip.data.manifest import fingerprint_files
 from tripletclip.registry import Registry
 
 
@@ -44,6 +45,18 @@ class Source(Protocol):
 
     def where(self, raw: Any) -> str:
         """'<file>, sample <key>' for messages."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data (``method``, ``sha256``, ...), recorded in the run folder."""
+
+
+class FileSource:
+    """Base of the sources that read files: their fingerprint is the files' (manifest, content or sizes)."""
+
+    files: list[str]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint_files(self.files)
 
 
 @dataclass

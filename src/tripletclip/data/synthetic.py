@@ -8,6 +8,7 @@ table rows' rules of :mod:`tripletclip.data.order`, so this source exercises the
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from typing import Any, Iterator
@@ -84,6 +85,10 @@ class SyntheticSource:
 
     def where(self, raw: int) -> str:
         return f"{self.files[0]}, sample {raw}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Generated data: the sample count identifies it (the generator is the package code, recorded too)."""
+        return {"method": "generated", "sha256": hashlib.sha256(self.files[0].encode()).hexdigest(), "samples": self.n}
 
     def load(self, raw: int) -> Record:
         s = synthetic_sample(raw)

@@ -31,7 +31,7 @@ from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import BadSample, Blob, Record
 from tripletclip.data.order import derive_seed, table_rows
-from tripletclip.data.source import SOURCES, ErrorCounter
+from tripletclip.data.source import SOURCES, ErrorCounter, FileSource
 
 _MAX_LIST_CELL = 1 << 20  # literal_eval on huge cells is slow; such a cell is a data error anyway
 
@@ -94,7 +94,7 @@ def _read_parquet(path: str, columns: list[str]) -> dict[str, list[Any]]:
     return pq.read_table(path, columns=columns).to_pydict()
 
 
-class TableSource:
+class TableSource(FileSource):
     """Rows of one or more tables (``a.tsv::b.tsv``), concatenated in order."""
 
     def __init__(self, cfg: DataConfig, fmt: str) -> None:

@@ -5,14 +5,18 @@
   torch's global RNG, like open_clip's RandomResizedCrop, to exercise per-sample seeding.
 - :func:`write_synthetic_shards`: the samples of the ``synthetic`` source (coloured squares, one negative caption
   and image per sample) written as shards with :class:`~tripletclip.data.shards.ShardWriter`.
+- :func:`noise_image`, :func:`image_bytes`, :func:`write_tar`: seeded images, their encodings, and hand-made tars
+  (any member layout, including broken ones) for reader tests.
 
 All are module-level classes so that they pickle into DataLoader workers under any start method.
 """
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -62,3 +66,27 @@ def write_synthetic_shards(out_dir: str | Path, n: int, shard_size: int, image_s
         for i in range(n):
             w.write(**synthetic_sample(i, image_size, neg_images))
     return w.manifest or {}
+
+
+def noise_image(seed: int, size: int = 16) -> Image.Image:
+    """A seeded RGB image of uniform noise (every pixel differs: a wrong decode or crop shows)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def image_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    """``img`` encoded as ``fmt`` (PNG, JPEG at quality 90, lossless WEBP, ...)."""
+    buf = io.BytesIO()
+    options = {"lossless": True} if fmt == "WEBP" else {"quality": 90} if fmt == "JPEG" else {}
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def write_tar(path: str | Path, members: Sequence[tuple[str, bytes]]) -> str:
+    """A tar holding ``members`` (name, bytes) in order; returns its path."""
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return str(path)

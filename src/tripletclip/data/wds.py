@@ -23,7 +23,7 @@ from tripletclip.data.order import (
 )
 from tripletclip.data.patterns import expand_patterns
 from tripletclip.data.shard_reader import Members, parse_sample, scan_shard, where
-from tripletclip.data.source import SOURCES, ErrorCounter
+from tripletclip.data.source import SOURCES, ErrorCounter, FileSource
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RawShardSample = tuple[int, str, Members]
 
 
-class WdsSource:
+class WdsSource(FileSource):
     """Reads local webdataset shards; see the module docstring for the layouts."""
 
     def __init__(self, files: list[str], resampled: bool) -> None:

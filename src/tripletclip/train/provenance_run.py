@@ -9,13 +9,13 @@ from typing import Any, Optional
 from tripletclip.config import RunConfig, config_to_dict
 from tripletclip.config.schema import DataConfig
 from tripletclip.models.run_model import resolve_checkpoint
-from tripletclip.data.manifest import fingerprint_files
+from tripletclip.data.source import Source
 from tripletclip.utils.provenance import code_version, machine_info
 
 
-def data_fingerprint(cfg: DataConfig, files: list[str]) -> dict[str, Any]:
-    """Data hash of the files the loader resolved (brace patterns, globs, folders, ``::`` lists)."""
-    return {"type": cfg.type, "train": cfg.train, **fingerprint_files(files)}
+def data_fingerprint(cfg: DataConfig, source: Source) -> dict[str, Any]:
+    """The data's identity as the source resolved it (brace patterns, globs, folders, ``::`` lists)."""
+    return {"type": cfg.type, "train": cfg.train, **source.fingerprint()}
 
 
 def resolve_run_dir(cfg: RunConfig, resume: Optional[str], is_main: bool) -> tuple[Path, Optional[Path]]:

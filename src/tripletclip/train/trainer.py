@@ -78,7 +78,7 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
 
     if env.rank == 0 and resume_ckpt is None:
         save_config(cfg, run_dir / "config.yaml")
-        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, list(loader.source.files)),
+        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, loader.source),
                        autocast=str(autocast) if autocast else "fp32")
     # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
     ddp_model = TrimmedClip(model) if cfg.model.trim_text else model
