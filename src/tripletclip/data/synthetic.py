@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,8 +19,8 @@ from PIL import Image
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import Blob, Record
-from tripletclip.data.order import derive_seed, table_rows
-from tripletclip.data.source import SOURCES, ErrorCounter
+from tripletclip.data.source import SOURCES
+from tripletclip.data.tables import RowSource
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 PLACES = ("top left", "top right", "bottom left", "bottom right")
@@ -62,26 +62,15 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-class SyntheticSource:
-    """``n`` generated samples; raw samples are their indices."""
+class SyntheticSource(RowSource):
+    """``n`` generated samples; raw samples are their indices (ordered like table rows)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, resampled: bool = False) -> None:
         if n < 1:
             raise DataError(f"synthetic data: {n} samples; set data.train to a positive sample count")
         self.n = n
         self.files = [f"synthetic:{n}"]
-        self.partition = "rows"
-
-    def partition_for(self, n_logical: int) -> str:
-        if self.n < n_logical:
-            raise DataError(f"synthetic data: {self.n} samples for {n_logical} workers x ranks; raise data.train")
-        return self.partition
-
-    def natural(self, errors: ErrorCounter) -> Iterator[int]:
-        return iter(range(self.n))
-
-    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int, errors: ErrorCounter) -> Iterator[int]:
-        return iter(table_rows(self.n, epoch, seed, g, n_logical).tolist())
+        self.partition = "resampled" if resampled else "rows"
 
     def where(self, raw: int) -> str:
         return f"{self.files[0]}, sample {raw}"
@@ -103,4 +92,4 @@ def _synthetic_source(cfg: DataConfig) -> SyntheticSource:
     text = cfg.train.strip() or str(DEFAULT_SAMPLES)
     if not text.isdigit():
         raise DataError(f"data.train={cfg.train!r}: for data.type=synthetic give the number of samples, e.g. 256")
-    return SyntheticSource(int(text))
+    return SyntheticSource(int(text), cfg.resampled)

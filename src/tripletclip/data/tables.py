@@ -94,7 +94,32 @@ def _read_parquet(path: str, columns: list[str]) -> dict[str, list[Any]]:
     return pq.read_table(path, columns=columns).to_pydict()
 
 
-class TableSource(FileSource):
+class RowSource:
+    """A source whose raw samples are row indices 0..n-1 (tables, the synthetic source): partitioned, shuffled and
+    resampled by the rules of :mod:`tripletclip.data.order` for table rows."""
+
+    n: int
+    files: list[str]
+    partition: str
+
+    def partition_for(self, n_logical: int) -> str:
+        if self.n < n_logical:
+            raise DataError(f"{self.files[0]}: {self.n} rows for {n_logical} workers x ranks; use fewer data.workers")
+        return self.partition
+
+    def natural(self, errors: ErrorCounter) -> Iterator[int]:
+        return iter(range(self.n))
+
+    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int, errors: ErrorCounter) -> Iterator[int]:
+        if self.partition == "resampled":
+            gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "rows-resample", epoch, g)))
+            rows = gen.integers(0, self.n, size=max(1, math.ceil(self.n / n_logical)))
+        else:
+            rows = table_rows(self.n, epoch, seed, g, n_logical)
+        return iter(rows.tolist())
+
+
+class TableSource(RowSource, FileSource):
     """Rows of one or more tables (``a.tsv::b.tsv``), concatenated in order."""
 
     def __init__(self, cfg: DataConfig, fmt: str) -> None:
@@ -115,22 +140,6 @@ class TableSource(FileSource):
         if self.n == 0:
             raise DataError(f"{self.files[0]}: table has no rows")
         self.fmt = fmt
-
-    def partition_for(self, n_logical: int) -> str:
-        if self.n < n_logical:
-            raise DataError(f"{self.files[0]}: {self.n} rows for {n_logical} workers x ranks; use fewer data.workers")
-        return self.partition
-
-    def natural(self, errors: ErrorCounter) -> Iterator[int]:
-        return iter(range(self.n))
-
-    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int, errors: ErrorCounter) -> Iterator[int]:
-        if self.partition == "resampled":
-            gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "rows-resample", epoch, g)))
-            rows = gen.integers(0, self.n, size=max(1, math.ceil(self.n / n_logical)))
-        else:
-            rows = table_rows(self.n, epoch, seed, g, n_logical)
-        return iter(rows.tolist())
 
     def _locate(self, row: int) -> tuple[int, int]:
         fi = bisect.bisect_right(self.offsets, row) - 1
