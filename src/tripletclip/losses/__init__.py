@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
 from tripletclip.losses.ceclip import CeClipLoss
 from tripletclip.losses.clip import ClipLoss
@@ -37,7 +37,7 @@ __all__ = [
     "build_loss",
     "ContrastiveLoss",
     "Features",
-    "Step",
+    "LossInputs",
     "ClipLoss",
     "NegClipLoss",
     "NegImageLoss",

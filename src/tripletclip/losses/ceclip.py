@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from tripletclip.edit_types import EDIT_TYPES
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses.functional import negclip_terms
 
 
@@ -56,8 +56,8 @@ class CeClipLoss(ContrastiveLoss):
         return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b],
                 "logits_imc": [local_b, 1 + global_b * k]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        loc, glob, scale = step.local, step.glob, step.scale
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        loc, glob, scale = inputs.local, inputs.glob, inputs.scale
         if self.thresholds.device != loc.image.device:
             self.thresholds = self.thresholds.to(loc.image.device)
         n_types = self.thresholds.shape[0]
@@ -66,7 +66,7 @@ class CeClipLoss(ContrastiveLoss):
                              "use tripletclip.edit_types.edit_type_id")
         negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
         i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
-                                 step.labels, scale)
+                                 inputs.labels, scale)
         itc = 0.5 * (i2t + t2i)
 
         pos = scale * (loc.image * loc.text).sum(-1)  # s(I_i, T_i)   [B]
@@ -76,7 +76,7 @@ class CeClipLoss(ContrastiveLoss):
 
         text_negs = ((scale * loc.text) @ negs_all.t()).masked_fill(~negs_valid[None, :], float("-inf"))
         imc_logits = torch.cat([pos[:, None], text_negs], dim=1)
-        imc = F.cross_entropy(imc_logits, torch.zeros_like(step.labels))
+        imc = F.cross_entropy(imc_logits, torch.zeros_like(inputs.labels))
 
         if self.training and self.adaptive_thresholds:
             with torch.no_grad():

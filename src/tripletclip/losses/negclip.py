@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, LossInputs
 from tripletclip.losses.functional import negclip_terms
 
 
@@ -23,10 +23,10 @@ class NegClipLoss(ContrastiveLoss):
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        loc, glob = step.local, step.glob
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        loc, glob = inputs.local, inputs.glob
         i2t, t2i = negclip_terms(
             loc.image, loc.text, glob.image, glob.text,
-            glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten(), step.labels, step.scale,
+            glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten(), inputs.labels, inputs.scale,
         )
         return {"loss": 0.5 * (i2t + t2i), "i2t": i2t, "t2i": t2i}

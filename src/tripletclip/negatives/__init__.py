@@ -12,13 +12,13 @@ Importing the package registers the generators and backends (``rules``, ``llm``,
 Shards are read and written through :mod:`tripletclip.data` (one format, one reader).
 """
 from tripletclip.negatives import t2i  # noqa: F401  (registers the text-to-image backends)
-from tripletclip.negatives.base import LLM_BACKENDS, T2I_BACKENDS, TEXT_GENERATORS, Negative, stable_hash
+from tripletclip.negatives.base import LLM_BACKENDS, T2I_BACKENDS, TEXT_GENERATORS, NegativeCaption, stable_hash
 from tripletclip.negatives.jobs import JobError, resolve_shard
 from tripletclip.negatives.llm import LLMGenerator, Rewriter  # registers "llm" and the LLM backends
 from tripletclip.negatives.rules import PRESETS, RulesGenerator  # registers "rules"
 from tripletclip.negatives.text_job import run_rewrite, run_text
 
 __all__ = [
-    "LLM_BACKENDS", "T2I_BACKENDS", "TEXT_GENERATORS", "JobError", "LLMGenerator", "Negative", "PRESETS",
+    "LLM_BACKENDS", "T2I_BACKENDS", "TEXT_GENERATORS", "JobError", "LLMGenerator", "NegativeCaption", "PRESETS",
     "Rewriter", "RulesGenerator", "resolve_shard", "run_rewrite", "run_text", "stable_hash",
 ]

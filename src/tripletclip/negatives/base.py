@@ -37,7 +37,7 @@ def local_device(device: str = "auto") -> str:
 
 
 @dataclass(slots=True)
-class Negative:
+class NegativeCaption:
     """One negative caption made from a positive caption."""
 
     neg_caption: str
@@ -68,7 +68,7 @@ class TextGenerator(Protocol):
     name: str
     stats: GenStats
 
-    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[Negative]]:
+    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[NegativeCaption]]:
         """Negatives for (key, caption) pairs, in order; an empty list where none could be made."""
 
     def info(self) -> dict[str, Any]:

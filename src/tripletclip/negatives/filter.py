@@ -23,7 +23,7 @@ from tripletclip.data.contract import DataError
 from tripletclip.data.shard_reader import load_image, read_bytes, read_shard, shard_files
 from tripletclip.data.shards import ShardWriter
 from tripletclip.negatives.io import write_parquet_atomic
-from tripletclip.negatives.jobs import Job, JobError, JobOptions, resolve_shard
+from tripletclip.negatives.jobs import JobError, JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.scoring import ClipScorer, load_bundle
 from tripletclip.utils.files import write_json_atomic
 
@@ -79,7 +79,7 @@ def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
         raise DataError(f"{opts.shards}: two input shards share a file name; give one folder at a time")
     cfg = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": [Path(p).stat().st_size for p in paths],
            "model": scorer.identity, "batch_size": opts.batch_size}
-    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=opts.overwrite,
+    job = ShardedJob(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=opts.overwrite,
               world=world)
 
     def work(u: int) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
     return _select_and_write(paths, job, out_dir, opts.keep, scorer.identity, opts.shard_size, cfg)
 
 
-def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, identity: dict[str, Any],
+def _select_and_write(paths: list[str], job: ShardedJob, out_dir: Path, keep: float, identity: dict[str, Any],
                       shard_size: int, cfg: dict[str, Any]) -> dict[str, Any]:
     record = {"keep": keep, "model": identity, "inputs": cfg["inputs"], "input_sizes": cfg["sizes"]}
     done = out_dir / "manifest.json"

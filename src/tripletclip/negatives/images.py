@@ -26,7 +26,7 @@ from tripletclip.data.shards import ShardWriter, detect_image_ext, safe_key
 from tripletclip.edit_types import known_edit_type
 from tripletclip.negatives.base import stable_hash
 from tripletclip.negatives.io import expand_paths, read_parquet_rows
-from tripletclip.negatives.jobs import Job, JobOptions, resolve_shard
+from tripletclip.negatives.jobs import JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.positives import PositiveImages
 from tripletclip.negatives.t2i import build_t2i
 
@@ -84,7 +84,7 @@ def run_images(opts: ImageJobOptions, t2i: Any = None) -> dict[str, Any]:
                         "positives": opts.positives, "image_root": opts.image_root, "chunk_size": chunk,
                         "max_negs_per_key": opts.max_negs_per_key},
               "t2i": t2i.info(), "seed": opts.seed, "shard_size": opts.shard_size, "image_format": opts.image_format}
-    job = Job(opts.out, "negatives-images", config, units, prefix="part", overwrite=opts.overwrite, world=world)
+    job = ShardedJob(opts.out, "negatives-images", config, units, prefix="part", overwrite=opts.overwrite, world=world)
     pos = PositiveImages(opts.positives, opts.image_root)
 
     def work(u: int) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def run_images(opts: ImageJobOptions, t2i: Any = None) -> dict[str, Any]:
     })
 
 
-def _render_unit(u: int, chunk: list[dict[str, Any]], pos: PositiveImages, t2i: Any, job: Job,
+def _render_unit(u: int, chunk: list[dict[str, Any]], pos: PositiveImages, t2i: Any, job: ShardedJob,
                  opts: ImageJobOptions) -> dict[str, Any]:
     """Render one unit's negatives and publish its shards; returns the unit's stats."""
     ready, missing = [], []

@@ -70,7 +70,7 @@ def _diff(a: Any, b: Any, path: str = "") -> str:
     return "" if a == b else (path or "(root)")
 
 
-class Job:
+class ShardedJob:
     """One stage's job folder; see the module docstring."""
 
     def __init__(self, out_dir: str | Path, stage: str, config: dict[str, Any], units: list[str], prefix: str = "part",

@@ -16,7 +16,7 @@ from typing import Any
 
 from tripletclip.negatives.base import TEXT_GENERATORS
 from tripletclip.negatives.io import CaptionColumns, CaptionInput, write_parquet_atomic
-from tripletclip.negatives.jobs import Job, JobOptions, resolve_shard
+from tripletclip.negatives.jobs import JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.llm import Rewriter
 
 _KEEP = ("original_caption",)
@@ -58,7 +58,7 @@ def run_text(opts: TextJobOptions) -> dict[str, Any]:
     # keep_cols carries the original caption through when the input is the output of ``rewrite``
     src = CaptionInput(opts.inp, opts.columns, keep_cols=_KEEP)
     gen = TEXT_GENERATORS.get(opts.generator)(**opts.generator_options)
-    job = Job(opts.out, "negatives-text", {"input": _input_config(src), "generator": gen.info()}, src.units,
+    job = ShardedJob(opts.out, "negatives-text", {"input": _input_config(src), "generator": gen.info()}, src.units,
               overwrite=opts.overwrite, world=world)
 
     def work(u: int) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def run_text(opts: TextJobOptions) -> dict[str, Any]:
     return job.write_manifest(extra)
 
 
-def _examples(job: Job) -> list[str]:
+def _examples(job: ShardedJob) -> list[str]:
     out: list[str] = []
     for s in job.unit_stats():
         out.extend(s.get("keys_without_negative", []))
@@ -107,7 +107,7 @@ def run_rewrite(opts: RewriteJobOptions, llm: Any = None) -> dict[str, Any]:
     rank, world = resolve_shard(opts.shard)
     src = CaptionInput(opts.inp, opts.columns)
     rw = Rewriter(opts.backend, opts.model, n=opts.n, llm=llm, **opts.options)
-    job = Job(opts.out, "negatives-rewrite", {"input": _input_config(src), "rewriter": rw.info()}, src.units,
+    job = ShardedJob(opts.out, "negatives-rewrite", {"input": _input_config(src), "rewriter": rw.info()}, src.units,
               overwrite=opts.overwrite, world=world)
 
     def work(u: int) -> dict[str, Any]:
