@@ -18,12 +18,27 @@ def test_overrides_are_typed():
     assert cfg.loss.kwargs == {"cmr_weight": 0.5}
 
 
+def test_overrides_take_the_type_of_their_field(tmp_path):
+    """nanoGPT's configurator rule: a str field keeps the text as written, numbers convert, the rest is checked."""
+    cfg = load_config(None, ["train.name=1e3", "notes=3.10", "optim.lr=5E-4", "train.seed=1_000", "data.train=007",
+                             "loss.kwargs.cmr_weight=1e-2", "model.pretrained="])
+    assert (cfg.train.name, cfg.notes, cfg.data.train, cfg.model.pretrained) == ("1e3", "3.10", "007", "")
+    assert cfg.optim.lr == 5e-4 and cfg.train.seed == 1000 and cfg.loss.kwargs == {"cmr_weight": 0.01}
+    assert load_config(None, ["notes=null"]).notes is None
+    save_config(cfg, tmp_path / "c.yaml")  # strings that look like numbers stay strings through a saved config
+    again = load_config(tmp_path / "c.yaml")
+    assert config_to_dict(again) == config_to_dict(cfg)
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("optim.lrr=1", "unknown key 'lrr'"),
     ("nosection.x=1", "unknown key 'nosection'"),
     ("train.steps=abc", "expected an integer"),
     ("train.progress=maybe", "expected true/false"),
     ("train.steps", "expected key=value"),
+    ("train.steps=1e3", "expected an integer, got '1e3'"),
+    ("train.steps=5.0", "expected an integer, got '5.0'"),
+    ("optim.lr=fast", "expected a number, got 'fast'"),
 ])
 def test_bad_overrides_fail_with_a_clear_line(override, fragment):
     with pytest.raises(ConfigError, match=fragment):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tripletclip.data.contract import EDIT_TYPE_INDEX, EDIT_TYPES
+from tripletclip.errors import InputError
 from tripletclip.losses import LOSSES, build_loss
 
 torch.set_num_threads(1)
@@ -334,9 +335,9 @@ def test_clear_errors():
     f = make_features(10)
     with pytest.raises(KeyError, match="unknown loss 'nope'"):
         build_loss("nope")
-    with pytest.raises(TypeError, match="cmr_weigth"):
+    with pytest.raises(InputError, match="cmr_weigth"):
         build_loss("ceclip", cmr_weigth=0.1)
-    with pytest.raises(TypeError, match=r"loss 'clip' got unknown option\(s\) \['temperature'\]; it accepts: none"):
+    with pytest.raises(InputError, match=r"loss 'clip' got unknown option\(s\) \['temperature'\]; it accepts: none"):
         build_loss("clip", temperature=0.07)
     with pytest.raises(KeyError, match="neg_image_features"):
         build_loss("tripletclip")({k: v for k, v in f.items() if k != "neg_image_features"})

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from tripletclip.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -29,7 +31,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise KeyError(f"unknown {self.kind} '{name}'; known: {known}")
+            raise UnknownNameError(f"unknown {self.kind} '{name}'; known: {known}")
         return self._items[name]
 
     def names(self) -> list[str]:

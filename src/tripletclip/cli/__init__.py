@@ -2,13 +2,18 @@
 
 A thin layer: each command lives in its own module under ``tripletclip.cli`` and calls one library function.
 Commands are imported lazily so that ``tripletclip --help`` stays fast and a broken optional dependency of one
-command never breaks another.
+command never breaks another. Errors: a :class:`~tripletclip.errors.UserError` anywhere below becomes one line
+(``Error: ...``, exit 1); every other exception is a bug and keeps its traceback; click's own exits (``--help``,
+usage errors) pass through untouched.
 """
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from tripletclip.errors import UserError
 
 # command name -> ("module:attribute" of a click command or group, one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +27,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

@@ -1,8 +1,6 @@
 """``tripletclip eval``: parse, build the encoder, call :func:`tripletclip.eval.run_eval`, print the headlines."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Optional
 
 import click
@@ -16,6 +14,8 @@ import click
 @click.option("--model", default=None, help="open_clip model name (with --pretrained), e.g. ViT-B-32-quickgelu.")
 @click.option("--pretrained", default="", help="open_clip pretrained tag or a local weights file.")
 @click.option("--checkpoint", default=None, help="A tripletclip run folder or checkpoint folder (instead of --model).")
+@click.option("--random-init", is_flag=True, help="Score --model with random weights (seeded by --seed); a baseline, never by accident.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the --random-init weights.")
 @click.option("--force-quick-gelu", is_flag=True, help="Build the model with QuickGELU (OpenAI weights need it).")
 @click.option("--per-row", "per_row", type=click.Path(dir_okay=False), default=None, help="Also write one JSON line per scored row.")
 @click.option("--skip-missing", is_flag=True, help="Skip rows whose image is missing (counted in the result) instead of failing.")
@@ -29,13 +29,14 @@ import click
 @click.option("--list", "list_benchmarks", is_flag=True, help="List the benchmarks and their options, then exit.")
 def eval_cmd(
     benchmarks: Optional[str], annotations: tuple[str, ...], images: tuple[str, ...], out: Optional[str],
-    model: Optional[str], pretrained: str, checkpoint: Optional[str], force_quick_gelu: bool, per_row: Optional[str],
+    model: Optional[str], pretrained: str, checkpoint: Optional[str], random_init: bool, seed: int,
+    force_quick_gelu: bool, per_row: Optional[str],
     skip_missing: bool, blind: bool, options: tuple[str, ...], config_path: Optional[str], batch_size: int,
     device: str, precision: str, list_benchmarks: bool,
 ) -> None:
     """Evaluate a model on compositional, retrieval and zero-shot benchmarks."""
-    from tripletclip.eval import EVALUATORS, AnnotationError, MissingImagesError, load_encoder, run_eval
-    from tripletclip.eval.api import build_args
+    from tripletclip.eval import EVALUATORS, load_encoder, run_eval
+    from tripletclip.eval.api import build_args, read_eval_config
     from tripletclip.eval.base import options_of
 
     if list_benchmarks:
@@ -45,24 +46,15 @@ def eval_cmd(
         return
     if not benchmarks or not out:
         raise click.UsageError("--benchmark and --out are required (see --list for the benchmarks)")
-    config = None
-    if config_path:
-        text = Path(config_path).read_text()
-        if config_path.endswith((".yaml", ".yml")):
-            import yaml
-
-            config = yaml.safe_load(text)
-        else:
-            config = json.loads(text)
-    try:
-        args = build_args(benchmarks, annotations, images, options, config)
-        encoder = load_encoder(model, pretrained, checkpoint, device, batch_size, precision, force_quick_gelu, progress=True)
-        command = {"benchmarks": benchmarks, "args": args, "model": model, "pretrained": pretrained,
-                   "checkpoint": checkpoint, "blind": blind, "skip_missing": skip_missing, "precision": precision}
-        doc = run_eval(benchmarks, encoder, args, out, per_row, blind, skip_missing, command)
-    except (ValueError, KeyError, FileNotFoundError, AnnotationError, MissingImagesError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        raise click.ClickException(msg) from None
+    config = read_eval_config(config_path) if config_path else None
+    args = build_args(benchmarks, annotations, images, options, config)
+    init_seed = seed if random_init else None
+    encoder = load_encoder(model, pretrained, checkpoint, device, batch_size, precision, force_quick_gelu, progress=True,
+                           random_init_seed=init_seed)
+    command = {"benchmarks": benchmarks, "args": args, "model": model, "pretrained": pretrained,
+               "checkpoint": checkpoint, "random_init_seed": init_seed, "blind": blind, "skip_missing": skip_missing,
+               "precision": precision}
+    doc = run_eval(benchmarks, encoder, args, out, per_row, blind, skip_missing, command)
     for name, rec in doc["benchmarks"].items():
         head = ", ".join(f"{k}={v:.4f}" for k, v in list(rec["headline"].items())[:4] if isinstance(v, (int, float)))
         skipped = rec.get("skipped_missing")

@@ -67,20 +67,7 @@ def _report(manifest: dict[str, Any], keys: tuple[str, ...]) -> None:
     click.echo(json.dumps({k: manifest.get(k) for k in keys if k in manifest}, indent=1))
 
 
-class _OneLineErrors(click.Group):
-    """Bad input ends with the library's one-line message, not a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from tripletclip.data.contract import DataError
-        from tripletclip.negatives.jobs import JobError
-
-        try:
-            return super().invoke(ctx)
-        except (DataError, JobError, ValueError, RuntimeError, KeyError, FileExistsError) as e:
-            raise click.ClickException(str(e.args[0]) if e.args else type(e).__name__) from None
-
-
-@click.group(cls=_OneLineErrors)
+@click.group()
 def negatives() -> None:
     """Generate TripletData for real datasets: negative captions, rewrites, images, filtering, analysis."""
 

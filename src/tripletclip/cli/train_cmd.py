@@ -15,24 +15,13 @@ def train(config_path: str | None, resume: str | None, print_config: bool, overr
 
     OVERRIDES are dotted key=value pairs, e.g. optim.lr=1e-4 train.steps=100 loss.name=tripletclip.
     """
-    import yaml
+    from tripletclip.config import dump_config, load_config
 
-    from tripletclip.config import ConfigError, config_to_dict, load_config
-
-    try:
-        cfg = load_config(config_path, overrides)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
+    cfg = load_config(config_path, overrides)  # a ConfigError is a UserError: one line (tripletclip.cli)
     if print_config:
-        click.echo(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        click.echo(dump_config(cfg))
         return
-    from tripletclip.data.contract import DataError
     from tripletclip.train import train as run_train
 
-    try:
-        result = run_train(cfg, resume=resume)
-    except (DataError, FileNotFoundError, FileExistsError) as e:
-        raise click.ClickException(str(e)) from None
-    except KeyError as e:  # unknown registry name (loss, model): the message lists the known ones
-        raise click.ClickException(str(e.args[0]) if e.args else repr(e)) from None
+    result = run_train(cfg, resume=resume)
     click.echo(f"run folder: {result['run_dir']} (step {result['step']})")

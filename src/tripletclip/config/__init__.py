@@ -1,5 +1,12 @@
 """Typed configuration: dataclasses (schema) filled from YAML presets plus dotted overrides (load)."""
-from tripletclip.config.load import ConfigError, config_from_dict, config_to_dict, load_config, save_config
+from tripletclip.config.load import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+    save_config,
+)
 from tripletclip.config.schema import (
     DataConfig,
     EvalConfig,
@@ -9,6 +16,7 @@ from tripletclip.config.schema import (
     RunConfig,
     TrainConfig,
 )
+from tripletclip.config.validate import config_problems
 
 __all__ = [
     "ConfigError",
@@ -20,7 +28,9 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "config_from_dict",
+    "config_problems",
     "config_to_dict",
+    "dump_config",
     "load_config",
     "save_config",
 ]

@@ -2,11 +2,15 @@
 
 ``tripletclip train --config configs/X.yaml optim.lr=1e-4 train.steps=100``. A preset may name presets it
 extends with ``_base_: other.yaml`` (a path relative to the preset, or a list of them). Unknown keys are
-errors naming the key and the file; values are parsed as YAML scalars and then checked against the field type.
+errors naming the key and the file. An override is converted with the type of the field it sets and then
+checked, as nanoGPT's configurator does: ``train.name=1e3`` is the string ``'1e3'``, ``optim.lr=1e-4`` the
+float 0.0001, ``train.steps=1e3`` an error. Presets and untyped values (``loss.kwargs.*``) are read as YAML
+with YAML 1.2's number rules, under which ``1e-4`` is a number (YAML 1.1, PyYAML's default, reads a string).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -15,12 +19,35 @@ from typing import Any, Iterable, Mapping, TypeVar, Union
 import yaml
 
 from tripletclip.config.schema import RunConfig
+from tripletclip.errors import InputError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config problem: the message names the key, the source and what to do."""
+class ConfigError(InputError):
+    """A config problem: the message names the key, the source and what to do (one line per problem)."""
+
+
+# YAML 1.2 floats ("1e-4", "5E3"), added to PyYAML's YAML 1.1 resolvers; the dumper quotes strings that
+# would read back as numbers under this rule, so a saved config.yaml round-trips.
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
+                           r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789."))
+
+
+def _yaml_value(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
 
 
 def _type_name(tp: Any) -> str:
@@ -115,7 +142,7 @@ def read_yaml_preset(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass an existing YAML preset (see configs/)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml_value(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}); fix the file") from None
     if not isinstance(data, dict):
@@ -127,21 +154,54 @@ def read_yaml_preset(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     return _deep_merge(merged, data)
 
 
+def _field_type(parts: list[str]) -> Any:
+    """The declared type at a dotted path of :class:`RunConfig` (Any below untyped dicts or unknown keys)."""
+    tp: Any = RunConfig
+    for part in parts:
+        if dataclasses.is_dataclass(tp):
+            tp = typing.get_type_hints(tp).get(part, Any)
+        elif typing.get_origin(tp) is dict:
+            tp = (typing.get_args(tp) or (str, Any))[1]
+        else:
+            return Any
+    return tp
+
+
+def parse_override(raw: str, tp: Any) -> Any:
+    """The command-line text of one override as a value of type ``tp``.
+
+    str fields take the text as written; int and float fields convert it (a failure keeps the text, which
+    the type check then reports); anything else is read as YAML (1.2 numbers). ``null`` clears an Optional.
+    """
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw.strip() in ("null", "~"):
+            return None
+        tp = args[0] if len(args) == 1 else Any
+    if tp is str:
+        return raw
+    for number in (int, float):
+        if tp is number:
+            try:
+                return number(raw)
+            except ValueError:
+                return raw
+    try:
+        return _yaml_value(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict."""
+    """Apply ``a.b.c=value`` overrides, each converted with its field's type, to a nested dict."""
     out = _deep_merge({}, data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected key=value, e.g. optim.lr=1e-4")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, str) and _looks_float(raw):
-            value = float(raw)
-        node = out
         parts = key.strip().split(".")
+        value = parse_override(raw, _field_type(parts))
+        node = out
         for p in parts[:-1]:
             nxt = node.get(p)
             if not isinstance(nxt, dict):
@@ -150,15 +210,6 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = nxt
         node[parts[-1]] = value
     return out
-
-
-def _looks_float(raw: str) -> bool:
-    # YAML 1.1 reads "1e-4" as a string; users mean a number.
-    try:
-        float(raw)
-        return True
-    except ValueError:
-        return False
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
@@ -170,23 +221,18 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> RunConfig:
     """Typed RunConfig from a nested dict; unknown keys raise :class:`ConfigError`."""
-    return _build(RunConfig, _fix_floats(data), where)
-
-
-def _fix_floats(data: Any) -> Any:
-    if isinstance(data, Mapping):
-        return {k: _fix_floats(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_fix_floats(v) for v in data]
-    if isinstance(data, str) and _looks_float(data) and any(c in data.lower() for c in "e."):
-        return float(data)
-    return data
+    return _build(RunConfig, data, where)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config (all defaults filled in) as YAML that :func:`load_config` reads back unchanged."""
+    return yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False)
+
+
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    """Write the resolved config (all defaults filled in) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML."""
+    Path(path).write_text(dump_config(cfg))

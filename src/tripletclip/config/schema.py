@@ -44,6 +44,9 @@ class DataConfig:
     sample_negatives: bool = True
     # batches each worker prepares ahead (torch DataLoader prefetch_factor)
     prefetch_factor: int = 4
+    # stop the run when more than this fraction of the samples read so far was skipped (bad samples) or lost
+    # (samples of truncated or unreadable shards); checked from 1000 samples on and at the last step
+    max_bad_fraction: float = 0.01
 
 
 @dataclass

@@ -36,11 +36,12 @@ from typing import Any, Optional, Sequence
 import torch
 
 from tripletclip.edit_types import EDIT_TYPE_INDEX, EDIT_TYPES, edit_type_id  # noqa: F401  (neg_text_type indexes EDIT_TYPES)
+from tripletclip.errors import InputError
 
 BATCH_KEYS = ("image", "text", "neg_text", "neg_text_mask", "neg_text_type", "neg_image", "neg_image_mask")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data; the message is one line naming the file, the row or key, and what to do."""
 
 

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _STAT_KEYS = ("samples", "real_pairs", "synthetic_images", "neg_texts", "batches")
-# problems always reported, even at zero (the ErrorCounter may hold other kinds too)
-_ERROR_KEYS = ("bad_samples", "stream_errors")
+# problems always reported, even at zero (the ErrorCounter may hold other kinds too): bad samples, damaged
+# (cut or unreadable) shards, and the samples those shards lost
+_ERROR_KEYS = ("bad_samples", "stream_errors", "samples_lost")
 
 
 def _identity(x: Any) -> Any:
@@ -47,8 +48,9 @@ def _identity(x: Any) -> Any:
 
 
 def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess, tokenizer: Tokenizer,
-                    context_length: int, n: int) -> None:
-    """Decode the first n samples in stored order; raise a one-line DataError on the first bad one."""
+                    context_length: int, n: int, require_negatives: bool = False) -> None:
+    """Decode the first n samples in stored order; raise a one-line DataError on the first bad one, and when
+    ``require_negatives`` and no sample has a kind of negative the options decode."""
     if n <= 0:
         return
     decoded, negs_t, negs_i, errors = [], 0, 0, ErrorCounter()
@@ -68,11 +70,13 @@ def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess,
     if not decoded:
         raise DataError(f"{source.files[0]}: no sample found; check data.train and data.type")
     tokenize_batch(decoded, tokenizer, context_length)
-    for used, found, what, flag in ((opts.k, negs_t, "negative captions", "use_neg_text"),
-                                    (opts.m, negs_i, "negative images", "use_neg_image")):
+    for used, found, what in ((opts.k, negs_t, "negative captions"), (opts.m, negs_i, "negative images")):
+        if used and not found and require_negatives:  # the objective would quietly train as another one
+            raise DataError(f"{source.files[0]}: none of the first {len(decoded)} samples has {what}, which the "
+                            "objective needs; give data with them (data.neg_*_key for tables), or choose an objective "
+                            "without them (loss.name)")
         if used and not found:
-            log.warning("data.%s is on but the first %d samples of %s have no %s", flag, len(decoded),
-                        source.files[0], what)
+            log.warning("the first %d samples of %s have no %s", len(decoded), source.files[0], what)
 
 
 class TrainLoader:
@@ -145,7 +149,7 @@ class TrainLoader:
     def stats(self) -> dict[str, int]:
         """Counts over consumed batches: samples (raw, incl. bad), real_pairs (positives), synthetic_images
         (valid negative images), neg_texts, batches, epoch, and every problem kind of :attr:`errors`
-        (bad_samples, stream_errors = unreadable shards, ...)."""
+        (bad_samples, stream_errors = cut or unreadable shards, samples_lost = their samples never read, ...)."""
         return {**self._stats, **{k: self.errors[k] for k in _ERROR_KEYS}, **self.errors.counts, "epoch": self.epoch}
 
     def close(self) -> None:
@@ -205,8 +209,13 @@ def build_train_loader(
     rank: int = 0,
     world_size: int = 1,
     context_length: int,
+    require_negatives: bool = False,
 ) -> TrainLoader:
-    """Validate the data and return the infinite, resumable training loader of this rank."""
+    """Validate the data and return the infinite, resumable training loader of this rank.
+
+    ``require_negatives``: the negatives ``cfg.use_neg_*`` turn on are needed (the trainer turns on only what its
+    objective uses), so data without any in the first ``cfg.validate_first`` samples is refused.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
@@ -219,5 +228,5 @@ def build_train_loader(
     plan = StreamPlan(seed=seed, rank=rank, world_size=world_size, workers=max(1, cfg.workers),
                       batch_size=batch_size, buffer=cfg.shuffle_buffer, context_length=context_length, opts=opts)
     source.partition_for(plan.n_logical)
-    validate_source(source, opts, preprocess, tokenizer, context_length, cfg.validate_first)
+    validate_source(source, opts, preprocess, tokenizer, context_length, cfg.validate_first, require_negatives)
     return TrainLoader(cfg, source, plan, preprocess, tokenizer)

@@ -15,7 +15,9 @@ pattern mean the same everywhere (docs/methods.md section 6.1):
 
 Tar headers are scanned directly (stdlib :mod:`tarfile` as the fallback) and images stay unread byte ranges
 (:class:`~tripletclip.data.decode.Blob`) until someone decodes them, so shuffling, partitioning and resume
-fast-forwarding never read image bytes.
+fast-forwarding never read image bytes. A shard that ends early (a partial download or copy: no end-of-archive
+blocks, or a member running past the end of the file) gives its complete samples, then :func:`scan_shard`
+raises :class:`ShardTruncated`; the cut sample is never given, since some of its members may be missing.
 """
 from __future__ import annotations
 
@@ -72,8 +74,17 @@ def _pax_records(payload: bytes) -> dict[str, str]:
     return records
 
 
-def _fast_members(path: str) -> list[tuple[str, int, int]] | None:
-    """(name, data offset, size) of the regular files of a tar, parsing the 512-byte headers directly.
+class ShardTruncated(tarfile.ReadError):
+    """A tar that ends before its end-of-archive blocks; ``partial`` samples were cut (known lost without a manifest)."""
+
+    def __init__(self, message: str, partial: int) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def _fast_members(path: str) -> tuple[list[tuple[str, int, int]], bool] | None:
+    """((name, data offset, size) of the regular files of a tar, whether the file ends before the end-of-archive
+    blocks), parsing the 512-byte headers directly.
 
     Handles ustar, pax ('x' path/size records) and GNU long names; returns None on anything else (bad checksum,
     base-256 sizes, sparse files, ...) so that the caller falls back to :mod:`tarfile`. About 5x faster than
@@ -87,8 +98,10 @@ def _fast_members(path: str) -> list[tuple[str, int, int]] | None:
         while True:
             f.seek(pos)
             hdr = f.read(512)
-            if len(hdr) < 512 or hdr.count(0) == 512:
-                return out
+            if len(hdr) < 512:  # the file ends where a header or the end-of-archive blocks should be: cut
+                return out, True
+            if hdr.count(0) == 512:
+                return out, False
             chk = _octal(hdr[148:156])
             size = _octal(hdr[124:136])
             if chk is None or size is None or chk != sum(hdr[:148]) + 256 + sum(hdr[156:]):
@@ -122,30 +135,39 @@ def _tarfile_members(path: str) -> Iterator[tuple[str, int, int]]:
                 yield ti.name, ti.offset_data, ti.size
 
 
-def tar_members(path: str) -> Iterator[tuple[str, int, int]]:
-    """(name, data offset, size) of every regular file of a tar, from the headers only."""
+def tar_members(path: str) -> tuple[list[tuple[str, int, int]], bool]:
+    """((name, data offset, size) of every regular file of a tar, whether the tar is cut), from the headers."""
     fast = _fast_members(path)
-    return iter(fast) if fast is not None else _tarfile_members(path)
+    return fast if fast is not None else (list(_tarfile_members(path)), False)
 
 
 def scan_shard(path: str) -> Iterator[tuple[str, Members]]:
     """(key, {ext: (offset, size)}) of each sample of a shard, in stored order, reading headers only.
 
-    Raises what reading the tar raises (``tarfile.TarError``, ``OSError``); the callers decide whether an
-    unreadable shard stops the job or is counted and skipped.
+    A cut shard yields its complete samples, then raises :class:`ShardTruncated`. Raises what reading the tar
+    raises (``tarfile.TarError``, ``OSError``); the callers decide whether a damaged shard stops the job or is
+    counted and skipped.
     """
-    key, members = None, {}
-    for name, offset, size in tar_members(path):
-        k, ext = member_key(name)
+    files, cut = tar_members(path)
+    end = os.path.getsize(path)
+    whole = [m for m in files if m[1] + m[2] <= end]  # members are in file order: only a tail can run past the end
+    samples: list[tuple[str, Members]] = []
+    for name, offset, size in whole:
+        key, ext = member_key(name)
         if not ext:
             continue
-        if k != key:
-            if members:
-                yield key, members  # type: ignore[misc]
-            key, members = k, {}
-        members[ext] = (offset, size)
-    if members:
-        yield key, members  # type: ignore[misc]
+        if not samples or samples[-1][0] != key:
+            samples.append((key, {}))
+        samples[-1][1][ext] = (offset, size)
+    if len(whole) < len(files):  # a member's data is cut: its sample is the cut one
+        cut_key = member_key(files[len(whole)][0])[0]
+    elif cut:  # cut at a header: the last sample may miss members
+        cut_key = samples[-1][0] if samples else ""
+    else:
+        yield from samples
+        return
+    yield from samples[:-1] if samples and samples[-1][0] == cut_key else samples
+    raise ShardTruncated(f"tar ends early at byte {end} (a partial download or copy?)", partial=1)
 
 
 def where(path: str, key: str) -> str:

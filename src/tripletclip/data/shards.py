@@ -24,6 +24,7 @@ from PIL import Image
 
 from tripletclip.data.manifest import MANIFEST, build_manifest
 from tripletclip.edit_types import EDIT_TYPES
+from tripletclip.errors import ConflictError
 from tripletclip.utils.files import sha256_file, write_json_atomic
 
 # keys of a sample's json that the format owns; everything else is user meta
@@ -101,7 +102,7 @@ class ShardWriter:
             p for p in [self.out_dir / MANIFEST] if p.exists()
         ]
         if existing and not overwrite:
-            raise FileExistsError(f"{self.out_dir}: already holds {existing[0].name}; pass overwrite=True or use a new folder")
+            raise ConflictError(f"{self.out_dir}: already holds {existing[0].name}; pass overwrite=True or use a new folder")
         for p in existing:
             p.unlink()
         self._shards: list[dict[str, Any]] = []

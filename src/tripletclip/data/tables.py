@@ -60,7 +60,27 @@ def parse_list_cell(cell: Any) -> list[Any]:
     return [s]
 
 
+def not_utf8(path: str) -> DataError:
+    """The one-line error for a text table that is not UTF-8: file, line, column and byte of the first bad byte."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return DataError(f"{path}, line {n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                 "tables are read as UTF-8: re-encode the file (e.g. iconv -f cp1252 -t utf-8 for "
+                                 "Windows/Latin-1 text)")
+    return DataError(f"{path}: not UTF-8 text; re-encode the file as UTF-8")
+
+
 def _read_csv(path: str, sep: str, columns: list[str]) -> dict[str, list[Any]]:
+    try:
+        return _read_csv_utf8(path, sep, columns)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def _read_csv_utf8(path: str, sep: str, columns: list[str]) -> dict[str, list[Any]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter=sep)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from tripletclip.errors import InputError
 from tripletclip.eval.base import EVALUATORS, check_options
 from tripletclip.eval.encoder import Encoder
 from tripletclip.eval.records import clean, headline_scalars
@@ -59,7 +60,7 @@ def evaluate(
         check_options(name, fn, opts)
         params = inspect.signature(fn).parameters
         if "annotations" not in opts and params["annotations"].default is inspect.Parameter.empty:
-            raise ValueError(f"benchmark '{name}' needs 'annotations' (the annotation file or folder)")
+            raise InputError(f"benchmark '{name}' needs 'annotations' (the annotation file or folder)")
         result = fn(encoder, **opts)
         record = result.to_dict()
         record["model"] = clean(encoder.describe() if hasattr(encoder, "describe") else getattr(encoder, "identity", {}))
@@ -90,7 +91,7 @@ def check_quick_gelu(model: str, pretrained: str, force_quick_gelu: bool = False
     model_qg = bool(force_quick_gelu or (open_clip.get_model_config(model) or {}).get("quick_gelu", False))
     if tag_qg != model_qg:
         fix = f"use '{model}-quickgelu' or --force-quick-gelu" if tag_qg else "use the model name without -quickgelu"
-        raise ValueError(
+        raise InputError(
             f"pretrained '{pretrained}' was trained with{'' if tag_qg else 'out'} QuickGELU but model '{model}' "
             f"{'does not use' if tag_qg else 'uses'} it: that scores a different network; {fix}"
         )
@@ -105,17 +106,34 @@ def load_encoder(
     precision: str = "fp32",
     force_quick_gelu: bool = False,
     progress: bool = False,
+    random_init_seed: Optional[int] = None,
 ) -> Encoder:
-    """An encoder over an open_clip model (``model`` + ``pretrained`` tag or file) or a tripletclip checkpoint."""
+    """An encoder over an open_clip model (``model`` + ``pretrained`` tag or file) or a tripletclip checkpoint.
+
+    A model name without weights is refused unless ``random_init_seed`` asks for seeded random weights (a
+    baseline): two unseeded runs of one command would score different networks.
+    """
+    import torch
+
     from tripletclip.models import create_model, load_run_model
 
     if (model is None) == (checkpoint is None):
-        raise ValueError("give either a model name (with --pretrained) or --checkpoint, not both or neither")
+        raise InputError("give either a model name (with --pretrained) or --checkpoint, not both or neither")
+    if random_init_seed is not None and (checkpoint is not None or pretrained):
+        raise InputError("--random-init scores a model name without weights; drop --pretrained / --checkpoint")
     if checkpoint is not None:
         bundle = load_run_model(checkpoint, device=device)
+    elif not pretrained and random_init_seed is None and not model.startswith(("hf-hub:", "local-dir:")):
+        raise InputError(f"--model {model} without --pretrained would score random weights; pass --pretrained "
+                         "(a tag or a weights file), or --random-init for a seeded random baseline")
     else:
         check_quick_gelu(model, pretrained, force_quick_gelu)
-        bundle = create_model(model, pretrained, device=device, force_quick_gelu=force_quick_gelu)
+        with torch.random.fork_rng(devices=[]):
+            if random_init_seed is not None:
+                torch.manual_seed(random_init_seed)
+            bundle = create_model(model, pretrained, device=device, force_quick_gelu=force_quick_gelu)
+        if random_init_seed is not None:
+            bundle.identity["random_init_seed"] = random_init_seed
     bundle.model.eval()
     return Encoder.from_bundle(bundle, batch_size=batch_size, device=device, precision=precision, progress=progress)
 
@@ -147,6 +165,21 @@ def run_eval(
     return doc
 
 
+def read_eval_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``--config``: a JSON or YAML file ``{benchmark: {annotations, images, options...}}``."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        config = yaml.safe_load(text) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid {'YAML' if str(path).endswith(('.yaml', '.yml')) else 'JSON'} "
+                         f"({str(e).splitlines()[0]}); fix the file") from None
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise InputError(f"{path}: expected a mapping {{benchmark: {{annotations: ..., images: ...}}}}")
+    return config
+
+
 def _parse_value(text: str) -> Any:
     """JSON when it parses (numbers, booleans, lists), else the string itself."""
     try:
@@ -176,7 +209,7 @@ def build_args(
         if sep and head in names:
             return [head], rest
         if sep and head.split(":", 1)[0] in EVALUATORS:
-            raise ValueError(f"{flag} {value}: benchmark '{head}' is not among --benchmark {','.join(names)}")
+            raise InputError(f"{flag} {value}: benchmark '{head}' is not among --benchmark {','.join(names)}")
         return names, value
 
     for value in annotations:
@@ -192,11 +225,11 @@ def build_args(
     for value in options:
         key, sep, raw = value.partition("=")
         if not sep:
-            raise ValueError(f"--option {value}: expected KEY=VALUE or BENCHMARK.KEY=VALUE")
+            raise InputError(f"--option {value}: expected KEY=VALUE or BENCHMARK.KEY=VALUE")
         bench, dot, k = key.rpartition(".")
         targets = [bench] if dot else names
         if dot and bench not in names:
-            raise ValueError(f"--option {value}: benchmark '{bench}' is not among --benchmark {','.join(names)}")
+            raise InputError(f"--option {value}: benchmark '{bench}' is not among --benchmark {','.join(names)}")
         for n in targets:
             args[n][k] = _parse_value(raw)
     return args

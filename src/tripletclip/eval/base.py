@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from tripletclip.errors import InputError
 from tripletclip.eval.records import BenchResult
 from tripletclip.registry import Registry
 
@@ -38,6 +39,6 @@ def check_options(name: str, fn: Evaluator, options: dict[str, Any]) -> None:
     known = options_of(fn, internal=True)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"benchmark '{name}': unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise InputError(f"benchmark '{name}': unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if options.get("blind") and not getattr(fn, "supports_blind", False):
-        raise ValueError(f"benchmark '{name}' has no blind (text-only) variant: every score there needs an image")
+        raise InputError(f"benchmark '{name}' has no blind (text-only) variant: every score there needs an image")

@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from tripletclip.errors import InputError
 from tripletclip.eval.encoder import ImageCrop
 from tripletclip.eval.images import ImageResolver, make_resolver, resolve_images, unique
 from tripletclip.eval.records import BenchResult, Cost, Tally, per_row, unweighted_mean, weighted_mean
@@ -83,7 +84,7 @@ def score_rows(
         kept = rows
     else:
         if resolver is None:
-            raise ValueError(f"{what}: no image folder given; pass --images DIR (or --blind for the text-only baseline)")
+            raise InputError(f"{what}: no image folder given; pass --images DIR (or --blind for the text-only baseline)")
         names = {r.image: r.image for r in rows}
         found, missing = resolve_images(resolver, names, skip_missing, what)
         kept = []

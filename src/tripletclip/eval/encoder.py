@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tripletclip.errors import InputError
 from tripletclip.models.trimmed import encode_text_trimmed, supports_trimming
 from tripletclip.utils.progress import progress_bar
 
@@ -254,7 +255,7 @@ class Encoder:
             try:
                 return self.preprocess(_decode(item))
             except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-                raise ValueError(f"{item.name or 'image'}: cannot be decoded ({e}); replace or remove the file") from None
+                raise InputError(f"{item.name or 'image'}: cannot be decoded ({e}); replace or remove the file") from None
 
         pixels = torch.stack(list(mapper(prepare, items)))
         for item, e in zip(items, self._forward_images(pixels)):

@@ -14,11 +14,13 @@ import re
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Optional, Sequence, TypeVar
 
+from tripletclip.errors import NotFoundError
+
 _COCO2014 = re.compile(r"COCO_(?:train|val|test)2014_(\d{12})\.jpg$")
 T = TypeVar("T")
 
 
-class MissingImagesError(FileNotFoundError):
+class MissingImagesError(NotFoundError):
     """Some images named by an annotation file are not on disk."""
 
 
@@ -30,7 +32,7 @@ class ImageResolver:
         self.roots = [Path(r) for r in roots]
         for r in self.roots:
             if not r.is_dir():
-                raise FileNotFoundError(f"image root {r} is not a folder; pass --images DIR with the benchmark's images")
+                raise NotFoundError(f"image root {r} is not a folder; pass --images DIR with the benchmark's images")
         self.extensions = tuple(extensions)
         self._index: Optional[dict[str, Path]] = None
         self.fallbacks = {"by_file_name": 0, "coco2017_id": 0}

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from tripletclip.errors import InputError
 from tripletclip.utils.files import sha256_file
 
 TIE_RULE = "strict: correct only if the true score is strictly greater (a tie counts as wrong)"
 BLIND_QUERY = "renormalised mean text embedding of every distinct caption scored in this run (true and false pooled)"
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """A benchmark annotation file is missing or malformed (message names the file, the row and the fix)."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
+from tripletclip.errors import InputError
 from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.images import make_resolver, resolve_images, unique
 from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_json, per_row, protocol, require
@@ -97,7 +98,7 @@ def evaluate_retrieval(
     items, rec = load_retrieval(annotations)
     resolver = make_resolver(images)
     if resolver is None:
-        raise ValueError(f"{benchmark}: no image folder given; pass --images DIR")
+        raise InputError(f"{benchmark}: no image folder given; pass --images DIR")
     found, missing = resolve_images(resolver, {it[0]: it[1] for it in items}, skip_missing, benchmark)
     kept = [it for it in items if it[0] in found]
     if not kept:

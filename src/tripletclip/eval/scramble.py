@@ -27,6 +27,8 @@ import re
 import zlib
 from typing import Callable, Optional, Protocol
 
+from tripletclip.errors import InputError
+
 PERTURBATIONS = ("shuffle_nouns_and_adj", "shuffle_allbut_nouns_and_adj", "shuffle_within_trigrams", "shuffle_trigrams")
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 ADJ_TAGS = frozenset({"JJ", "JJR", "JJS"})
@@ -153,13 +155,13 @@ class LexiconTagger:
 def load_tagger(kind: str = "auto", spacy_model: str = "en_core_web_sm") -> Tagger:
     """spaCy when available (``auto``) or required (``spacy``); the lexicon tagger for ``fallback`` or as fallback."""
     if kind not in ("auto", "spacy", "fallback"):
-        raise ValueError(f"tagger must be auto, spacy or fallback, got {kind!r}")
+        raise InputError(f"tagger must be auto, spacy or fallback, got {kind!r}")
     if kind != "fallback":
         try:
             return SpacyTagger(spacy_model)
         except (ImportError, OSError) as e:
             if kind == "spacy":
-                raise RuntimeError(
+                raise InputError(
                     f"spaCy tagger requested but unavailable ({e}); install spacy and the {spacy_model} model, "
                     "or use tagger=auto"
                 ) from None

@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from tripletclip.errors import InputError
 from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.encoder import ImageSource
 from tripletclip.eval.images import make_resolver, resolve_images, unique
@@ -140,7 +141,7 @@ def evaluate_winoground(
     rows, rec = load_winoground(annotations, split)
     resolver = make_resolver(images, extensions=("", ".png", ".jpg", ".jpeg"))
     if resolver is None:
-        raise ValueError(f"{benchmark}: no image folder given; pass --images DIR")
+        raise InputError(f"{benchmark}: no image folder given; pass --images DIR")
     names = {n: n for r in rows for n in (r["image_0"], r["image_1"])}
     found, missing = resolve_images(resolver, names, skip_missing, benchmark)
     keys = [k for k in ("tag", "collapsed_tag", "split") if any(k in r for r in rows)]

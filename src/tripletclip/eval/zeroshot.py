@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from tripletclip.data.decode import Blob
 from tripletclip.data.shard_reader import scan_shard
+from tripletclip.errors import InputError
 from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.records import AnnotationError, BenchResult, Cost, per_row, protocol
 from tripletclip.utils.files import sha256_file
@@ -157,7 +158,7 @@ def evaluate_zeroshot(
     bench = "zeroshot"
     cost = Cost(encoder)
     if images is None:
-        raise ValueError(f"{bench}: no image folder given; pass --images with an ImageFolder or webdataset root")
+        raise InputError(f"{bench}: no image folder given; pass --images with an ImageFolder or webdataset root")
     root = Path(images[0] if isinstance(images, (list, tuple)) else images)
     ann = Path(annotations) if annotations else None
     records: list[dict] = []

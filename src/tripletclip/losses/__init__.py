@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from tripletclip.errors import InputError
 from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
 from tripletclip.losses.ceclip import CeClipLoss
@@ -27,8 +28,8 @@ def build_loss(name: str, **kwargs: Any) -> ContrastiveLoss:
                 if p.kind in named and p.name != "self"]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TypeError(f"loss '{name}' got unknown option(s) {unknown}; it accepts: {accepted or 'none'} "
-                        "(fix loss.kwargs in the config)")
+        raise InputError(f"loss '{name}' got unknown option(s) {unknown}; it accepts: {accepted or 'none'} "
+                         "(fix loss.kwargs in the config)")
     return cls(**kwargs)
 
 

@@ -1,4 +1,5 @@
 """Models: one factory over open_clip plus our data-only configs in ``models/configs/``."""
+from tripletclip.models import towers  # noqa: F401  (registers our timm towers before any config is built)
 from tripletclip.models.factory import (
     ModelBundle,
     apply_locks,

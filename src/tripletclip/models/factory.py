@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 import open_clip
 import torch
 
+from tripletclip.errors import InputError
 from tripletclip.utils.files import sha256_file as file_sha256
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -86,6 +87,23 @@ def _pretrained_identity(pretrained: str) -> dict[str, Any]:
     return {"pretrained": pretrained or None}
 
 
+def check_model_name(name: str, pretrained: str = "") -> None:
+    """Raise InputError unless ``name`` is a known model (or a hub id) and ``pretrained`` a file or one of its tags."""
+    _ensure_registered()
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return
+    if name not in open_clip.list_models():
+        raise InputError(
+            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf-hub:/local-dir: ids"
+        )
+    if pretrained and not Path(pretrained).exists():
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise InputError(
+                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'})"
+            )
+
+
 def create_model(
     name: str,
     pretrained: str = "",
@@ -101,22 +119,12 @@ def create_model(
     ``hf-hub:`` / ``local-dir:`` id, in which case open_clip reads config and weights from there.
     OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md section 5).
     """
-    _ensure_registered()
+    check_model_name(name, pretrained)
     is_hub = name.startswith(("hf-hub:", "local-dir:"))
-    if not is_hub and name not in open_clip.list_models():
-        raise ValueError(
-            f"unknown model '{name}'; run `tripletclip models list` for the names, or use hf-hub:/local-dir: ids"
-        )
-    if pretrained and not is_hub and not Path(pretrained).exists():
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if pretrained not in tags:
-            raise ValueError(
-                f"pretrained '{pretrained}' is neither a local file nor a tag of {name} (tags: {tags or 'none'})"
-            )
     kwargs: dict[str, Any] = {}
     if aug_cfg:
         if aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip"):
-            raise ValueError("model.aug: hflip is refused: flips swap left and right in spatial captions")
+            raise InputError("model.aug: hflip is refused: flips swap left and right in spatial captions")
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
         kwargs["aug_cfg"] = {k: v for k, v in aug_cfg.items() if k not in ("hflip", "horizontal_flip")}
     with _quiet_random_init():

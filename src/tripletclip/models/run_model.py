@@ -1,7 +1,9 @@
 """Load a model trained by tripletclip from its run folder or checkpoint, without executing pickled code.
 
 A checkpoint folder holds ``model.safetensors`` (weights) and ``meta.json`` (the resolved run config and code
-version), so evaluation needs neither the optimizer state nor ``torch.load``.
+version), so evaluation needs neither the optimizer state nor ``torch.load``. The weights are checked against the
+size and sha256 recorded in ``meta.json`` first (:mod:`tripletclip.train.checkpoint`): a damaged checkpoint is a
+one-line error, never a model with wrong weights.
 """
 from __future__ import annotations
 
@@ -9,35 +11,20 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from tripletclip.models.factory import ModelBundle, create_model, file_sha256
+from tripletclip.train.checkpoint import load_weights, resolve_checkpoint, verified_checkpoint
 
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Run folder -> its latest checkpoint folder; checkpoint folder or model.safetensors -> that checkpoint."""
-    p = Path(path)
-    if p.is_file() and p.name == "model.safetensors":
-        return p.parent
-    if (p / "model.safetensors").is_file():
-        return p
-    latest = p / "checkpoints" / "latest"
-    if latest.is_file():
-        target = p / "checkpoints" / latest.read_text().strip()
-        if (target / "model.safetensors").is_file():
-            return target
-    raise FileNotFoundError(
-        f"{p}: no tripletclip checkpoint here (expected model.safetensors, or a run folder with checkpoints/latest)"
-    )
+__all__ = ["load_run_model", "resolve_checkpoint"]
 
 
 def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
     """Rebuild the architecture named in the checkpoint's config and load its weights (safetensors)."""
-    ckpt = resolve_checkpoint(path)
+    ckpt = verified_checkpoint(path, with_state=False)
     meta = json.loads((ckpt / "meta.json").read_text())
     mcfg = meta["config"]["model"]
     bundle = create_model(mcfg["name"], "", device=device, force_quick_gelu=mcfg.get("force_quick_gelu", False))
-    state = load_file(str(ckpt / "model.safetensors"), device=str(device))
+    state = load_weights(ckpt, device=str(device))
     missing, unexpected = bundle.model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{ckpt}: weights do not match model {mcfg['name']} (missing {missing[:3]}, unexpected {unexpected[:3]})")

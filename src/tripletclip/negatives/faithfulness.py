@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 from PIL import Image
 
 from tripletclip.data.shard_reader import load_image, read_shard, shard_files
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import local_device
 
 from tripletclip.negatives.io import write_parquet_atomic
@@ -102,7 +103,7 @@ def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto
     """Ask every negative image its caption's questions; write faithfulness.json and per-question parquet."""
     if answerer is None:
         if not model:
-            raise ValueError("faithfulness: give --model (a transformers VQA model folder, e.g. a ViLT or BLIP VQA)")
+            raise InputError("faithfulness: give --model (a transformers VQA model folder, e.g. a ViLT or BLIP VQA)")
         answerer = VqaAnswerer(model, device, batch_size)
     lex = load_lexicon()
     tagger = LexiconTagger(lex)

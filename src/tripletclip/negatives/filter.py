@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from tripletclip.data.contract import DataError
 from tripletclip.data.shard_reader import load_image, read_bytes, read_shard, shard_files
 from tripletclip.data.shards import ShardWriter
+from tripletclip.errors import InputError
 from tripletclip.negatives.io import write_parquet_atomic
 from tripletclip.negatives.jobs import JobError, JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.scoring import ClipScorer, load_bundle
@@ -68,7 +69,7 @@ def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
     the manifest (or the scoring summary when other ranks still have shards to score). ``bundle``: an already
     loaded model instead of ``opts.model`` / ``opts.run``."""
     if not 0 < opts.keep <= 1:
-        raise ValueError(f"--keep must be in (0, 1], got {opts.keep}")
+        raise InputError(f"--keep must be in (0, 1], got {opts.keep}")
     rank, world = resolve_shard(opts.shard)
     paths = shard_files(opts.shards)
     bundle = bundle if bundle is not None else load_bundle(opts.model, opts.pretrained, opts.run)
@@ -79,8 +80,8 @@ def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
         raise DataError(f"{opts.shards}: two input shards share a file name; give one folder at a time")
     cfg = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": [Path(p).stat().st_size for p in paths],
            "model": scorer.identity, "batch_size": opts.batch_size}
-    job = ShardedJob(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=opts.overwrite,
-              world=world)
+    job = ShardedJob(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores",
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         cols = score_shard(paths[u], scorer)

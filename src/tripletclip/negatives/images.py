@@ -24,6 +24,7 @@ from tripletclip.data.contract import DataError
 from tripletclip.data.manifest import build_manifest, fingerprint_files
 from tripletclip.data.shards import ShardWriter, detect_image_ext, safe_key
 from tripletclip.edit_types import known_edit_type
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import stable_hash
 from tripletclip.negatives.io import expand_paths, read_parquet_rows
 from tripletclip.negatives.jobs import JobOptions, ShardedJob, resolve_shard
@@ -73,7 +74,7 @@ def run_images(opts: ImageJobOptions, t2i: Any = None) -> dict[str, Any]:
     ``t2i``: an already built backend (tests, notebooks) instead of ``opts.backend``.
     """
     if opts.batch_size < 1 or opts.chunk_size < 1:
-        raise ValueError(f"batch_size and chunk_size must be >= 1, got {opts.batch_size}, {opts.chunk_size}")
+        raise InputError(f"batch_size and chunk_size must be >= 1, got {opts.batch_size}, {opts.chunk_size}")
     rank, world = resolve_shard(opts.shard)
     paths = expand_paths(opts.negatives)
     groups = group_negatives(read_parquet_rows(opts.negatives, None), opts.max_negs_per_key)
@@ -84,7 +85,7 @@ def run_images(opts: ImageJobOptions, t2i: Any = None) -> dict[str, Any]:
                         "positives": opts.positives, "image_root": opts.image_root, "chunk_size": chunk,
                         "max_negs_per_key": opts.max_negs_per_key},
               "t2i": t2i.info(), "seed": opts.seed, "shard_size": opts.shard_size, "image_format": opts.image_format}
-    job = ShardedJob(opts.out, "negatives-images", config, units, prefix="part", overwrite=opts.overwrite, world=world)
+    job = ShardedJob(opts.out, "negatives-images", config, units, overwrite=opts.overwrite, world=world, rank=rank)
     pos = PositiveImages(opts.positives, opts.image_root)
 
     def work(u: int) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from tripletclip.data.decode import BadSample, Blob
 from tripletclip.data.manifest import fingerprint_files
 from tripletclip.data.patterns import expand_patterns
 from tripletclip.data.shard_reader import IMAGE_EXTS, scan_shard
+from tripletclip.data.tables import not_utf8
+from tripletclip.errors import InputError
 from tripletclip.utils.files import temp_path
 
 INPUT_EXTS = ("tar", "parquet", "jsonl", "csv", "tsv")
@@ -66,6 +68,13 @@ def input_kind(paths: Sequence[str]) -> str:
 
 
 def _read_table(path: str, kind: str, sep: Optional[str]) -> list[dict[str, Any]]:
+    try:
+        return _read_table_utf8(path, kind, sep)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def _read_table_utf8(path: str, kind: str, sep: Optional[str]) -> list[dict[str, Any]]:
     if kind == "parquet":
         return pq.read_table(path).to_pylist()
     if kind == "jsonl":
@@ -90,7 +99,7 @@ class CaptionInput:
                  keep_cols: Sequence[str] = ()) -> None:
         chunk_size = columns.chunk_size
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
         self.spec, self.paths = spec, expand_paths(spec)
         self.kind = input_kind(self.paths)
         self.columns = columns
@@ -160,6 +169,9 @@ class CaptionInput:
         try:
             for key, members in scan_shard(path):
                 cap = _tar_caption(path, key, members, self.caption_col)
+                if cap is None:  # skipped and counted, never replaced by U+FFFD
+                    self._skip("caption_not_utf8")
+                    continue
                 if not cap.strip():
                     self._skip("empty_caption")
                     continue
@@ -171,14 +183,18 @@ class CaptionInput:
         return rows
 
 
-def _tar_caption(path: str, key: str, members: dict[str, tuple[int, int]], caption_col: str) -> str:
-    """A webdataset sample's caption: its ``.txt`` (or ``.<caption_col>``) member, else its json's field."""
+def _tar_caption(path: str, key: str, members: dict[str, tuple[int, int]], caption_col: str) -> Optional[str]:
+    """A webdataset sample's caption: its ``.txt`` (or ``.<caption_col>``) member, else its json's field;
+    None when the caption is not UTF-8 text."""
     def read(ext: str) -> bytes:
         return Blob(path, *members[ext], label=f"{key}.{ext}").read()
 
     for ext in ("txt", caption_col):
         if ext in members:
-            return read(ext).decode("utf-8", "replace")
+            try:
+                return read(ext).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
     if "json" in members:
         meta = json.loads(read("json") or b"{}")
         if isinstance(meta, dict) and isinstance(meta.get(caption_col), str):

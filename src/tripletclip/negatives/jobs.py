@@ -5,7 +5,9 @@ RANK/WORLD_SIZE or SLURM's SLURM_PROCID/SLURM_NTASKS) takes units u with u % W =
 written under temporary names and renamed; then its stats file ``<prefix>-<u>.json`` is written, which marks
 the unit done. A re-run skips done units and redoes any other (a killed unit leaves at most temporary
 files, which are removed), so no row is ever duplicated or dropped. ``job.json`` pins the configuration:
-re-running into the same folder with different settings is an error instead of a silent mix.
+re-running into the same folder with different settings is an error instead of a silent mix. The folder is
+locked (:class:`~tripletclip.utils.lock.FolderLock`): the ranks of one sharded job share it, a second copy of
+a rank or a second single-process job is refused with the holder's PID; a killed job's lock dies with it.
 """
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from tripletclip.errors import UserError
 from tripletclip.utils.files import write_json_atomic
+from tripletclip.utils.lock import FolderLock
 from tripletclip.utils.progress import progress_bar
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.json"
 
 
-class JobError(RuntimeError):
+class JobError(UserError, RuntimeError):
     """A job cannot run as asked (one line: folder, problem, what to do)."""
 
 
@@ -74,10 +78,10 @@ class ShardedJob:
     """One stage's job folder; see the module docstring."""
 
     def __init__(self, out_dir: str | Path, stage: str, config: dict[str, Any], units: list[str], prefix: str = "part",
-                 overwrite: bool = False, world: int = 1) -> None:
+                 overwrite: bool = False, world: int = 1, rank: int = 0) -> None:
         self.out = Path(out_dir)
         self.stage, self.prefix, self.units = stage, prefix, units
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.out, f"another {stage} job", "use another --out", rank, world)
         spec = json.loads(json.dumps({"stage": stage, "config": config, "units": units}, default=str))
         path = self.out / JOB_FILE
         if path.exists():

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, NegativeCaption, stable_hash
 from tripletclip.negatives.llm_backends import build_llm
 from tripletclip.negatives.prompts import NEGATIVE_PROMPT, REWRITE_PROMPT, PromptSpec, check_output, clean_output
@@ -36,7 +37,7 @@ class PromptRunner:
     def __init__(self, llm: Any, spec: PromptSpec, batch_size: int = 32, retries: int = 2, temperature: float = 0.0,
                  retry_temperature: float = 0.8, max_new_tokens: int = 64, seed: int = 0, stats: Optional[GenStats] = None) -> None:
         if batch_size < 1 or retries < 0:
-            raise ValueError(f"batch_size must be >= 1 and retries >= 0, got {batch_size}, {retries}")
+            raise InputError(f"batch_size must be >= 1 and retries >= 0, got {batch_size}, {retries}")
         self.llm, self.spec = llm, spec
         self.batch_size, self.retries = batch_size, retries
         self.temperature, self.retry_temperature = temperature, retry_temperature
@@ -82,9 +83,9 @@ class LLMGenerator:
                  temperature: float = 0.0, max_new_tokens: int = 64, seed: int = 0, fallback: str = "rules",
                  backend_options: Optional[dict[str, Any]] = None, llm: Any = None, tagger: str = "auto") -> None:
         if llm is None and not model:
-            raise ValueError("llm generator: give --model (a local folder, a hub id, or the server's model name)")
+            raise InputError("llm generator: give --model (a local folder, a hub id, or the server's model name)")
         if fallback not in ("rules", "none"):
-            raise ValueError(f"llm generator: fallback must be 'rules' or 'none', got {fallback!r}")
+            raise InputError(f"llm generator: fallback must be 'rules' or 'none', got {fallback!r}")
         self.llm = llm if llm is not None else build_llm(backend, model, **(backend_options or {}))
         self.stats = GenStats()
         self.runner = PromptRunner(self.llm, NEGATIVE_PROMPT, batch_size, retries, temperature,
@@ -125,9 +126,9 @@ class Rewriter:
                  retries: int = 2, temperature: float = 0.7, max_new_tokens: int = 64, seed: int = 0,
                  backend_options: Optional[dict[str, Any]] = None, llm: Any = None) -> None:
         if llm is None and not model:
-            raise ValueError("rewrite: give --model (a local folder, a hub id, or the server's model name)")
+            raise InputError("rewrite: give --model (a local folder, a hub id, or the server's model name)")
         if n < 1:
-            raise ValueError(f"rewrite: n must be >= 1, got {n}")
+            raise InputError(f"rewrite: n must be >= 1, got {n}")
         self.llm = llm if llm is not None else build_llm(backend, model, **(backend_options or {}))
         self.n = n
         self.stats = GenStats()

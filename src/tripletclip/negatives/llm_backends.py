@@ -4,20 +4,30 @@ Every backend turns a batch of chat-message lists into one completion string eac
 a local path or hub id with batched ``generate`` (left padding, since decoder-only models continue the last
 token); models without a chat template get a completion-style prompt. ``vllm`` is imported only when used.
 ``openai`` talks to any OpenAI-compatible server (vLLM's, llama.cpp's, a hosted API) over HTTP; the API
-key is read from an environment variable only, never from the command line or a config file.
+key is read from an environment variable only, never from the command line or a config file. It is sent to
+the configured scheme, host and port only: a redirect elsewhere is refused (urllib would forward the
+``Authorization`` header to any host), a reply from elsewhere is never used, and sending the key over plain
+http to a host that is not this machine is warned about once.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Sequence
 
+from tripletclip.errors import UnavailableError
 from tripletclip.negatives.base import LLM_BACKENDS, local_device
 from tripletclip.negatives.prompts import Messages, render_plain
+
+log = logging.getLogger(__name__)
+_WARNED_PLAIN_HTTP: set[str] = set()
 
 
 @LLM_BACKENDS.register("transformers")
@@ -38,8 +48,8 @@ class TransformersLLM:
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype),
                                                               trust_remote_code=trust_remote_code)
         except OSError as e:
-            raise RuntimeError(f"LLM '{model}': cannot load ({str(e).splitlines()[0]}); give a local model folder "
-                               "or a hub id that is cached") from None
+            raise UnavailableError(f"LLM '{model}': cannot load ({str(e).splitlines()[0]}); give a local model folder "
+                                   "or a hub id that is cached") from None
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # decoder-only: generation continues from the right end
         if self.tokenizer.pad_token is None:
@@ -87,8 +97,8 @@ class VllmLLM:
         try:
             from vllm import LLM
         except ImportError:
-            raise RuntimeError("LLM backend 'vllm' needs `pip install vllm` (GPU machine); or use --backend "
-                               "transformers / openai") from None
+            raise UnavailableError("LLM backend 'vllm' needs `pip install vllm` (GPU machine); or use --backend "
+                                   "transformers / openai") from None
         self.name, self.model_id = "vllm", model
         self.llm = LLM(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
@@ -109,6 +119,34 @@ class VllmLLM:
         return [o.outputs[0].text for o in outs]
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL: where a request, and so a key, goes."""
+    u = urllib.parse.urlsplit(url)
+    return u.scheme.lower(), (u.hostname or "").lower(), u.port or (443 if u.scheme.lower() == "https" else 80)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the configured origin: the API key never reaches another host."""
+
+    def __init__(self, origin: tuple[str, str, int]) -> None:
+        self.origin = origin
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != self.origin:
+            fp.close()
+            raise UnavailableError(f"{req.full_url}: the server redirects (HTTP {code}) to another host, {target}; "
+                                   "the API key is never sent there: give the final address as --base-url")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 @LLM_BACKENDS.register("openai")
 class OpenAIChatLLM:
     """Any OpenAI-compatible ``/chat/completions`` endpoint, with concurrent requests and retries."""
@@ -122,6 +160,13 @@ class OpenAIChatLLM:
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
         self.concurrency, self.timeout, self.http_retries = max(1, concurrency), timeout, http_retries
         self.http_errors = 0
+        self.origin = _origin(self.url)
+        self._opener = urllib.request.build_opener(_SameOriginRedirects(self.origin))
+        scheme, host, _ = self.origin
+        if key and scheme == "http" and not _is_loopback(host) and self.url not in _WARNED_PLAIN_HTTP:
+            _WARNED_PLAIN_HTTP.add(self.url)
+            log.warning("%s: the API key from $%s is sent over plain http to another machine, readable on the way; "
+                        "use https", self.url, api_key_env)
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_id, "url": self.url, "api_key_env": self.api_key_env}
@@ -132,21 +177,23 @@ class OpenAIChatLLM:
         for attempt in range(self.http_retries + 1):
             req = urllib.request.Request(self.url, data=data, headers=self._headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with self._opener.open(req, timeout=self.timeout) as resp:
+                    if _origin(resp.geturl()) != self.origin:  # never use a reply from elsewhere
+                        raise UnavailableError(f"{self.url}: the reply came from {resp.geturl()}; refused")
                     body = json.loads(resp.read().decode("utf-8"))
                 return body["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as e:
                 if e.code in (401, 403):
-                    raise RuntimeError(f"{self.url}: HTTP {e.code} unauthorised; set the API key in ${self.api_key_env}") from None
+                    raise UnavailableError(f"{self.url}: HTTP {e.code} unauthorised; set the API key in ${self.api_key_env}") from None
                 if e.code < 500 and e.code != 429:
                     detail = e.read().decode("utf-8", "replace")[:200]
-                    raise RuntimeError(f"{self.url}: HTTP {e.code} ({detail}); check --model and the server") from None
+                    raise UnavailableError(f"{self.url}: HTTP {e.code} ({detail}); check --model and the server") from None
                 last = e
             except (urllib.error.URLError, TimeoutError, ConnectionError, KeyError, IndexError, json.JSONDecodeError) as e:
                 last = e
             self.http_errors += 1
             time.sleep(min(8.0, 0.25 * 2**attempt))
-        raise RuntimeError(f"{self.url}: no valid answer after {self.http_retries + 1} tries ({last}); is the server up?")
+        raise UnavailableError(f"{self.url}: no valid answer after {self.http_retries + 1} tries ({last}); is the server up?")
 
     def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
         payloads = [{"model": self.model_id, "messages": list(m), "max_tokens": max_new_tokens,

@@ -36,7 +36,7 @@ class PositiveImages:
     def _index(self, path: str) -> dict[str, tuple[int, int]]:
         """The positive-image members of a tar (negative images ``<key>.neg.<m>.<ext>`` left out)."""
         if path not in self._members:
-            self._members[path] = {name: (off, size) for name, off, size in tar_members(path)
+            self._members[path] = {name: (off, size) for name, off, size in tar_members(path)[0]
                                    if member_key(name)[1] in IMAGE_EXTS}
         return self._members[path]
 

@@ -13,6 +13,7 @@ import re
 from typing import Any, Optional, Sequence
 
 from tripletclip.edit_types import CECLIP_TYPES, EDIT_TYPES, SUGARCREPE_TYPES
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, NegativeCaption, stable_hash
 from tripletclip.negatives.edits import CAPTION_EDITS, Parsed
 from tripletclip.negatives.lexicon import load_lexicon
@@ -46,10 +47,10 @@ class RulesGenerator:
             types = PRESETS[types] if types in PRESETS else tuple(t for t in types.split(",") if t)
         bad = [t for t in types if t not in CAPTION_EDITS and t not in PSEUDO_TYPES]
         if bad or not types:
-            raise ValueError(f"rules: unknown edit type {bad[0] if bad else '(none)'}; use "
+            raise InputError(f"rules: unknown edit type {bad[0] if bad else '(none)'}; use "
                              f"{', '.join(list(CAPTION_EDITS) + list(PSEUDO_TYPES))} or a preset ({', '.join(PRESETS)})")
         if per_caption < 1:
-            raise ValueError(f"rules: per_caption must be >= 1, got {per_caption}")
+            raise InputError(f"rules: per_caption must be >= 1, got {per_caption}")
         self.types = tuple(types)
         # ceclip wants every type once, in its order; sugarcrepe picks types at random per caption
         self.ordered = ordered or (tuple(types) == PRESETS["ceclip"])

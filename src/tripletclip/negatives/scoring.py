@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from tripletclip.errors import InputError
 from tripletclip.negatives.base import local_device
 
 
@@ -21,7 +22,10 @@ def load_bundle(model: str = "", pretrained: str = "", run: str = "", device: st
 
         return load_run_model(run)
     if not model:
-        raise ValueError("give --model (an open_clip name, e.g. ViT-B-32-quickgelu with --pretrained openai) or --run")
+        raise InputError("give --model (an open_clip name, e.g. ViT-B-32-quickgelu with --pretrained openai) or --run")
+    if not pretrained and not model.startswith(("hf-hub:", "local-dir:")):  # random weights would score noise
+        raise InputError(f"--model {model} without --pretrained would score with random weights; pass --pretrained "
+                         "(a tag or a weights file) or --run")
     from tripletclip.models import create_model
 
     return create_model(model, pretrained=pretrained, device=device, force_quick_gelu=force_quick_gelu)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tripletclip.data.shard_reader import load_image, read_shard, shard_files
+from tripletclip.errors import InputError
 from tripletclip.negatives.io import read_parquet_rows
 from tripletclip.negatives.lexicon import load_lexicon
 from tripletclip.negatives.tagger import LexiconTagger, tokenize
@@ -59,7 +60,7 @@ def compute_stats(inp: str, out: str, model: str = "", pretrained: str = "", run
     """Write stats.json and plots for ``inp`` into ``out``; returns the stats."""
     rows, has_images = _load(inp)
     if not rows:
-        raise ValueError(f"{inp}: no negatives to describe")
+        raise InputError(f"{inp}: no negatives to describe")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tagger = LexiconTagger(load_lexicon())

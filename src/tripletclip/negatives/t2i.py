@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 
 from PIL import Image
 
+from tripletclip.errors import InputError, UnavailableError
 from tripletclip.negatives.base import T2I_BACKENDS, local_device
 
 SDXL_TURBO = "stabilityai/sdxl-turbo"
@@ -30,7 +31,7 @@ class DiffusersT2I:
         from diffusers import AutoPipelineForText2Image
 
         if steps < 1:
-            raise ValueError(f"diffusers: steps must be >= 1, got {steps}")
+            raise InputError(f"diffusers: steps must be >= 1, got {steps}")
         self.name, self.model_id = "diffusers", model
         device = local_device(device)
         if dtype == "auto":
@@ -44,8 +45,8 @@ class DiffusersT2I:
                 self.pipe = AutoPipelineForText2Image.from_pretrained(model, torch_dtype=getattr(torch, dtype),
                                                                       variant=variant)
         except (OSError, ValueError, EnvironmentError) as e:
-            raise RuntimeError(f"diffusers model '{model}': cannot load ({str(e).splitlines()[0]}); give a local "
-                               "pipeline folder or a cached hub id") from None
+            raise UnavailableError(f"diffusers model '{model}': cannot load ({str(e).splitlines()[0]}); give a local "
+                                   "pipeline folder or a cached hub id") from None
         if cpu_offload and device.startswith("cuda"):
             self.pipe.enable_model_cpu_offload()
         else:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from tripletclip.errors import UnavailableError
 from tripletclip.negatives.lexicon import Lexicon
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:[-'][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
@@ -176,6 +177,6 @@ def build_tagger(lex: Lexicon, prefer: str = "auto") -> LexiconTagger:
         return SpacyTagger(lex, model)
     except (ImportError, OSError) as e:
         if prefer != "auto":
-            raise RuntimeError(f"tagger {prefer!r}: spaCy or its model '{model}' is not installed ({e}); "
-                               "install them or use --tagger lexicon") from None
+            raise UnavailableError(f"tagger {prefer!r}: spaCy or its model '{model}' is not installed ({e}); "
+                                   "install them or use --tagger lexicon") from None
         return LexiconTagger(lex)

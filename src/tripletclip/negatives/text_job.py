@@ -59,7 +59,7 @@ def run_text(opts: TextJobOptions) -> dict[str, Any]:
     src = CaptionInput(opts.inp, opts.columns, keep_cols=_KEEP)
     gen = TEXT_GENERATORS.get(opts.generator)(**opts.generator_options)
     job = ShardedJob(opts.out, "negatives-text", {"input": _input_config(src), "generator": gen.info()}, src.units,
-              overwrite=opts.overwrite, world=world)
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         before = dict(src.skipped)
@@ -108,7 +108,7 @@ def run_rewrite(opts: RewriteJobOptions, llm: Any = None) -> dict[str, Any]:
     src = CaptionInput(opts.inp, opts.columns)
     rw = Rewriter(opts.backend, opts.model, n=opts.n, llm=llm, **opts.options)
     job = ShardedJob(opts.out, "negatives-rewrite", {"input": _input_config(src), "rewriter": rw.info()}, src.units,
-              overwrite=opts.overwrite, world=world)
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         rows = src.read(u)

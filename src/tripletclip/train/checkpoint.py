@@ -1,25 +1,43 @@
-"""Full-state, step-based checkpoints written atomically, loaded without executing pickled code.
+"""Full-state, step-based checkpoints: written atomically, verified before use, loaded without executing pickled code.
 
 Layout: ``<run>/checkpoints/step_00000500/{model.safetensors, train_state.pt, meta.json}`` and a
 ``<run>/checkpoints/latest`` text file naming the newest complete one. A checkpoint folder is first written
 under a temporary name and renamed into place, then ``latest`` is replaced atomically: a kill at any moment
-leaves either the previous or the new checkpoint, never a torn one. ``train_state.pt`` holds only tensors,
-numbers, strings and containers, so ``torch.load(weights_only=True)`` reads it (no pickled code runs).
+leaves either the previous or the new checkpoint, never a torn one (leftover temporaries are removed at the
+next start). ``train_state.pt`` holds only tensors, numbers, strings and containers, so
+``torch.load(weights_only=True)`` reads it (no pickled code runs).
+
+``meta.json`` records the size and sha256 of the other two files. A checkpoint damaged later (disk, copy, a
+hand edit) is recognised before loading: resume falls back to the newest intact checkpoint with a warning
+naming what was wrong, and evaluation refuses it with one line. A load failure is reported as a damaged file,
+never with advice to load it unsafely.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tripletclip.models.run_model import resolve_checkpoint
+from tripletclip.errors import NotFoundError, UserError
+from tripletclip.utils.files import sha256_file
+
+log = logging.getLogger(__name__)
+
+WEIGHTS, STATE, META = "model.safetensors", "train_state.pt", "meta.json"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: the message names the folder, the file and what is wrong."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -52,7 +70,7 @@ def _to_tuples(x: Any) -> Any:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, train_state: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
-    """Write one checkpoint atomically and prune older ones beyond ``keep``."""
+    """Write one checkpoint atomically (sizes and sha256 of its files in meta.json) and prune older ones beyond ``keep``."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
@@ -62,24 +80,27 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, train_stat
         shutil.rmtree(tmp)
     tmp.mkdir()
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "model.safetensors"))
-    torch.save(train_state, tmp / "train_state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=1, default=str))
-    _fsync_dir(tmp)
+    save_file(weights, str(tmp / WEIGHTS))
+    torch.save(train_state, tmp / STATE)
+    files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)} for f in (WEIGHTS, STATE)}
+    (tmp / META).write_text(json.dumps({"step": step, **meta, "files": files}, indent=1, default=str))
+    for f in (WEIGHTS, STATE, META):
+        _fsync(tmp / f)
+    _fsync(tmp)
     if final.exists():  # a re-run reaching the same step replaces it
         shutil.rmtree(final)
     os.replace(tmp, final)
     latest_tmp = ckpt_root / f".latest_{os.getpid()}"
     latest_tmp.write_text(name + "\n")
     os.replace(latest_tmp, ckpt_root / "latest")
-    _fsync_dir(ckpt_root)
-    steps = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
+    _fsync(ckpt_root)
+    for old in step_folders(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file or folder to disk, so that a crash after the rename cannot leave a renamed but empty file."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -92,11 +113,128 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """(model weights, train state, meta) of a checkpoint, a run folder's latest, or a model.safetensors."""
+def step_folders(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint folders, oldest first (names are zero-padded step numbers)."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if p.is_dir())
+
+
+def remove_partial_writes(run_dir: str | Path) -> list[str]:
+    """Delete what killed checkpoint writes left behind (``.tmp_step_*``, ``.latest_*``); call it holding the run's lock."""
+    root = Path(run_dir) / "checkpoints"
+    removed = []
+    for p in list(root.glob(".tmp_step_*")) + list(root.glob(".latest_*")):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        removed.append(p.name)
+    if removed:
+        log.info("removed %d leftover(s) of killed checkpoint writes in %s", len(removed), root)
+    return removed
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Run folder -> its latest checkpoint folder; checkpoint folder or model.safetensors -> that checkpoint."""
+    p = Path(path)
+    if p.is_file() and p.name == WEIGHTS:
+        return p.parent
+    if (p / WEIGHTS).is_file() or (p / META).is_file():
+        return p
+    latest = p / "checkpoints" / "latest"
+    named = latest.read_text(errors="replace").strip() if latest.is_file() else ""
+    if named and (p / "checkpoints" / named).is_dir():
+        return p / "checkpoints" / named
+    steps = step_folders(p) if (p / "checkpoints").is_dir() else []
+    if steps:  # 'latest' lost or not yet written: the newest folder
+        return steps[-1]
+    raise NotFoundError(f"{p}: no tripletclip checkpoint here (expected model.safetensors, or a run folder with "
+                        "checkpoints/)")
+
+
+def checkpoint_problem(ckpt: Path, with_state: bool = True) -> str:
+    """What is wrong with a checkpoint folder, '' if nothing: meta.json must parse and every file it records must
+    have the recorded size and sha256 (``with_state=False``: the weights only, for evaluation)."""
+    try:
+        meta = json.loads((ckpt / META).read_text())
+    except FileNotFoundError:
+        return f"{META} is missing"
+    except (OSError, ValueError) as e:
+        return f"{META} is not valid JSON ({type(e).__name__})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        return f"{META} lacks the run config"
+    # checkpoints written before checksums existed list no files: only presence is checked, loading tells the rest
+    files = meta.get("files") or {WEIGHTS: None, STATE: None}
+    for name, rec in files.items():
+        if name == STATE and not with_state:
+            continue
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if not rec:
+            continue
+        size = path.stat().st_size
+        if size != rec.get("bytes"):
+            return f"{name} has {size} bytes, {META} records {rec.get('bytes')} (truncated or replaced)"
+        if sha256_file(path) != rec.get("sha256"):
+            return f"{name} does not match the sha256 recorded in {META} (damaged)"
+    return ""
+
+
+def verified_checkpoint(path: str | Path, with_state: bool = True) -> Path:
+    """:func:`resolve_checkpoint`, then :func:`checkpoint_problem`; a damaged checkpoint raises CheckpointError."""
     ckpt = resolve_checkpoint(path)
-    weights = load_file(str(ckpt / "model.safetensors"), device=map_location)
-    state_file = ckpt / "train_state.pt"
-    state = torch.load(state_file, map_location=map_location, weights_only=True) if state_file.is_file() else {}
-    meta = json.loads((ckpt / "meta.json").read_text())
-    return weights, state, meta
+    problem = checkpoint_problem(ckpt, with_state)
+    if problem:
+        raise CheckpointError(f"{ckpt}: damaged checkpoint: {problem}; use another checkpoint of the run")
+    return ckpt
+
+
+def newest_intact(run_dir: str | Path) -> Optional[Path]:
+    """The newest checkpoint of a run that passes verification, or None if the run has none.
+
+    Newer damaged ones are moved aside to ``checkpoints/damaged-step_*`` (kept for inspection, out of the way of
+    pruning and of the next ``--resume``) with a warning naming what was wrong. No intact one: CheckpointError.
+    """
+    damaged = []
+    for ckpt in reversed(step_folders(run_dir)):
+        problem = checkpoint_problem(ckpt)
+        if not problem:
+            for bad, why in damaged:
+                log.warning("checkpoint %s is damaged (%s); moved to %s; resuming from %s", bad.name, why,
+                            _move_aside(bad).name, ckpt.name)
+            return ckpt
+        damaged.append((ckpt, problem))
+    if damaged:
+        raise CheckpointError(f"{Path(run_dir) / 'checkpoints'}: no intact checkpoint ("
+                              + "; ".join(f"{c.name}: {why}" for c, why in damaged)
+                              + "); start a new run under another train.name")
+    return None
+
+
+def _move_aside(ckpt: Path) -> Path:
+    target, n = ckpt.with_name(f"damaged-{ckpt.name}"), 1
+    while target.exists():
+        target, n = ckpt.with_name(f"damaged-{ckpt.name}.{n}"), n + 1
+    os.replace(ckpt, target)
+    return target
+
+
+def load_weights(ckpt: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint folder; an unreadable file is a CheckpointError."""
+    try:
+        return load_file(str(ckpt / WEIGHTS), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt / WEIGHTS}: cannot be read ({type(e).__name__}): the file is damaged; "
+                              "use another checkpoint of the run") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu",
+                    verified: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model weights, train state, meta) of a checkpoint or a run folder's latest, verified first unless
+    ``verified`` says the caller just did (:func:`newest_intact`, :func:`verified_checkpoint`)."""
+    ckpt = resolve_checkpoint(path) if verified else verified_checkpoint(path)
+    weights = load_weights(ckpt, map_location)
+    try:
+        state = torch.load(ckpt / STATE, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError) as e:
+        # NOTE: torch's own message suggests weights_only=False, which would run code from the file: never.
+        raise CheckpointError(f"{ckpt / STATE}: cannot be read ({type(e).__name__}): the file is damaged; "
+                              "use another checkpoint of the run") from None
+    return weights, state, json.loads((ckpt / META).read_text())

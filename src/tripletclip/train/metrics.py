@@ -3,8 +3,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from tripletclip.errors import UnavailableError
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a torn or empty line counts as past every step (it is dropped)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
 
 
 class MetricsLogger:
@@ -22,21 +33,24 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise RuntimeError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from e
+                raise UnavailableError("train.tensorboard=true needs the tensorboard package: pip install tensorboard") from e
             self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
         if wandb:
             try:
                 import wandb as wb
             except ImportError as e:
-                raise RuntimeError("train.wandb=true needs wandb: pip install wandb") from e
+                raise UnavailableError("train.wandb=true needs wandb: pip install wandb") from e
             self._wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, resume="allow" if resume else None)
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint step so the file reads as one uninterrupted run."""
+        """On resume, drop lines logged after the checkpoint step so the file reads as one uninterrupted run
+        (and a last line torn by a kill mid-write); rewritten atomically, so a kill here loses nothing."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        self.path.write_text("".join(ln + "\n" for ln in kept))
+        kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, self.path)
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:

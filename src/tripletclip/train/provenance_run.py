@@ -1,4 +1,9 @@
-"""Run folders: where a run lives, how ``--resume`` finds it, and the provenance record written at start."""
+"""Run folders: where a run lives, who owns it, how ``--resume`` finds it, and the provenance record written at start.
+
+A run folder is owned by one live process (:class:`~tripletclip.utils.lock.FolderLock`): a second run writing
+the same ``train.output_dir`` / ``train.name`` is refused with the holder's PID, while a SIGKILLed run releases
+the folder with its death and so never blocks its own ``--resume``.
+"""
 from __future__ import annotations
 
 import json
@@ -8,8 +13,10 @@ from typing import Any, Optional
 
 from tripletclip.config import RunConfig, config_to_dict
 from tripletclip.config.schema import DataConfig
-from tripletclip.models.run_model import resolve_checkpoint
 from tripletclip.data.source import Source
+from tripletclip.errors import ConflictError, NotFoundError
+from tripletclip.train.checkpoint import newest_intact, remove_partial_writes, step_folders, verified_checkpoint
+from tripletclip.utils.lock import FolderLock
 from tripletclip.utils.provenance import code_version, machine_info
 
 
@@ -18,33 +25,48 @@ def data_fingerprint(cfg: DataConfig, source: Source) -> dict[str, Any]:
     return {"type": cfg.type, "train": cfg.train, **source.fingerprint()}
 
 
-def resolve_run_dir(cfg: RunConfig, resume: Optional[str], is_main: bool) -> tuple[Path, Optional[Path]]:
-    """(run folder, checkpoint to resume from or None). ``resume='latest'`` uses train.name's folder, or the
-    newest run in train.output_dir that has a checkpoint."""
+def _run_dir(cfg: RunConfig, resume: Optional[str]) -> tuple[Path, Optional[Path]]:
+    """(run folder, the checkpoint folder ``--resume`` names explicitly or None)."""
     out = Path(cfg.train.output_dir)
-    ckpt: Optional[Path] = None
     if resume == "latest":
         if cfg.train.name:
-            run_dir = out / cfg.train.name
-        else:
-            runs = sorted((p for p in out.glob("*") if (p / "checkpoints" / "latest").is_file()), key=lambda p: p.stat().st_mtime)
-            if not runs:
-                raise FileNotFoundError(f"--resume latest: no run with a checkpoint under {out}; start without --resume")
-            run_dir = runs[-1]
-        if (run_dir / "checkpoints" / "latest").is_file():
-            ckpt = resolve_checkpoint(run_dir)
-        # 'latest' with no checkpoint yet starts fresh in that folder (a job killed before its first save)
-    elif resume:
-        ckpt = resolve_checkpoint(resume)
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    else:
-        name = cfg.train.name or f"{cfg.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = out / name
-        if is_main and (run_dir / "checkpoints" / "latest").is_file():
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume latest to continue it or choose train.name")
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, ckpt
+            return out / cfg.train.name, None
+        runs = sorted((p for p in out.glob("*") if step_folders(p)), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise NotFoundError(f"--resume latest: no run with a checkpoint under {out}; start without --resume")
+        return runs[-1], None
+    if resume:
+        p = Path(resume)
+        if not p.exists():
+            raise NotFoundError(f"--resume {resume}: no such run or checkpoint folder")
+        if p.is_file() or (p / "meta.json").is_file() or (p / "model.safetensors").is_file():
+            ckpt = p.parent if p.is_file() else p
+            return (ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent), ckpt
+        return p, None
+    return out / (cfg.train.name or f"{cfg.loss.name}-{time.strftime('%Y%m%d-%H%M%S')}"), None
+
+
+def open_run(cfg: RunConfig, resume: Optional[str]) -> tuple[Path, Optional[Path], FolderLock]:
+    """Claim the run folder (rank 0): (folder, verified checkpoint to resume from or None, the folder's lock).
+
+    ``resume='latest'`` uses train.name's folder, or the newest run in train.output_dir that has a checkpoint;
+    a run folder resumes from its newest intact checkpoint (a damaged newer one is moved aside with a warning);
+    a checkpoint folder named explicitly must be intact. 'latest' in a folder without a checkpoint yet starts
+    fresh there (a job killed before its first save). Leftovers of killed checkpoint writes are removed.
+    """
+    run_dir, explicit = _run_dir(cfg, resume)
+    lock = FolderLock(run_dir, "another training run", "choose another train.name / train.output_dir")
+    try:
+        if not resume and step_folders(run_dir):
+            raise ConflictError(f"{run_dir} already holds a run; pass --resume latest to continue it or choose train.name")
+        remove_partial_writes(run_dir)
+        ckpt = verified_checkpoint(explicit) if explicit else newest_intact(run_dir)
+        if resume and resume != "latest" and ckpt is None:
+            raise NotFoundError(f"--resume {resume}: no checkpoint in this run folder; start without --resume")
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, ckpt, lock
 
 
 def write_run_info(run_dir: Path, cfg: RunConfig, env: Any, model_identity: dict[str, Any], data: dict[str, Any],

@@ -6,8 +6,10 @@
 Step-based; equal compute between objectives means equal steps and equal positives (TripletCLIP,
 arXiv 2411.02545, Sec. 4). Features of positives and negatives come from one forward pass (train/forward.py);
 the loss all-gathers them with autograd (losses/). bf16 autocast keeps fp32 master weights (the official
-code's pure-bf16 weights degrade training, docs/methods.md section 3.2). Checkpoints hold the full state, so ``--resume``
-continues bitwise identically on CPU.
+code's pure-bf16 weights degrade training, docs/methods.md section 3.2). Checkpoints hold the full state, so
+``--resume`` continues bitwise identically on CPU. The whole config is checked before anything is created
+(train/checks.py), the run folder is locked by one live process (train/provenance_run.py), and a run whose skipped
+or lost samples pass ``data.max_bad_fraction`` stops with a one-line error instead of training on what is left.
 """
 from __future__ import annotations
 
@@ -22,27 +24,47 @@ from typing import Any, Optional
 import torch
 
 from tripletclip.config import RunConfig, config_to_dict, save_config
+from tripletclip.data.contract import DataError
 from tripletclip.data.loader import TrainLoader, build_train_loader
 from tripletclip.losses import ContrastiveLoss, build_loss
 from tripletclip.models import apply_locks, create_model
 from tripletclip.models.trimmed import TrimmedClip
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tripletclip.train.checks import check_run
 from tripletclip.train.metrics import MetricsLogger
 from tripletclip.train.optim import build_optimizer, build_scheduler
 from tripletclip.train.precision import autocast_dtype
 from tripletclip.train.progress import StepProgress
-from tripletclip.train.provenance_run import data_fingerprint, resolve_run_dir, write_run_info
 from tripletclip.train.forward import forward_features, move_batch
-from tripletclip.utils.distributed import DistEnv, all_reduce_mean, barrier, cleanup, init_distributed
+from tripletclip.train.provenance_run import data_fingerprint, open_run, write_run_info
+from tripletclip.utils.distributed import (
+    DistEnv,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+)
 from tripletclip.utils.provenance import code_version
 
 
 def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns ``{"run_dir", "step", "final": last logged metrics}``."""
+    check_run(cfg)
     env = init_distributed()
+    claim = open_run(cfg, resume) if env.rank == 0 else None  # rank 0 owns the folder and picks the checkpoint
+    try:
+        run_dir, resume_ckpt = broadcast_object(claim[:2] if claim else None)
+        return _train(cfg, env, run_dir, resume_ckpt)
+    finally:
+        if claim:
+            claim[2].release()
+
+
+def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> dict[str, Any]:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = _setup(cfg, env, resume)
+    run = _setup(cfg, env, run_dir, resume_ckpt)
     last = _loop(run)
     # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
     run.checkpoint()
@@ -84,7 +106,7 @@ class _Run:
 
     def restore(self, ckpt: Path, device: torch.device) -> None:
         """Continue from a checkpoint: weights, optimiser, schedule, loss buffers, data position, RNG, counters."""
-        weights, state, _ = load_checkpoint(ckpt, map_location=str(device))
+        weights, state, _ = load_checkpoint(ckpt, map_location=str(device), verified=True)
         self.model.load_state_dict(weights)
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -107,10 +129,9 @@ class _Run:
         barrier()
 
 
-def _setup(cfg: RunConfig, env: DistEnv, resume: Optional[str]) -> _Run:
-    """Model, objective, data, optimiser, run folder and loggers of a run (restored when resuming)."""
+def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> _Run:
+    """Model, objective, data, optimiser and loggers of a run in ``run_dir`` (restored when resuming)."""
     device = torch.device(env.device)
-    run_dir, resume_ckpt = resolve_run_dir(cfg, resume, is_main=env.rank == 0)
     autocast = autocast_dtype(cfg.train.precision, device)
     # Same seed on every rank for the initial weights (DDP also broadcasts them); data order differs by rank.
     torch.manual_seed(cfg.train.seed)
@@ -127,7 +148,7 @@ def _setup(cfg: RunConfig, env: DistEnv, resume: Optional[str]) -> _Run:
     data_cfg = dataclasses.replace(cfg.data, use_neg_text=use_nt, use_neg_image=use_ni)
     loader = build_train_loader(data_cfg, bundle.preprocess_train, bundle.tokenizer, batch_size=cfg.train.batch_size,
                                 seed=cfg.train.seed, rank=env.rank, world_size=env.world_size,
-                                context_length=bundle.context_length)
+                                context_length=bundle.context_length, require_negatives=True)
     opt = build_optimizer(model, cfg.optim)
     # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
     forward_model = TrimmedClip(model) if cfg.model.trim_text else model
@@ -185,6 +206,7 @@ def _loop(run: _Run) -> dict[str, Any]:
         progress.update(run.step, float(out["loss"].detach()), run.global_batch / dt)
         step = run.step
         if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            check_skipped(loader.stats(), cfg.data.max_bad_fraction, step == cfg.train.steps, torch.device(env.device))
             last = {**_metrics_record(run, out, grad_norm, run.global_batch * n_window / t_window,
                                       wait_window / t_window), **shapes}
             run.metrics.log(step, last)
@@ -221,6 +243,22 @@ def _metrics_record(run: _Run, out: dict[str, torch.Tensor], grad_norm: Optional
         "samples_seen": run.counters["real_pairs_seen"] + run.counters["synthetic_images_seen"],
         **{f"data/{k}": v for k, v in run.loader.stats().items()},
     }
+
+
+# Below this many samples read, one bad sample is too large a fraction to judge the data by (except at the end).
+MIN_SAMPLES_TO_JUDGE = 1000
+
+
+def check_skipped(stats: dict[str, int], max_fraction: float, final: bool, device: torch.device) -> None:
+    """Stop the run (DataError, on every rank) when the skipped plus lost samples of all ranks exceed
+    ``max_fraction`` of the samples read: bad samples, and samples of truncated or unreadable shards."""
+    local = [stats["bad_samples"] + stats["samples_lost"], stats["samples"] + stats["samples_lost"]]
+    skipped, total = all_reduce_mean(torch.tensor(local, dtype=torch.float64, device=device)).tolist()
+    if total and (total >= MIN_SAMPLES_TO_JUDGE or final) and skipped > max_fraction * total:
+        raise DataError(f"{skipped / total:.1%} of the samples read so far were skipped or lost ({stats['bad_samples']} "
+                        f"bad samples, {stats['samples_lost']} lost in {stats['stream_errors']} damaged shards on this "
+                        f"rank), more than data.max_bad_fraction={max_fraction:g}; the warnings above name them: fix "
+                        "the data, or raise data.max_bad_fraction to train on the rest")
 
 
 def _gather_objects(obj: Any, world_size: int) -> Any:

@@ -62,7 +62,7 @@ def run_bench_task(task: BenchTask) -> tuple[str, str, list[dict[str, Any]], dic
         rng = Rand([task.seed, 3, task.start])
         for j in range(task.start, task.start + task.count):
             scene = sample_scene(task.spec, rng)
-            caps = [sample_description(scene, rng, RETRIEVAL_STYLE).text for _ in range(task.n_captions)]
+            caps = [sample_description(scene, rng, gen.fit_style(RETRIEVAL_STYLE)).text for _ in range(task.n_captions)]
             name = f"retrieval-{j:05d}"
             _write(images / f"{name}.png", encode_image(gen.renderer.render(scene, rng), "png"))
             rows.append({"image": f"{name}.png", "caption": caps, "scene": scene.to_json()})

@@ -223,7 +223,8 @@ def add_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Option
 def add_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """State one more attribute of a described object, with a value it does not have
     ("a circle" -> "a striped circle")."""
-    options = [(i, a) for i, o in enumerate(cap.desc.objects) for a in ATTRIBUTES if getattr(o, a) is None]
+    options = [(i, a) for i, o in enumerate(cap.desc.objects) for a in ATTRIBUTES
+               if getattr(o, a) is None and ctx.spec.varies(a)]
     if not options:
         return None
     i, a = _pick(rng, options)

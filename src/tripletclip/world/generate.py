@@ -10,7 +10,7 @@ colour-shape pair that y names).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -83,12 +83,18 @@ class WorldGenerator:
         if bad or not edit_types:
             raise ValueError(f"WorldGenerator: edit types must be a non-empty subset of {SUGARCREPE_TYPES}, got {bad}")
         self.spec = spec
-        self.style = style
+        self.style = self.fit_style(style)
         self.edit_types = tuple(edit_types)
         self.renderer = get_renderer(image_size, ground_contrast=spec.ground_contrast, clutter=spec.clutter)
         self.stats = GeneratorStats()
         self._train_ctx = EditContext(spec, forbid_heldout=True)
         self._heldout_ctx = EditContext(spec, forbid_heldout=False)
+
+    def fit_style(self, style: CaptionStyle) -> CaptionStyle:
+        """``style`` without the attributes that take a single value in this world (they carry no information,
+        so captions never state them)."""
+        return replace(style, p_texture=style.p_texture if self.spec.varies("texture") else 0.0,
+                       p_size=style.p_size if self.spec.varies("size") else 0.0)
 
     def triplet(self, rng: Rand, n_neg: int = 1, n_captions: int = 1, types: Optional[Sequence[str]] = None,
                 split: str = "train") -> Triplet:

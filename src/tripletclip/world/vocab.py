@@ -114,8 +114,11 @@ class WorldSpec:
             ("sizes", self.sizes, SIZES),
         ):
             bad = [v for v in values if v not in known]
-            if bad or len(values) < 2:
-                raise ValueError(f"WorldSpec.{name}: need >= 2 values from {known}, got {values}")
+            # NOTE: textures and sizes may have one value (then never stated nor edited); shapes and colours
+            # are what the benchmark's object and attribute categories are about
+            least = 2 if name in ("shapes", "colours") else 1
+            if bad or len(values) < least:
+                raise ValueError(f"WorldSpec.{name}: need >= {least} values from {known}, got {values}")
         if not 0.5 <= self.object_scale <= 1.5:
             raise ValueError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
         if not 0.0 <= self.ground_contrast <= 2.0:
@@ -135,6 +138,10 @@ class WorldSpec:
     @property
     def attribute_values(self) -> dict[str, tuple[str, ...]]:
         return {"shape": self.shapes, "colour": self.colours, "texture": self.textures, "size": self.sizes}
+
+    def varies(self, attribute: str) -> bool:
+        """Whether an attribute takes more than one value in this world (else captions never state it)."""
+        return len(self.attribute_values[attribute]) > 1
 
     def allowed_pairs(self, heldout: bool = False) -> tuple[tuple[str, str], ...]:
         """(colour, shape) pairs usable in training (``heldout=False``) or the held-out ones."""
