@@ -105,10 +105,10 @@ def bench_llm(tmp: Path, caps: list[str]) -> dict:
 def bench_images_filter_stats(tmp: Path, caps: list[str]) -> dict:
     from tripletclip.models import create_model
     from tripletclip.negatives.faithfulness import run_faithfulness
-    from tripletclip.negatives.filter import run_filter
-    from tripletclip.negatives.images import run_images
+    from tripletclip.negatives.filter import FilterJobOptions, run_filter
+    from tripletclip.negatives.images import ImageJobOptions, run_images
     from tripletclip.negatives.stats import compute_stats
-    from tripletclip.negatives.text_job import run_text
+    from tripletclip.negatives.text_job import TextJobOptions, run_text
     from tripletclip.negatives.tiny import build_tiny_t2i, build_tiny_vqa
 
     n = 64
@@ -118,18 +118,19 @@ def bench_images_filter_stats(tmp: Path, caps: list[str]) -> dict:
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp / "img" / f"{i}.jpg")
         rows.append({"key": f"k{i:05d}", "caption": c, "image": str(tmp / "img" / f"{i}.jpg")})
     (tmp / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run_text(str(tmp / "in.jsonl"), str(tmp / "neg"), "rules", {"tagger": "lexicon"})
+    run_text(TextJobOptions(inp=str(tmp / "in.jsonl"), out=str(tmp / "neg"), generator_options={"tagger": "lexicon"}))
     sd = build_tiny_t2i(tmp / "sd", caps[:n] + [r for r in caps[:n]])
     out = {}
     for size in (32, 64):
         opts = {"model": str(sd), "steps": 1, "size": size, "device": "cpu"}
-        m = run_images(str(tmp / "neg"), str(tmp / f"shards{size}"), "diffusers", opts, batch_size=16, chunk_size=32)
+        m = run_images(ImageJobOptions(negatives=str(tmp / "neg"), out=str(tmp / f"shards{size}"), backend="diffusers",
+                                       backend_options=opts, batch_size=16, chunk_size=32))
         out[f"images_diffusers_tiny_{size}px_1step"] = {"images": m["total_neg_images"],
                                                          "per_s_render": m["images_per_s_render"],
                                                          "per_s_job": round(m["total_neg_images"] / m["last_run"]["seconds"], 2)}
     bundle = create_model("test-vit-tiny")
-    out["filter_test_vit_tiny"] = timed(lambda: run_filter(str(tmp / "shards64"), str(tmp / "f"), 0.5, bundle=bundle,
-                                                           device="cpu"), n)
+    job = FilterJobOptions(shards=str(tmp / "shards64"), out=str(tmp / "f"), keep=0.5, device="cpu")
+    out["filter_test_vit_tiny"] = timed(lambda: run_filter(job, bundle=bundle), n)
     out["stats_with_model"] = timed(lambda: compute_stats(str(tmp / "shards64"), str(tmp / "st"), bundle=bundle,
                                                           device="cpu"), n)
     vqa = build_tiny_vqa(tmp / "vqa", caps[:n])

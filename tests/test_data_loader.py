@@ -1,10 +1,8 @@
 """TrainLoader: rank/worker partition, seeded order, exact resume, validation errors, bad-sample accounting."""
 from __future__ import annotations
 
-import io
 import json
 import random
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,10 @@ from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import BATCH_KEYS, DataError
 from tripletclip.data.loader import build_train_loader
 from tripletclip.data.shards import ShardWriter
-from tripletclip.data.testing import HashTokenizer, ResizeToTensor, write_synthetic_shards
+from tripletclip.data.source import SOURCES
+from tripletclip.data.testing import (
+    HashTokenizer, ResizeToTensor, image_bytes, noise_image, write_synthetic_shards, write_tar,
+)
 
 L = 16
 TOK = HashTokenizer(L)
@@ -25,11 +26,9 @@ JITTER = ResizeToTensor(16, jitter=4)  # random crop from torch's global RNG: re
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    """8 shards x 5 samples (s00000..s00039), 16 px, one negative caption and image each."""
-    out = tmp_path_factory.mktemp("shards")
-    write_synthetic_shards(out, n=40, shard_size=5, image_size=16)
-    return str(out / "train-{000000..000007}.tar")
+def shards(synthetic_shards) -> str:
+    """8 shards x 5 samples (s00000..s00039), 16 px, one negative caption and image each (conftest)."""
+    return synthetic_shards
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +41,27 @@ def table(tmp_path_factory) -> str:
         lines.append(f"{i}.png\trow {i}")
     (out / "t.tsv").write_text("\n".join(lines) + "\n")
     return str(out / "t.tsv")
+
+
+@pytest.fixture(scope="module")
+def parquet(tmp_path_factory) -> str:
+    """A 30-row parquet table with encoded images in the cells and one negative caption per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path_factory.mktemp("parquet") / "t.parquet"
+    pq.write_table(pa.table({"filepath": [image_bytes(noise_image(i, 8)) for i in range(30)],
+                             "title": [f"row {i}" for i in range(30)], "neg": [f"not row {i}" for i in range(30)]}), out)
+    return str(out)
+
+
+# how each registered source is given its data in the registry-wide tests (a new source needs an entry)
+SOURCE_CASES = {
+    "wds": lambda d: {"train": d["shards"]},
+    "csv": lambda d: {"train": d["table"]},
+    "parquet": lambda d: {"train": d["parquet"], "neg_caption_key": "neg"},
+    "synthetic": lambda d: {"train": "44"},
+}
 
 
 def _loader(train: str, type_: str = "wds", *, workers: int = 0, batch_size: int = 6, seed: int = 0, rank: int = 0,
@@ -63,6 +83,27 @@ def _same(a: list[dict], b: list[dict]) -> None:
         assert x["key"] == y["key"]
         for k in BATCH_KEYS:
             assert torch.equal(x[k], y[k]), k
+
+
+def test_every_registered_source_has_a_case():
+    assert set(SOURCE_CASES) == set(SOURCES.names())
+
+
+@pytest.mark.parametrize("source", SOURCES.names())
+def test_every_source_gives_the_batch_contract_and_resumes_exactly(source, shards, table, parquet):
+    """Batches of 5 from 2 workers over 40-44 samples: the tail after a resume crosses an epoch end."""
+    kw = SOURCE_CASES[source]({"shards": shards, "table": table, "parquet": parquet})
+    full = _take(_loader(type_=source, workers=2, batch_size=5, **kw), 14)
+    b = full[0]
+    assert b["image"].shape == (5, 3, 16, 16) and b["text"].shape == (5, L) and len(b["key"]) == 5
+    assert b["neg_text"].shape == (5, 1, L) and b["neg_text_mask"].shape == b["neg_text_type"].shape == (5, 1)
+    assert b["neg_image"].shape == (5, 1, 3, 16, 16) and b["neg_image_mask"].shape == (5, 1)
+    first = _loader(type_=source, workers=2, batch_size=5, **kw)
+    head = _take(first, 6)
+    resumed = _loader(type_=source, workers=2, batch_size=5, **kw)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    _same(head + _take(resumed, 8), full)
+    assert resumed.stats()["epoch"] >= 1 and resumed.stats()["real_pairs"] == 5 * 14
 
 
 @pytest.mark.parametrize("world_size,workers", [(1, 0), (1, 2), (2, 0), (2, 2)])
@@ -190,19 +231,8 @@ def test_main_process_rng_is_untouched(shards):
     assert torch.equal(torch.get_rng_state(), t_state) and random.getstate() == p_state
 
 
-def _tar(path: Path, members: list[tuple[str, bytes]]) -> str:
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return str(path)
-
-
-def _png(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((8, 8, 3), seed, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+def _png(value: int) -> bytes:
+    return image_bytes(Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)))
 
 
 @pytest.mark.parametrize("members,message", [
@@ -213,7 +243,7 @@ def _png(seed: int) -> bytes:
 ])
 def test_validation_names_file_and_key(tmp_path, members, message):
     good = [("k1.png", _png(1)), ("k1.txt", b"fine")]
-    path = _tar(tmp_path / "bad.tar", [(n, _png(0) if d is None else d) for n, d in members] + good)
+    path = write_tar(tmp_path / "bad.tar", [(n, _png(0) if d is None else d) for n, d in members] + good)
     with pytest.raises(DataError) as e:
         _loader(path)
     text = str(e.value)
@@ -239,8 +269,8 @@ def test_bad_samples_later_are_skipped_and_counted(tmp_path):
     assert sorted(b["key"]) == [f"k{i:02d}" for i in range(30) if i != 20]
     s = loader.stats()
     assert (s["samples"], s["bad_samples"], s["real_pairs"]) == (30, 1, 29)
-    assert len(loader.bad_examples) == 1
-    assert loader.bad_examples[0].startswith(f"{tmp_path}/train-000002.tar, sample 'k20': undecodable image k20.png")
+    assert len(loader.errors.examples) == 1
+    assert loader.errors.examples[0].startswith(f"{tmp_path}/train-000002.tar, sample 'k20': undecodable image k20.png")
     loader2 = _loader(str(tmp_path), workers=2, batch_size=5, validate_first=8)
     _take(loader2, 12)  # 60 good samples: about two epochs
     s2 = loader2.stats()

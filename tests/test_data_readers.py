@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +15,12 @@ from tripletclip.data.contract import EDIT_TYPE_INDEX, DataError
 from tripletclip.data.loader import build_train_loader
 from tripletclip.data.shards import ShardWriter
 from tripletclip.data.tables import TableSource, parse_list_cell
-from tripletclip.data.testing import HashTokenizer, ResizeToTensor
+from tripletclip.data.testing import HashTokenizer, ResizeToTensor, image_bytes, noise_image, write_tar
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 L = 16
 TOK = HashTokenizer(L)
 PRE = ResizeToTensor(16)
-
-
-def _img(seed: int, size: int = 16) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def _encode(img: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
-    return buf.getvalue()
-
-
-def _tar(path: Path, members: list[tuple[str, bytes]]) -> str:
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return str(path)
 
 
 def _one_batch(cfg: DataConfig, n: int, seed: int = 0, tok=TOK, pre=PRE) -> dict:
@@ -59,15 +38,15 @@ def _expect(img: Image.Image) -> torch.Tensor:
 def test_tripletclip_hq_layout(tmp_path):
     members = []
     for i in range(5):
-        members += [(f"{i:04d}.image", _encode(_img(i), "PNG")), (f"{i:04d}.caption", f"a photo {i}".encode()),
-                    (f"{i:04d}.neg_caption", f"a drawing {i}".encode()), (f"{i:04d}.neg_image", _encode(_img(50 + i), "JPEG"))]
-    b = _one_batch(DataConfig(type="wds", train=_tar(tmp_path / "hq-000.tar", members)), 5)
+        members += [(f"{i:04d}.image", image_bytes(noise_image(i), "PNG")), (f"{i:04d}.caption", f"a photo {i}".encode()),
+                    (f"{i:04d}.neg_caption", f"a drawing {i}".encode()), (f"{i:04d}.neg_image", image_bytes(noise_image(50 + i), "JPEG"))]
+    b = _one_batch(DataConfig(type="wds", train=write_tar(tmp_path / "hq-000.tar", members)), 5)
     assert b["key"] == [f"{i:04d}" for i in range(5)]
     for i in range(5):
-        assert torch.equal(b["image"][i], _expect(_img(i)))
+        assert torch.equal(b["image"][i], _expect(noise_image(i)))
         assert torch.equal(b["text"][i], TOK([f"a photo {i}"])[0])
         assert torch.equal(b["neg_text"][i, 0], TOK([f"a drawing {i}"])[0])
-        neg = Image.open(io.BytesIO(_encode(_img(50 + i), "JPEG")))
+        neg = Image.open(io.BytesIO(image_bytes(noise_image(50 + i), "JPEG")))
         assert torch.equal(b["neg_image"][i, 0], _expect(neg))
     assert b["neg_text_mask"].all() and b["neg_image_mask"].all()
     assert (b["neg_text_type"] == EDIT_TYPE_INDEX["llm"]).all()
@@ -77,8 +56,8 @@ def test_tripletclip_hq_layout(tmp_path):
 def test_open_clip_shards(tmp_path, fmt, ext):
     members = []
     for i in range(4):
-        members += [(f"sample{i}.{ext}", _encode(_img(i), fmt)), (f"sample{i}.txt", f"caption number {i}\n".encode())]
-    b = _one_batch(DataConfig(type="wds", train=_tar(tmp_path / "oc.tar", members)), 4)
+        members += [(f"sample{i}.{ext}", image_bytes(noise_image(i), fmt)), (f"sample{i}.txt", f"caption number {i}\n".encode())]
+    b = _one_batch(DataConfig(type="wds", train=write_tar(tmp_path / "oc.tar", members)), 4)
     for i in range(4):
         assert torch.equal(b["image"][i], _expect(Image.open(io.BytesIO(members[2 * i][1]))))
         assert torch.equal(b["text"][i], TOK([f"caption number {i}"])[0])
@@ -89,7 +68,7 @@ def test_several_captions_sampled_per_epoch_deterministically(tmp_path):
     caps = [[f"cap {i} v{j}" for j in range(3)] for i in range(6)]
     with ShardWriter(tmp_path) as w:
         for i in range(6):
-            w.write(f"k{i}", _img(i), caps[i])
+            w.write(f"k{i}", noise_image(i), caps[i])
 
     def chosen(seed: int, sample_one: bool) -> list[list[int]]:
         cfg = DataConfig(type="wds", train=str(tmp_path), workers=0, shuffle_buffer=1, sample_one_caption=sample_one)
@@ -113,7 +92,7 @@ def test_open_clip_csv_layout_with_defaults(tmp_path):
     (tmp_path / "imgs").mkdir()
     rows = []
     for i in range(5):
-        _img(i).save(tmp_path / "imgs" / f"{i}.png")
+        noise_image(i).save(tmp_path / "imgs" / f"{i}.png")
         rows.append([f"imgs/{i}.png", f"a csv caption {i}"])
     table = tmp_path / "train.csv"
     with open(table, "w", newline="") as f:  # exactly what open_clip_train --dataset-type csv reads
@@ -123,7 +102,7 @@ def test_open_clip_csv_layout_with_defaults(tmp_path):
     b = _one_batch(DataConfig(type="csv", train=str(table)), 5)
     assert b["key"] == [f"train.csv#{i}" for i in range(5)]
     for i in range(5):
-        assert torch.equal(b["image"][i], _expect(_img(i)))
+        assert torch.equal(b["image"][i], _expect(noise_image(i)))
         assert torch.equal(b["text"][i], TOK([f"a csv caption {i}"])[0])
     # image_root overrides the table's folder
     moved = tmp_path / "elsewhere"
@@ -134,8 +113,8 @@ def test_open_clip_csv_layout_with_defaults(tmp_path):
 
 def test_table_negative_cells_and_row_index_images(tmp_path):
     for i in range(4):
-        _img(i).save(tmp_path / f"{i}.png")
-        _img(100 + i).save(tmp_path / f"neg{i}.png")
+        noise_image(i).save(tmp_path / f"{i}.png")
+        noise_image(100 + i).save(tmp_path / f"neg{i}.png")
     table = tmp_path / "t.tsv"
     table.write_text(
         "\tfilepath\ttitle\tneg_caption\tneg_image\n"
@@ -150,10 +129,10 @@ def test_table_negative_cells_and_row_index_images(tmp_path):
     assert b["neg_image_mask"].tolist() == [[True, False], [True, True], [False, False], [True, False]]
     assert torch.equal(b["neg_text"][0, 1], TOK(["zero neg b"])[0])
     assert torch.equal(b["neg_text"][2, 0], TOK(["just one negative"])[0])
-    assert torch.equal(b["neg_image"][0, 0], _expect(_img(100)))
+    assert torch.equal(b["neg_image"][0, 0], _expect(noise_image(100)))
     # NegCLIP: integers are row indices of the same table (nearest-neighbour images)
-    assert torch.equal(b["neg_image"][1, 0], _expect(_img(3)))
-    assert torch.equal(b["neg_image"][1, 1], _expect(_img(2)))
+    assert torch.equal(b["neg_image"][1, 0], _expect(noise_image(3)))
+    assert torch.equal(b["neg_image"][1, 1], _expect(noise_image(2)))
     assert (b["neg_text_type"][b["neg_text_mask"]] == EDIT_TYPE_INDEX["unknown"]).all()
 
 
@@ -162,7 +141,7 @@ def test_parquet_with_list_and_binary_columns(tmp_path):
     import pyarrow.parquet as pq
 
     table = pa.table({
-        "image": [_encode(_img(i), "PNG") for i in range(3)],
+        "image": [image_bytes(noise_image(i), "PNG") for i in range(3)],
         "caption": [["first a", "first b"], ["second"], ["third"]],
         "negs": [["n0"], [], ["n2 x", "n2 y"]],
     })
@@ -171,7 +150,7 @@ def test_parquet_with_list_and_binary_columns(tmp_path):
     cfg = DataConfig(type="parquet", train=str(path), img_key="image", caption_key="caption", neg_caption_key="negs",
                      use_neg_image=False, sample_one_caption=False, sample_negatives=False)
     b = _one_batch(cfg, 3)
-    assert torch.equal(b["image"][1], _expect(_img(1)))
+    assert torch.equal(b["image"][1], _expect(noise_image(1)))
     assert torch.equal(b["text"][0], TOK(["first a"])[0])
     assert b["neg_text_mask"][:, 0].tolist() == [True, False, True]
     assert torch.equal(b["neg_text"][2, 0], TOK(["n2 x"])[0])
@@ -215,7 +194,7 @@ def test_aro_valid_neg_clip_tsv_parses():
 def test_unused_negatives_are_never_read(tmp_path):
     with ShardWriter(tmp_path) as w:
         for i in range(4):
-            w.write(f"k{i}", _img(i), f"cap {i}", neg_captions=["neg"], neg_images=[b"\x89PNG\r\n\x1a\n garbage"])
+            w.write(f"k{i}", noise_image(i), f"cap {i}", neg_captions=["neg"], neg_images=[b"\x89PNG\r\n\x1a\n garbage"])
     calls = []
 
     def pre(img):
@@ -234,7 +213,7 @@ def test_horizontal_flip_is_refused(tmp_path):
     from torchvision import transforms as T
 
     with ShardWriter(tmp_path) as w:
-        w.write("k", _img(0), "cap")
+        w.write("k", noise_image(0), "cap")
     pre = T.Compose([T.Resize(16), T.RandomHorizontalFlip(), T.ToTensor()])
     with pytest.raises(DataError, match="RandomHorizontalFlip"):
         build_train_loader(DataConfig(train=str(tmp_path)), pre, TOK, batch_size=1, seed=0, context_length=L)
@@ -243,8 +222,8 @@ def test_horizontal_flip_is_refused(tmp_path):
 def test_aligned_negative_sampling_keeps_caption_image_pairs(tmp_path):
     with ShardWriter(tmp_path) as w:
         for i in range(4):
-            w.write(f"k{i}", _img(i), f"cap {i}", neg_captions=[f"neg {i} {m}" for m in range(3)],
-                    neg_types=["swap_att", "replace_obj", "add_att"], neg_images=[_img(10 * i + m) for m in range(3)])
+            w.write(f"k{i}", noise_image(i), f"cap {i}", neg_captions=[f"neg {i} {m}" for m in range(3)],
+                    neg_types=["swap_att", "replace_obj", "add_att"], neg_images=[noise_image(10 * i + m) for m in range(3)])
     cfg = DataConfig(type="wds", train=str(tmp_path), workers=0, shuffle_buffer=1)
     loader = build_train_loader(cfg, PRE, TOK, batch_size=4, seed=0, context_length=L)
     picked = set()
@@ -253,7 +232,7 @@ def test_aligned_negative_sampling_keeps_caption_image_pairs(tmp_path):
         for j, key in enumerate(b["key"]):
             i = int(key[1:])
             m = next(m for m in range(3) if torch.equal(b["neg_text"][j, 0], TOK([f"neg {i} {m}"])[0]))
-            assert torch.equal(b["neg_image"][j, 0], _expect(_img(10 * i + m)))
+            assert torch.equal(b["neg_image"][j, 0], _expect(noise_image(10 * i + m)))
             assert int(b["neg_text_type"][j, 0]) == EDIT_TYPE_INDEX[["swap_att", "replace_obj", "add_att"][m]]
             picked.add(m)
     assert picked == {0, 1, 2}

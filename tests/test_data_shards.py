@@ -13,26 +13,13 @@ import pytest
 from PIL import Image
 
 from tripletclip.data.contract import DataError
-from tripletclip.data.shards import (
-    ShardWriter,
-    combine_hashes,
-    dataset_hash,
-    detect_image_ext,
-    read_manifest,
-    sha256_file,
-)
-from tripletclip.data.wds import WdsSource, expand_braces, expand_urls
-
-
-def _img(seed: int, size: int = 16) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def _jpeg_bytes(seed: int) -> bytes:
-    buf = io.BytesIO()
-    _img(seed).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+from tripletclip.data.manifest import combine_hashes, dataset_hash, read_manifest
+from tripletclip.data.patterns import expand_braces, expand_patterns
+from tripletclip.data.shards import ShardWriter, detect_image_ext
+from tripletclip.data.source import ErrorCounter
+from tripletclip.data.testing import image_bytes, noise_image
+from tripletclip.data.wds import WdsSource
+from tripletclip.utils.files import sha256_file
 
 
 def _write(out: Path, n: int = 23, shard_size: int = 10, **kw) -> dict:
@@ -40,8 +27,8 @@ def _write(out: Path, n: int = 23, shard_size: int = 10, **kw) -> dict:
         for i in range(n):
             negs = [f"neg {i} a", f"neg {i} b"] if i % 2 == 0 else []
             types = ["swap_att", "llm"] if negs else []
-            w.write(f"k{i:03d}", _img(i), [f"cap {i}", f"other cap {i}"] if i % 3 == 0 else f"cap {i}",
-                    neg_captions=negs, neg_types=types, neg_images=[_img(1000 + i)] if negs else [],
+            w.write(f"k{i:03d}", noise_image(i), [f"cap {i}", f"other cap {i}"] if i % 3 == 0 else f"cap {i}",
+                    neg_captions=negs, neg_types=types, neg_images=[noise_image(1000 + i)] if negs else [],
                     meta={"index": i})
     return w.manifest
 
@@ -67,14 +54,14 @@ def test_round_trip_manifest_counts_and_hashes(tmp_path):
 
     # read back through the reader: texts, types and lossless pixels
     src = WdsSource([str(f) for f in files], resampled=False)
-    recs = [src.load(raw) for raw in src.natural()]
+    recs = [src.load(raw) for raw in src.natural(ErrorCounter())]
     assert [r.key for r in recs] == [f"k{i:03d}" for i in range(23)]
     r0, r1 = recs[0], recs[1]
     assert r0.captions == ["cap 0", "other cap 0"] and r1.captions == ["cap 1"]
     assert r0.neg_captions == ["neg 0 a", "neg 0 b"] and r0.neg_types == ["swap_att", "llm"]
     assert r1.neg_captions == [] and r1.neg_images == []
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r0.image.read()))), np.asarray(_img(0)))
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r0.neg_images[0].read()))), np.asarray(_img(1000)))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r0.image.read()))), np.asarray(noise_image(0)))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r0.neg_images[0].read()))), np.asarray(noise_image(1000)))
     meta = json.loads(tarfile.open(files[0]).extractfile("k000.json").read())
     assert meta["index"] == 0 and meta["captions"] == ["cap 0", "other cap 0"]
 
@@ -89,12 +76,12 @@ def test_shards_are_byte_reproducible(tmp_path):
 
 def test_no_partial_shard_is_visible_and_abort_cleans_up(tmp_path):
     w = ShardWriter(tmp_path, shard_size=3)
-    w.write("a", _img(0), "x")
-    w.write("b", _img(1), "y")
+    w.write("a", noise_image(0), "x")
+    w.write("b", noise_image(1), "y")
     # shard 0 is open: only a hidden temporary file exists, never the final name
     assert not (tmp_path / "train-000000.tar").exists()
     assert [p.name.startswith(".train-000000.tar.tmp") for p in tmp_path.iterdir()] == [True]
-    w.write("c", _img(2), "z")  # completes shard 0
+    w.write("c", noise_image(2), "z")  # completes shard 0
     assert (tmp_path / "train-000000.tar").exists()
     with tarfile.open(tmp_path / "train-000000.tar") as tf:
         assert len(tf.getnames()) == 9
@@ -104,20 +91,20 @@ def test_no_partial_shard_is_visible_and_abort_cleans_up(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with ShardWriter(out, shard_size=2) as w2:
             for i in range(3):
-                w2.write(f"s{i}", _img(i), "cap")
+                w2.write(f"s{i}", noise_image(i), "cap")
             raise RuntimeError("boom")
     assert sorted(p.name for p in out.iterdir()) == ["train-000000.tar"]  # no tmp file, no manifest
 
 
 def test_bytes_pass_through_and_jpg_format(tmp_path):
-    jpg = _jpeg_bytes(3)
+    jpg = image_bytes(noise_image(3), "JPEG")
     with ShardWriter(tmp_path / "a") as w:
         w.write("x", jpg, "cap", neg_captions=["n"], neg_images=[jpg])
     with tarfile.open(tmp_path / "a" / "train-000000.tar") as tf:
         assert tf.extractfile("x.jpg").read() == jpg
         assert tf.extractfile("x.neg.0.jpg").read() == jpg
     with ShardWriter(tmp_path / "b", image_format="jpg") as w:
-        w.write("x", _img(1), "cap")
+        w.write("x", noise_image(1), "cap")
     with tarfile.open(tmp_path / "b" / "train-000000.tar") as tf:
         assert tf.getnames()[0] == "x.jpg"
     assert detect_image_ext(jpg) == "jpg"
@@ -128,18 +115,18 @@ def test_bytes_pass_through_and_jpg_format(tmp_path):
 def test_writer_rejects_bad_input(tmp_path):
     with ShardWriter(tmp_path) as w:
         with pytest.raises(ValueError, match="key"):
-            w.write("a.b", _img(0), "cap")
+            w.write("a.b", noise_image(0), "cap")
         with pytest.raises(ValueError, match="caption"):
-            w.write("a", _img(0), "  ")
+            w.write("a", noise_image(0), "  ")
         with pytest.raises(ValueError, match="unknown edit type 'swap'"):
-            w.write("a", _img(0), "cap", neg_captions=["n"], neg_types=["swap"])
+            w.write("a", noise_image(0), "cap", neg_captions=["n"], neg_types=["swap"])
         with pytest.raises(ValueError, match="single-line"):
-            w.write("a", _img(0), "cap", neg_captions=["two\nlines"])
+            w.write("a", noise_image(0), "cap", neg_captions=["two\nlines"])
         with pytest.raises(ValueError, match="reserved"):
-            w.write("a", _img(0), "cap", meta={"captions": []})
-        w.write("a", _img(0), "cap")
+            w.write("a", noise_image(0), "cap", meta={"captions": []})
+        w.write("a", noise_image(0), "cap")
         with pytest.raises(ValueError, match="twice"):
-            w.write("a", _img(0), "cap")
+            w.write("a", noise_image(0), "cap")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ShardWriter(tmp_path)
     ShardWriter(tmp_path, overwrite=True).close()
@@ -177,16 +164,16 @@ def test_brace_patterns_and_url_lists(tmp_path):
     _write(tmp_path / "a", n=25)
     _write(tmp_path / "b", n=5)
     spec = f"{tmp_path}/a/train-{{000000..000002}}.tar::{tmp_path / 'b'}"
-    files = expand_urls(spec)
+    files = expand_patterns(spec)
     assert [Path(f).parent.name + "/" + Path(f).name for f in files] == [
         "a/train-000000.tar", "a/train-000001.tar", "a/train-000002.tar", "b/train-000000.tar"]
-    with pytest.raises(DataError, match="train-000003.tar: shard not found"):
-        expand_urls(f"{tmp_path}/a/train-{{000000..000003}}.tar")
+    with pytest.raises(DataError, match="train-000003.tar: not found .from data.train"):
+        expand_patterns(f"{tmp_path}/a/train-{{000000..000003}}.tar")
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_fast_header_scan_matches_tarfile(tmp_path, fmt):
-    from tripletclip.data.wds import _fast_members, _tarfile_members
+    from tripletclip.data.shard_reader import _fast_members, _tarfile_members
 
     path = tmp_path / "t.tar"
     names = ["a" * 120 + "/x.txt", "k.png", "dir/sub/k2.txt"] + (["é€.txt", "b" * 300 + ".txt"] if fmt != tarfile.USTAR_FORMAT else [])

@@ -28,11 +28,8 @@ MODEL = "test-vit-tiny"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from tripletclip.models.factory import save_random_weights
-
-    torch.set_num_threads(1)
-    return save_random_weights(MODEL, tmp_path_factory.mktemp("w") / "tiny.safetensors", seed=7)
+def weights(tiny_weights) -> Path:
+    return tiny_weights  # conftest: seeded test-vit-tiny weights
 
 
 @pytest.fixture(scope="module")

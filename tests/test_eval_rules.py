@@ -22,8 +22,8 @@ from tripletclip.eval.winoground import wino_decide
 class FakeEncoder:
     """Embeddings from lookup tables; records every image source it is asked for."""
 
-    def __init__(self, texts: dict, images: dict, default_text=None):
-        self.texts, self.images, self.default_text = texts, images, default_text
+    def __init__(self, texts: dict, images: dict, default_text=None, default_image=None):
+        self.texts, self.images, self.default_text, self.default_image = texts, images, default_text, default_image
         self.image_requests: list = []
         self.stats = {"images_encoded": 0, "texts_encoded": 0}
 
@@ -37,7 +37,8 @@ class FakeEncoder:
 
     def encode_images(self, sources):
         self.image_requests.extend(sources)
-        return torch.tensor([self.images[self._key(s)] for s in sources], dtype=torch.float32)
+        return torch.tensor([self.images[self._key(s)] if self.default_image is None else self.default_image(self._key(s))
+                             for s in sources], dtype=torch.float32)
 
     def describe(self):
         return {"model": {"name": "fake"}}
@@ -395,3 +396,107 @@ def test_quick_gelu_mismatch_is_refused():
         check_quick_gelu("ViT-B-32", "openai")  # checked from metadata, before any download
     check_quick_gelu("ViT-B-32", "openai", force_quick_gelu=True)
     check_quick_gelu("ViT-B-32-quickgelu", "openai")
+
+
+# ---------------------------------------------------------------- every registered benchmark
+def _vec(x) -> list[float]:
+    """A deterministic unit-ish 3-vector for any caption or image key (registry-wide runs need no known answer)."""
+    h = sum(map(ord, str(x)))
+    return [1.0 + h % 3, 1.0 + h % 5, 1.0 + h % 7]
+
+
+def _case_sugarcrepe(tmp):
+    ann, img, _ = sugarcrepe_fixture(tmp)
+    return {"annotations": ann, "images": img}
+
+
+def _case_sugarcrepe_pp(tmp):
+    write_json(tmp / "pp" / "swap_obj.json", [{"id": 0, "filename": "a.jpg", "caption": "p1", "caption2": "p2",
+                                               "negative_caption": "n"}])
+    return {"annotations": tmp / "pp", "images": touch_images(tmp / "img", ["a.jpg"]), "subsets": "swap_obj"}
+
+
+def _case_valse(tmp):
+    write_json(tmp / "v" / "existence.json", {"a": {"image_file": "v.jpg", "caption": "c", "foil": "f",
+                                                    "mturk": {"caption": 3}}})
+    return {"annotations": tmp / "v", "images": touch_images(tmp / "img", ["v.jpg"])}
+
+
+def _case_order(tmp):
+    ann = write_json(tmp / "k.json", [{"image": "o.jpg", "caption": ["A big red dog chases a small cat."]}])
+    return {"annotations": ann, "images": touch_images(tmp / "img", ["o.jpg"])}
+
+
+def _case_vg(kind):
+    def case(tmp):
+        row = {"image_path": "g.jpg", "bbox_x": 0, "bbox_y": 0, "bbox_w": 4, "bbox_h": 4, "relation_name": "on",
+               "attributes": ["red", "big"], "true_caption": "t", "false_caption": "f"}
+        return {"annotations": write_json(tmp / f"vg_{kind}.json", [row]), "images": touch_images(tmp / "img", ["g.jpg"])}
+    return case
+
+
+def _case_winoground(tmp):
+    (tmp / "examples.jsonl").write_text(json.dumps({"id": 0, "image_0": "i0", "image_1": "i1", "caption_0": "c0",
+                                                    "caption_1": "c1", "tag": "Object"}) + "\n")
+    return {"annotations": tmp / "examples.jsonl", "images": touch_images(tmp / "im", ["i0.png", "i1.png"])}
+
+
+def _case_tripletdata_wino(tmp):
+    from tripletclip.data.shards import ShardWriter
+
+    with ShardWriter(tmp / "shards", prefix="eval") as w:
+        w.write("k0", png((255, 0, 0)), "y", neg_captions=["y'"], neg_types=["swap_att"], neg_images=[png((0, 0, 9))])
+    return {"annotations": tmp / "shards"}
+
+
+def _case_retrieval(tmp):
+    ann = write_json(tmp / "r.json", [{"image": "a.jpg", "caption": ["x", "y"]}, {"image": "b.jpg", "caption": "z"}])
+    return {"annotations": ann, "images": touch_images(tmp / "img", ["a.jpg", "b.jpg"])}
+
+
+def _case_zeroshot(tmp):
+    for c in ("cat", "dog"):
+        touch_images(tmp / "f" / c, [f"{c}.png"])
+    return {"images": tmp / "f", "templates": write_json(tmp / "t.json", ["a {c}."])}
+
+
+def _case_world(tmp):
+    bench = tmp / "bench"
+    touch_images(bench / "images", ["s0.png"])
+    write_json(bench / "sugarcrepe" / "swap_att.json",
+               {"0": {"filename": "s0.png", "caption": "p", "negative_caption": "q", "split": "seen"}})
+    write_json(bench / "retrieval.json", [{"image": "s0.png", "caption": ["p"]}])
+    return {"annotations": bench}
+
+
+# how each registered benchmark is run on a tiny case (a new benchmark needs an entry)
+BENCHMARK_CASES = {
+    "sugarcrepe": _case_sugarcrepe, "sugarcrepe_pp": _case_sugarcrepe_pp, "valse": _case_valse,
+    "aro_coco_order": _case_order, "aro_flickr_order": _case_order, "aro_vg_relation": _case_vg("relation"),
+    "aro_vg_attribution": _case_vg("attribution"), "winoground": _case_winoground,
+    "tripletdata_wino": _case_tripletdata_wino, "retrieval": _case_retrieval, "zeroshot": _case_zeroshot,
+    "world": _case_world,
+}
+
+
+def test_every_registered_benchmark_has_a_case():
+    assert set(BENCHMARK_CASES) == set(EVALUATORS.names())
+
+
+@pytest.mark.parametrize("name", EVALUATORS.names())
+def test_every_benchmark_writes_the_full_record(name, tmp_path):
+    """The record every result file and metric logger relies on; blind exactly where the benchmark allows it."""
+    args = {name: BENCHMARK_CASES[name](tmp_path)}
+    enc = FakeEncoder({}, {}, default_text=_vec, default_image=_vec)
+    rows: list = []
+    rec = evaluate([name], enc, args, per_row=rows)[name]
+    assert rec["benchmark"] == name and json.loads(json.dumps(rec)) == rec
+    assert rec["protocol"] and rec["cost"]["seconds"] >= 0 and rec["model"] == {"model": {"name": "fake"}}
+    assert rec["annotations"] and all(len(a["sha256"]) == 64 for a in rec["annotations"] if "sha256" in a)
+    assert rec["headline"] and all(v is None or 0.0 <= v <= 1.0 for v in rec["headline"].values())
+    assert rows and all(r["benchmark"] == name for r in rows)
+    if getattr(EVALUATORS.get(name), "supports_blind"):
+        assert evaluate([name], enc, args, blind=True)[name]["protocol"]["blind"] is True
+    else:
+        with pytest.raises(ValueError, match="no blind"):
+            evaluate([name], enc, args, blind=True)

@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from tripletclip.cli import main
 from tripletclip.config import load_config
 from tripletclip.data.testing import write_synthetic_shards
+from tripletclip.data.source import ErrorCounter
 from tripletclip.data.wds import WdsSource
 from tripletclip.train import train
 
@@ -162,9 +163,10 @@ def test_a_cut_shard_counts_exactly_the_samples_it_lost(tmp_path):
     files = [str(tmp_path / f"train-{i:06d}.tar") for i in range(3)]
     source = WdsSource(files, resampled=False)
     source.partition_for(1)
-    keys = [raw[1] for raw in source.stream(epoch=0, g=0, n_logical=1, seed=0, buffer=1)]
+    errors = ErrorCounter()
+    keys = [raw[1] for raw in source.stream(epoch=0, g=0, n_logical=1, seed=0, buffer=1, errors=errors)]
     assert sorted(keys) == [f"s{i:05d}" for i in range(48) if not 22 <= i <= 31]
-    assert (source.stream_errors, source.samples_lost) == (1, 10)
+    assert (errors["stream_errors"], errors["samples_lost"]) == (1, 10)
 
     def run(name: str, *extra: str) -> Any:
         return _cli("train", *_overrides(str(tmp_path / "train-{000000..000002}.tar"), tmp_path / "runs", name, steps=5,

@@ -5,15 +5,16 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tripletclip.data.contract import DataError
-from tripletclip.negatives.io import CaptionInput
+from tripletclip.negatives.io import CaptionColumns, CaptionInput
 from tripletclip.negatives.jobs import JobError, resolve_shard
-from tripletclip.negatives.text_job import run_text
+from tripletclip.negatives.text_job import TextJobOptions, run_text
 
 CAPTIONS = [
     "A red car parked next to a blue bus.", "A dog sitting on a couch.", "Two cats sleeping on a bed.",
@@ -22,6 +23,11 @@ CAPTIONS = [
     "A train crossing a bridge over a river.", "Three sheep grazing in a green field.", "A laptop on a desk near a lamp.",
 ]
 RULES = {"types": "sugarcrepe", "per_caption": 2, "tagger": "lexicon"}
+
+
+def rules_job(spec: str, out: Path, chunk_size: int, options: dict = RULES, **job: Any) -> TextJobOptions:
+    return TextJobOptions(inp=spec, out=str(out), generator_options=options, columns=CaptionColumns(chunk_size=chunk_size),
+                          **job)
 
 
 def rows(n: int = 36) -> list[dict[str, str]]:
@@ -56,7 +62,7 @@ def test_all_input_formats_give_the_same_negatives(tmp_path: Path) -> None:
     paths = write_inputs(tmp_path)
     results = {}
     for kind, spec in paths.items():
-        m = run_text(spec, str(tmp_path / f"out-{kind}"), "rules", RULES, chunk_size=10)
+        m = run_text(rules_job(spec, tmp_path / f"out-{kind}", 10))
         assert m["complete"] and m["rows"] == 36
         got = read_out(tmp_path / f"out-{kind}")
         assert {"key", "caption", "neg_caption", "edit_type", "generator"} <= set(got[0])
@@ -70,9 +76,9 @@ def test_all_input_formats_give_the_same_negatives(tmp_path: Path) -> None:
 
 def test_shards_partition_the_rows_and_env_ranks_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = write_inputs(tmp_path)["parquet"]
-    run_text(spec, str(tmp_path / "single"), "rules", RULES, chunk_size=5)
+    run_text(rules_job(spec, tmp_path / "single", 5))
     for i in range(3):
-        m = run_text(spec, str(tmp_path / "sharded"), "rules", RULES, chunk_size=5, shard=f"{i}/3")
+        m = run_text(rules_job(spec, tmp_path / "sharded", 5, shard=f"{i}/3"))
         assert m["last_run"]["units_run"] == len(range(i, 8, 3))
     assert m["complete"]
     assert read_out(tmp_path / "single") == read_out(tmp_path / "sharded")
@@ -88,7 +94,7 @@ def test_shards_partition_the_rows_and_env_ranks_match(tmp_path: Path, monkeypat
 
 def test_a_killed_job_resumes_without_duplicates_or_losses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = write_inputs(tmp_path)["parquet"]
-    run_text(spec, str(tmp_path / "ref"), "rules", RULES, chunk_size=4)
+    run_text(rules_job(spec, tmp_path / "ref", 4))
     import tripletclip.negatives.text_job as tj
 
     real = tj.write_parquet_atomic
@@ -103,23 +109,23 @@ def test_a_killed_job_resumes_without_duplicates_or_losses(tmp_path: Path, monke
 
     monkeypatch.setattr(tj, "write_parquet_atomic", dying)
     with pytest.raises(KeyboardInterrupt):
-        run_text(spec, str(tmp_path / "out"), "rules", RULES, chunk_size=4)
+        run_text(rules_job(spec, tmp_path / "out", 4))
     monkeypatch.setattr(tj, "write_parquet_atomic", real)
     assert len(list((tmp_path / "out").glob("part-*.parquet"))) == 3
-    m = run_text(spec, str(tmp_path / "out"), "rules", RULES, chunk_size=4)
+    m = run_text(rules_job(spec, tmp_path / "out", 4))
     assert m["complete"] and m["last_run"]["units_run"] == 6 and m["last_run"]["units_skipped_done"] == 3
     assert read_out(tmp_path / "out") == read_out(tmp_path / "ref")
     assert not list((tmp_path / "out").glob(".*tmp*"))  # the killed unit's partial file is gone
-    m2 = run_text(spec, str(tmp_path / "out"), "rules", RULES, chunk_size=4)
+    m2 = run_text(rules_job(spec, tmp_path / "out", 4))
     assert m2["last_run"]["units_run"] == 0 and read_out(tmp_path / "out") == read_out(tmp_path / "ref")
 
 
 def test_a_different_job_in_the_same_folder_is_refused(tmp_path: Path) -> None:
     spec = write_inputs(tmp_path)["parquet"]
-    run_text(spec, str(tmp_path / "out"), "rules", RULES, chunk_size=10)
+    run_text(rules_job(spec, tmp_path / "out", 10))
     with pytest.raises(JobError, match="per_caption differs"):
-        run_text(spec, str(tmp_path / "out"), "rules", {**RULES, "per_caption": 1}, chunk_size=10)
-    m = run_text(spec, str(tmp_path / "out"), "rules", {**RULES, "per_caption": 1}, chunk_size=10, overwrite=True)
+        run_text(rules_job(spec, tmp_path / "out", 10, {**RULES, "per_caption": 1}))
+    m = run_text(rules_job(spec, tmp_path / "out", 10, {**RULES, "per_caption": 1}, overwrite=True))
     assert m["negatives"] == 36
 
 
@@ -133,7 +139,7 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("key,caption\n1,a dog\n2,\n")
     src = CaptionInput(str(tmp_path / "c.csv"))
     assert [r.key for r in src.read(0)] == ["1"] and src.skipped == {"empty_caption": 1}  # counted, not lost
-    with pytest.raises(DataError, match="no such input"):
+    with pytest.raises(DataError, match="missing.parquet: not found"):
         CaptionInput(str(tmp_path / "missing.parquet"))
 
 
@@ -154,4 +160,4 @@ def test_cli_text_and_stats(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s" / "edit_types.png").exists()
     r = runner.invoke(main, ["negatives", "text", "--in", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and "no such input file" in r.output and "Traceback" not in r.output
+    assert r.exit_code != 0 and "nope.csv: not found (--in)" in r.output and "Traceback" not in r.output

@@ -13,7 +13,7 @@ import pytest
 from tripletclip.negatives.llm import LLMGenerator
 from tripletclip.negatives.llm_backends import OpenAIChatLLM, TransformersLLM
 from tripletclip.negatives.prompts import NEGATIVE_PROMPT, REWRITE_PROMPT, check_output, clean_output, render_plain
-from tripletclip.negatives.text_job import run_rewrite, run_text
+from tripletclip.negatives.text_job import RewriteJobOptions, TextJobOptions, run_rewrite, run_text
 
 CAPS = ["A red car parked next to a blue bus.", "A dog sitting on a couch.", "Two cats sleeping on a bed.",
         "A man riding a horse on a beach."]
@@ -61,7 +61,8 @@ def test_llm_job_on_tiny_model_validates_and_falls_back(tiny_lm: Path, tmp_path:
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"key": f"k{i}", "caption": c}) + "\n" for i, c in enumerate(CAPS)))
     opts = {"backend": "transformers", "model": str(tiny_lm), "batch_size": 3, "retries": 1, "max_new_tokens": 8,
             "backend_options": {"device": "cpu"}}
-    m = run_text(str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "llm", opts)
+    m = run_text(TextJobOptions(inp=str(tmp_path / "in.jsonl"), out=str(tmp_path / "out"), generator="llm",
+                                generator_options=opts))
     rows = pq.read_table(tmp_path / "out" / "part-000000.parquet").to_pylist()
     assert m["complete"] and len(rows) == len(CAPS)  # one negative per caption: the LLM's or the fallback's
     c = m["generator_counts"]
@@ -137,7 +138,8 @@ def test_openai_backend_retries_invalid_outputs_and_falls_back(stub_server: str,
     (tmp_path / "in.csv").write_text("key,caption\n" + "".join(f'k{i},"{c}"\n' for i, c in enumerate(CAPS)))
     opts = {"backend": "openai", "model": "stub-model", "batch_size": 2, "retries": 2, "temperature": 0.0,
             "backend_options": {"base_url": stub_server, "api_key_env": "TEST_LLM_KEY", "concurrency": 2}}
-    m = run_text(str(tmp_path / "in.csv"), str(tmp_path / "out"), "llm", opts)
+    m = run_text(TextJobOptions(inp=str(tmp_path / "in.csv"), out=str(tmp_path / "out"), generator="llm",
+                                generator_options=opts))
     rows = {r["key"]: r for r in pq.read_table(tmp_path / "out" / "part-000000.parquet").to_pylist()}
     assert rows["k0"]["neg_caption"] == "A blue car parked next to a red bus." and rows["k0"]["attempts"] == 1
     assert rows["k1"]["neg_caption"] == "A dog sitting under a couch." and rows["k1"]["attempts"] == 3
@@ -156,13 +158,14 @@ def test_rewrite_job_keeps_original_when_invalid(stub_server: str, tmp_path: Pat
     _Stub.answers = {CAPS[0]: ["On the street, a red car is parked beside a blue bus."],
                      CAPS[1]: ["A dog sitting on a couch."]}  # identical every time -> keep the original
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"key": f"k{i}", "caption": c}) + "\n" for i, c in enumerate(CAPS[:2])))
-    m = run_rewrite(str(tmp_path / "in.jsonl"), str(tmp_path / "rw"), "openai", "stub", {"retries": 1, "backend_options": {"base_url": stub_server}})
+    m = run_rewrite(RewriteJobOptions(inp=str(tmp_path / "in.jsonl"), out=str(tmp_path / "rw"), backend="openai",
+                                      model="stub", options={"retries": 1, "backend_options": {"base_url": stub_server}}))
     rows = pq.read_table(tmp_path / "rw" / "part-000000.parquet").to_pylist()
     assert rows[0]["caption"].startswith("On the street") and rows[0]["rewritten"] and rows[0]["original_caption"] == CAPS[0]
     assert rows[1]["caption"] == CAPS[1] and not rows[1]["rewritten"]
     assert m["generator_counts"]["kept_original"] == 1 and m["generator_counts"]["rewritten"] == 1
     # a rewrite output is a valid input of the negatives job, carrying the original caption through
-    run_text(str(tmp_path / "rw"), str(tmp_path / "neg"), "rules", {"tagger": "lexicon"})
+    run_text(TextJobOptions(inp=str(tmp_path / "rw"), out=str(tmp_path / "neg"), generator_options={"tagger": "lexicon"}))
     negs = pq.read_table(tmp_path / "neg" / "part-000000.parquet").to_pylist()
     assert negs[0]["original_caption"] == CAPS[0] and negs[0]["caption"].startswith("On the street")
 

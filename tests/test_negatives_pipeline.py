@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tripletclip.data.shards import read_manifest
+from tripletclip.data.manifest import read_manifest
+from tripletclip.data.shard_reader import read_shard
 from tripletclip.negatives.base import stable_hash
-from tripletclip.negatives.positives import iter_shard
+from tripletclip.negatives.images import ImageJobOptions, run_images
+from tripletclip.negatives.text_job import TextJobOptions, run_text
 
 CAPTIONS = ["A red car parked next to a blue bus.", "A dog sitting on a couch.", "Two cats sleeping on a bed.",
             "A man riding a horse on a beach.", "A bowl of fruit on a wooden table.", "An orange cat next to a white dog.",
@@ -31,8 +33,6 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Positive JPEGs, a captions CSV pointing at them (one image missing), and the rules negatives."""
-    from tripletclip.negatives.text_job import run_text
-
     root = tmp_path_factory.mktemp("data")
     (root / "img").mkdir()
     rows = []
@@ -46,18 +46,22 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         w = csv.DictWriter(f, fieldnames=["key", "caption", "image"])
         w.writeheader()
         w.writerows(rows)
-    run_text(str(root / "captions.csv"), str(root / "neg"), "rules", {"tagger": "lexicon", "per_caption": 2})
+    run_text(TextJobOptions(inp=str(root / "captions.csv"), out=str(root / "neg"),
+                            generator_options={"tagger": "lexicon", "per_caption": 2}))
     return {"root": root, "neg": root / "neg"}
+
+
+def _sd_job(tiny_sd: Path, dataset: dict[str, Path], out: Path, batch_size: int) -> ImageJobOptions:
+    """Two negatives per key rendered by the tiny diffusers pipeline, 5 keys per unit, 3 samples per shard."""
+    t2i = {"model": str(tiny_sd), "steps": 1, "guidance": 0.0, "size": 32, "device": "cpu"}
+    return ImageJobOptions(negatives=str(dataset["neg"]), out=str(out), backend="diffusers", backend_options=t2i,
+                           batch_size=batch_size, chunk_size=5, shard_size=3, image_format="png", max_negs_per_key=2)
 
 
 @pytest.fixture(scope="module")
 def shards(tiny_sd: Path, dataset: dict[str, Path]) -> Path:
-    from tripletclip.negatives.images import run_images
-
     out = dataset["root"] / "shards"
-    opts = {"model": str(tiny_sd), "steps": 1, "guidance": 0.0, "size": 32, "device": "cpu"}
-    m = run_images(str(dataset["neg"]), str(out), "diffusers", opts, batch_size=4, chunk_size=5, shard_size=3,
-                   image_format="png", max_negs_per_key=2)
+    m = run_images(_sd_job(tiny_sd, dataset, out, batch_size=4))
     assert m["complete"] and m["missing_positive"] == 1 and m["missing_positive_examples"] == ["s005"]
     return out
 
@@ -69,14 +73,14 @@ def test_shards_hold_positive_negative_captions_and_seeded_renderings(shards: Pa
     m = read_manifest(shards)  # the data package's manifest format, readable by its tools
     assert m["total_samples"] == 13 and m["total_neg_images"] == m["total_neg_captions"] == 26
     assert sum(m["edit_types"].values()) == 26 and m["config"]["t2i"]["guidance"] == 0.0
-    samples = [s for p in sorted(shards.glob("*.tar")) for s in iter_shard(p)]
+    samples = [s for p in sorted(shards.glob("*.tar")) for s in read_shard(p)]
     assert [s.key for s in samples] == [f"s{i:03d}" for i in range(14) if i != 5]
     t2i = DiffusersT2I(str(tiny_sd), steps=1, size=32, device="cpu")
     s = samples[3]
-    assert s.image == (dataset["root"] / "img" / f"{s.key}.jpg").read_bytes()  # positive bytes pass unchanged
+    assert s.image.read() == (dataset["root"] / "img" / f"{s.key}.jpg").read_bytes()  # positive bytes pass unchanged
     assert s.meta["neg_seeds"] == [stable_hash(0, s.key, m, bits=31) for m in range(2)]
     again = t2i.render([s.neg_captions[1]], [s.meta["neg_seeds"][1]])[0]
-    stored = Image.open(io.BytesIO(s.neg_images[1]))
+    stored = Image.open(io.BytesIO(s.neg_images[1].read()))
     assert stored.size == (32, 32) and np.array_equal(np.asarray(stored), np.asarray(again))  # seed reproduces it
     assert len(s.neg_captions) == 2 and all(t != "unknown" for t in s.neg_types)
 
@@ -101,9 +105,7 @@ def test_images_job_resumes_only_missing_units(shards: Path, dataset: dict[str, 
     (shards / "part-000001.json").unlink()  # as if unit 1 was killed before it was marked done
     for p in shards.glob("part000001-*.tar"):
         p.unlink()
-    opts = {"model": str(tiny_sd), "steps": 1, "guidance": 0.0, "size": 32, "device": "cpu"}
-    m = run_images(str(dataset["neg"]), str(shards), "diffusers", opts, batch_size=2, chunk_size=5, shard_size=3,
-                   image_format="png", max_negs_per_key=2)
+    m = run_images(_sd_job(tiny_sd, dataset, shards, batch_size=2))
     assert m["last_run"]["units_run"] == 1 and m["complete"]
     after = {p.name: p.read_bytes() for p in shards.glob("*.tar")}
     assert after == before  # same bytes although the batch size changed: per-image seeds
@@ -114,11 +116,12 @@ def test_clip_score_filter_keeps_the_brute_force_top_half(shards: Path, tmp_path
     import torch
 
     from tripletclip.models import create_model
-    from tripletclip.negatives.filter import run_filter
+    from tripletclip.negatives.filter import FilterJobOptions, run_filter
 
     torch.manual_seed(0)
     bundle = create_model("test-vit-tiny")
-    m = run_filter(str(shards), str(tmp_path / "f"), keep=0.5, bundle=bundle, device="cpu", shard_size=4)
+    job = FilterJobOptions(shards=str(shards), out=str(tmp_path / "f"), keep=0.5, device="cpu", shard_size=4)
+    m = run_filter(job, bundle=bundle)
     f = m["filter"]
     assert f["scored"] == 13 and f["kept"] == 6 and f["dropped"] == 7 and m["total_samples"] == 6
     model = bundle.model.eval()
@@ -131,14 +134,14 @@ def test_clip_score_filter_keeps_the_brute_force_top_half(shards: Path, tmp_path
 
     brute = {}
     for p in sorted(shards.glob("*.tar")):
-        for s in iter_shard(p):
-            neg = np.mean([cos(s.neg_images[k], s.neg_captions[k]) for k in sorted(s.neg_images)])
-            brute[s.key] = 0.5 * (cos(s.image, s.captions[0]) + neg)
+        for s in read_shard(p):
+            neg = np.mean([cos(s.neg_images[k].read(), s.neg_captions[k]) for k in range(len(s.neg_images))])
+            brute[s.key] = 0.5 * (cos(s.image.read(), s.captions[0]) + neg)
     top = sorted(brute, key=lambda k: (-brute[k], k))[:6]
-    kept = [s.key for p in sorted((tmp_path / "f").glob("train-*.tar")) for s in iter_shard(p)]
+    kept = [s.key for p in sorted((tmp_path / "f").glob("train-*.tar")) for s in read_shard(p)]
     assert sorted(kept) == sorted(top)
     assert f["threshold"] == pytest.approx(brute[top[-1]], abs=1e-4)
-    again = run_filter(str(shards), str(tmp_path / "f"), keep=0.5, bundle=bundle, device="cpu", shard_size=4)
+    again = run_filter(job, bundle=bundle)
     assert again["dataset_hash"] == m["dataset_hash"]  # resumed: scores reused, same selection
 
 
@@ -187,23 +190,22 @@ def test_faithfulness_with_a_tiny_vqa_model(shards: Path, tmp_path: Path) -> Non
 def test_unrenderable_captions_are_dropped_with_their_image(dataset: dict[str, Path], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import tripletclip.world as world
-    from tripletclip.negatives.images import run_images
-
     def fake_render(caption: str, seed: int = 0, size: int = 64):  # stands in for the world's renderer
         if " with " in caption or " and " in caption:
             return None  # outside the grammar
         return Image.fromarray(np.full((size, size, 3), stable_hash(caption, seed) % 256, dtype=np.uint8))
 
     monkeypatch.setattr(world, "render_caption", fake_render, raising=False)
-    m = run_images(str(dataset["neg"]), str(tmp_path / "w"), "world", {"size": 16}, max_negs_per_key=2, image_format="png")
-    samples = [s for p in sorted((tmp_path / "w").glob("*.tar")) for s in iter_shard(p)]
+    m = run_images(ImageJobOptions(negatives=str(dataset["neg"]), out=str(tmp_path / "w"), backend="world",
+                                   backend_options={"size": 16}, max_negs_per_key=2, image_format="png"))
+    samples = [s for p in sorted((tmp_path / "w").glob("*.tar")) for s in read_shard(p)]
     assert m["render_failed"] > 0 and m["total_neg_images"] == 26 - m["render_failed"]
     for s in samples:
         assert len(s.neg_captions) == len(s.neg_images) == len(s.meta["neg_seeds"]) == len(s.neg_types)
         for k, cap in enumerate(s.neg_captions):  # caption m and image m still belong together
             assert " with " not in cap and " and " not in cap
             want = stable_hash(cap, s.meta["neg_seeds"][k]) % 256
-            assert np.asarray(Image.open(io.BytesIO(s.neg_images[k])))[0, 0, 0] == want
+            assert np.asarray(Image.open(io.BytesIO(s.neg_images[k].read())))[0, 0, 0] == want
 
 
 def test_world_renderer_backend(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Trainer end to end on tiny TripletData shards: every objective, metrics, checkpoints, kill + exact resume."""
+"""Trainer end to end on the synthetic source: every registered objective, metrics, checkpoints, kill + exact
+resume, epoch hooks."""
 from __future__ import annotations
 
 import json
@@ -12,65 +13,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from tripletclip.config import load_config
-from tripletclip.data.shards import ShardWriter
+from tripletclip.losses import LOSSES, build_loss
 from tripletclip.models import load_run_model
 from tripletclip.train import train
 
-COLOURS = ["red", "blue", "green", "yellow"]
-SHAPES = ["cube", "ball", "cone", "ring"]
-RGB = np.array([[220, 30, 30], [30, 30, 220], [30, 200, 30], [230, 220, 40]], dtype=np.float64)
+# the synthetic source (coloured squares, one negative caption and rendering each): the trainer reads no file
+DATA = ["data.type=synthetic", "data.train=96"]
 
 
-def _two_patch_image(rng: np.random.Generator, left: int, right: int) -> Image.Image:
-    """Left half coloured ``left``, right half ``right``, plus noise: captions are learnable from pixels."""
-    arr = np.empty((32, 32, 3))
-    arr[:, :16], arr[:, 16:] = RGB[left], RGB[right]
-    arr += rng.normal(0, 25, arr.shape)
-    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+def _cfg(out: Path, loss: str, steps: int = 6, workers: int = 0, **extra: str):
+    return load_config(None, [*_overrides(out, loss, steps, workers), *[f"{k}={v}" for k, v in extra.items()]])
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> str:
-    """4 shards x 24 samples of 32 px images with one negative caption and one negative image each."""
-    out = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(0)
-    with ShardWriter(out, prefix="train", shard_size=24) as w:
-        for i in range(96):
-            a, b = rng.choice(4, 2, replace=False)
-            img, neg = _two_patch_image(rng, a, b), _two_patch_image(rng, b, a)
-            cap = f"a {COLOURS[a]} {SHAPES[b]} left of a {COLOURS[b]} {SHAPES[a]}"
-            ncap = f"a {COLOURS[b]} {SHAPES[b]} left of a {COLOURS[a]} {SHAPES[a]}"
-            w.write(key=f"s{i:04d}", image=img, caption=[cap, cap.replace("left of", "to the left of")],
-                    neg_captions=[ncap], neg_types=["swap_att"], neg_images=[neg])
-    return str(out / "train-{000000..000003}.tar")
+def _overrides(out: Path, loss: str, steps: int, workers: int) -> list[str]:
+    return [*DATA, f"data.workers={workers}", "model.name=test-vit-tiny", f"loss.name={loss}",
+            "train.batch_size=8", f"train.steps={steps}", "train.log_every=2", "train.save_every=3",
+            f"train.output_dir={out}", f"train.name={loss}", "train.progress=false", "optim.warmup_steps=2",
+            "train.threads=1"]
 
 
-def _cfg(shards: str, out: Path, loss: str, steps: int = 6, workers: int = 0, **extra: str):
-    overrides = [f"data.train={shards}", f"data.workers={workers}", "model.name=test-vit-tiny", f"loss.name={loss}",
-                 "train.batch_size=8", f"train.steps={steps}", "train.log_every=2", "train.save_every=3",
-                 f"train.output_dir={out}", f"train.name={loss}", "train.progress=false", "optim.warmup_steps=2",
-                 "train.threads=1", *[f"{k}={v}" for k, v in extra.items()]]
-    return load_config(None, overrides)
-
-
-@pytest.mark.parametrize("loss", ["clip", "negclip", "negimage", "tripletclip", "ceclip"])
-def test_every_objective_trains_and_records_provenance(shards, tmp_path, loss):
-    res = train(_cfg(shards, tmp_path, loss))
+@pytest.mark.parametrize("loss", LOSSES.names())
+def test_every_objective_trains_and_records_provenance(tmp_path, loss):
+    res = train(_cfg(tmp_path, loss))
     run = Path(res["run_dir"])
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [2, 4, 6]
     last = recs[-1]
     assert np.isfinite(last["loss/loss"]) and last["logit_scale"] <= 100.0
     assert last["real_pairs_seen"] == 6 * 8
-    synth = 6 * 8 if loss in ("negimage", "tripletclip") else 0
-    assert last["synthetic_images_seen"] == synth  # pairs seen: real and synthetic logged separately
+    objective = LOSSES.get(loss)
+    assert last["synthetic_images_seen"] == (6 * 8 if objective.needs_neg_image else 0)  # logged apart from real
+    assert last["neg_texts_seen"] == (6 * 8 if objective.needs_neg_text else 0)
     assert 0.0 <= last["data_wait_frac"] <= 1.0 and last["pairs_per_s"] > 0
-    k = 1 if loss in ("negclip", "tripletclip", "ceclip") else 0
-    assert last["logits_i2t"] == [8, 8 + 8 * k]
+    shapes = build_loss(loss).logits_shapes(8, 8, int(objective.needs_neg_text), int(objective.needs_neg_image))
+    assert all(last[k] == v for k, v in shapes.items())
     info = json.loads((run / "run.json").read_text())
     assert info["data"]["sha256"] and info["code_version"]["package"] and info["model"]["name"] == "test-vit-tiny"
     assert (run / "config.yaml").is_file()
@@ -78,14 +57,22 @@ def test_every_objective_trains_and_records_provenance(shards, tmp_path, loss):
     assert bundle.identity["step"] == 6
 
 
-def test_training_reduces_the_loss(shards, tmp_path):
-    res = train(_cfg(shards, tmp_path, "clip", steps=30, **{"optim.lr": "2e-3", "train.log_every": "5"}))
+def test_objectives_hear_every_epoch_start(tmp_path, monkeypatch):
+    """16 samples in batches of 8: the data enter epoch 1 at step 3 and epoch 2 at step 5."""
+    heard = []
+    monkeypatch.setattr(LOSSES.get("ceclip"), "on_epoch_start", lambda self, epoch: heard.append(epoch))
+    train(load_config(None, [*_overrides(tmp_path, "ceclip", 6, 0), "data.train=16"]))
+    assert heard == [1, 2]
+
+
+def test_training_reduces_the_loss(tmp_path):
+    res = train(_cfg(tmp_path, "clip", steps=30, **{"optim.lr": "2e-3", "train.log_every": "5"}))
     recs = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert recs[-1]["loss/loss"] < recs[0]["loss/loss"] - 0.2
 
 
-def _train_cmd(shards: str, out: Path, name: str, steps: int, workers: int, resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "tripletclip.cli", "train", f"data.train={shards}", f"data.workers={workers}",
+def _train_cmd(out: Path, name: str, steps: int, workers: int, resume: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "tripletclip.cli", "train", *DATA, f"data.workers={workers}",
            "model.name=test-vit-tiny", "loss.name=tripletclip", "train.batch_size=8", f"train.steps={steps}",
            "train.log_every=1", "train.save_every=4", f"train.output_dir={out}", f"train.name={name}",
            "train.progress=false", "optim.warmup_steps=2", "train.threads=1", "model.aug={scale: [0.5, 1.0]}"]
@@ -93,15 +80,15 @@ def _train_cmd(shards: str, out: Path, name: str, steps: int, workers: int, resu
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_kill_and_resume_is_bitwise_identical(shards, tmp_path, workers):
+def test_kill_and_resume_is_bitwise_identical(tmp_path, workers):
     """Kill -9 a run after a checkpoint; --resume latest must end with the same bits as a clean run.
 
     14 steps of batch 8 cross the 96-sample epoch boundary, so the data position across epochs is covered;
     the random-resized-crop augmentation makes the transform RNG part of what must be restored.
     """
     steps = 14
-    subprocess.run(_train_cmd(shards, tmp_path, "clean", steps, workers, False), check=True, capture_output=True)
-    proc = subprocess.Popen(_train_cmd(shards, tmp_path, "killed", steps, workers, False),
+    subprocess.run(_train_cmd(tmp_path, "clean", steps, workers, False), check=True, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(tmp_path, "killed", steps, workers, False),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     latest = tmp_path / "killed" / "checkpoints" / "latest"
     deadline = time.time() + 120
@@ -111,7 +98,7 @@ def test_kill_and_resume_is_bitwise_identical(shards, tmp_path, workers):
     proc.wait()
     killed_at = latest.read_text().strip()
     assert killed_at.startswith("step_") and int(killed_at[5:]) < steps, "the run finished before it was killed"
-    subprocess.run(_train_cmd(shards, tmp_path, "killed", steps, workers, True), check=True, capture_output=True)
+    subprocess.run(_train_cmd(tmp_path, "killed", steps, workers, True), check=True, capture_output=True)
     a = load_file(str(tmp_path / "clean" / "checkpoints" / f"step_{steps:08d}" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "checkpoints" / f"step_{steps:08d}" / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -122,10 +109,10 @@ def test_kill_and_resume_is_bitwise_identical(shards, tmp_path, workers):
     assert [r["loss/loss"] for r in clean] == [r["loss/loss"] for r in resumed]
 
 
-def test_torchrun_two_processes_train_with_a_global_batch(shards, tmp_path):
+def test_torchrun_two_processes_train_with_a_global_batch(tmp_path):
     """The same trainer under torchrun (gloo): logits span the global batch, both ranks agree on the result."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "tripletclip.cli", "train", f"data.train={shards}", "data.workers=0", "model.name=test-vit-tiny",
+           "-m", "tripletclip.cli", "train", *DATA, "data.workers=0", "model.name=test-vit-tiny",
            "loss.name=tripletclip", "train.batch_size=4", "train.steps=3", "train.log_every=1", "train.save_every=0",
            f"train.output_dir={tmp_path}", "train.name=ddp", "train.progress=false", "train.threads=1"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -148,9 +135,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_i
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared/benchmarks not next to the repo")
-def test_periodic_eval_logs_compositional_scores_next_to_the_loss(shards, tmp_path):
+def test_periodic_eval_logs_compositional_scores_next_to_the_loss(tmp_path):
     args = "{sugarcrepe: {annotations: %s, images: %s}}" % (SHARED / "sugar_crepe", SHARED / "images" / "val2017")
-    res = train(_cfg(shards, tmp_path, "negclip", steps=4, **{"eval.benchmarks": "sugarcrepe", "eval.args": args,
+    res = train(_cfg(tmp_path, "negclip", steps=4, **{"eval.benchmarks": "sugarcrepe", "eval.args": args,
                                                               "train.eval_every": "2"}))
     recs = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in recs if any(k.startswith("eval/") for k in r)]
@@ -159,12 +146,10 @@ def test_periodic_eval_logs_compositional_scores_next_to_the_loss(shards, tmp_pa
     assert keys and all(0.0 <= evals[-1][k] <= 100.0 for k in keys if isinstance(evals[-1][k], float))
 
 
-def test_fine_tune_from_local_weights_with_a_locked_image_tower(shards, tmp_path):
+def test_fine_tune_from_local_weights_with_a_locked_image_tower(tmp_path, tiny_weights):
     """LiT-style lock (TripletCLIP Table 8): the image tower keeps its pretrained bits, the text tower moves."""
-    from tripletclip.models.factory import save_random_weights
-
-    init = save_random_weights("test-vit-tiny", tmp_path / "init.safetensors", seed=5)
-    res = train(_cfg(shards, tmp_path, "negclip", steps=3, **{"model.pretrained": str(init), "model.lock_image": "true"}))
+    init = tiny_weights
+    res = train(_cfg(tmp_path, "negclip", steps=3, **{"model.pretrained": str(init), "model.lock_image": "true"}))
     before = load_file(str(init))
     after = load_file(str(Path(res["run_dir"]) / "checkpoints" / "step_00000003" / "model.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))

@@ -1,6 +1,7 @@
 """``tripletclip negatives``: generate TripletData (negative captions, rewrites, images), filter, analyse.
 
-Thin: each subcommand parses its options and calls one function of :mod:`tripletclip.negatives`.
+Thin: each subcommand parses its options into the typed options object of one job and calls its function in
+:mod:`tripletclip.negatives` (click hands the parsed values over as keyword arguments, ``**o``).
 Sharding: ``--shard i/N``, or the RANK/WORLD_SIZE (torchrun) or SLURM_PROCID/SLURM_NTASKS variables.
 """
 from __future__ import annotations
@@ -43,12 +44,23 @@ def _input_options(f: Any) -> Any:
     return f
 
 
-def _backend_options(backend: str, device: str, dtype: str, base_url: str, api_key_env: str, concurrency: int) -> dict[str, Any]:
-    if backend == "openai":
-        return {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency}
-    if backend == "vllm":
-        return {"dtype": dtype}
-    return {"device": device, "dtype": dtype}
+def _llm(o: dict[str, Any], temperature: float) -> dict[str, Any]:
+    """The LLM options shared by ``text --generator llm`` and ``rewrite``, from the parsed click options."""
+    if o["backend"] == "openai":
+        backend = {"base_url": o["base_url"], "api_key_env": o["api_key_env"], "concurrency": o["concurrency"]}
+    elif o["backend"] == "vllm":
+        backend = {"dtype": o["dtype"]}
+    else:
+        backend = {"device": o["device"], "dtype": o["dtype"]}
+    return {"batch_size": o["llm_batch_size"], "retries": o["retries"], "max_new_tokens": o["max_new_tokens"],
+            "seed": o["seed"], "temperature": temperature if o["temperature"] is None else o["temperature"],
+            "backend_options": backend}
+
+
+def _columns(o: dict[str, Any]) -> Any:
+    from tripletclip.negatives.io import CaptionColumns
+
+    return CaptionColumns(o["key_col"], o["caption_col"], o["image_col"], o["chunk_size"])
 
 
 def _report(manifest: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -75,23 +87,19 @@ def negatives() -> None:
 @_input_options
 @_SHARD
 @_OVERWRITE
-def text(inp: str, out: str, generator: str, types: str, per_caption: Optional[int], tagger: str, wordlists: Optional[str],
-         seed: int, fallback: str, batch_size: int, backend: str, model: str, base_url: str, api_key_env: str,
-         concurrency: int, device: str, dtype: str, llm_batch_size: int, retries: int, temperature: Optional[float],
-         max_new_tokens: int, key_col: str, caption_col: str, image_col: str, chunk_size: int, shard: Optional[str],
-         overwrite: bool) -> None:
+def text(**o: Any) -> None:
     """Negative captions (one parquet row per negative)."""
-    from tripletclip.negatives.text_job import run_text
+    from tripletclip.negatives.text_job import TextJobOptions, run_text
 
-    if generator == "rules":
-        opts: dict[str, Any] = {"types": types, "per_caption": per_caption or (4 if types == "ceclip" else 1),
-                                "seed": seed, "tagger": tagger, "wordlists": wordlists}
+    if o["generator"] == "rules":
+        gen = {"types": o["types"], "per_caption": o["per_caption"] or (4 if o["types"] == "ceclip" else 1),
+               "seed": o["seed"], "tagger": o["tagger"], "wordlists": o["wordlists"]}
     else:
-        opts = {"backend": backend, "model": model, "batch_size": llm_batch_size, "retries": retries,
-                "temperature": 0.0 if temperature is None else temperature, "max_new_tokens": max_new_tokens,
-                "seed": seed, "fallback": fallback, "tagger": tagger,
-                "backend_options": _backend_options(backend, device, dtype, base_url, api_key_env, concurrency)}
-    m = run_text(inp, out, generator, opts, key_col, caption_col, image_col, chunk_size, batch_size, shard, overwrite)
+        gen = {"backend": o["backend"], "model": o["model"], "fallback": o["fallback"], "tagger": o["tagger"],
+               **_llm(o, temperature=0.0)}
+    m = run_text(TextJobOptions(inp=o["inp"], out=o["out"], generator=o["generator"], generator_options=gen,
+                                columns=_columns(o), batch_size=o["batch_size"], shard=o["shard"],
+                                overwrite=o["overwrite"]))
     _report(m, ("complete", "units_done", "units_total", "rows", "negatives", "edit_types", "captions_without_negative",
                 "generator_counts", "input_skipped", "last_run"))
 
@@ -105,17 +113,13 @@ def text(inp: str, out: str, generator: str, types: str, per_caption: Optional[i
 @_input_options
 @_SHARD
 @_OVERWRITE
-def rewrite(inp: str, out: str, n: int, seed: int, backend: str, model: str, base_url: str, api_key_env: str,
-            concurrency: int, device: str, dtype: str, llm_batch_size: int, retries: int, temperature: Optional[float],
-            max_new_tokens: int, key_col: str, caption_col: str, image_col: str, chunk_size: int, shard: Optional[str],
-            overwrite: bool) -> None:
+def rewrite(**o: Any) -> None:
     """LaCLIP-style caption rewrites (output is a valid --in of `text`)."""
-    from tripletclip.negatives.text_job import run_rewrite
+    from tripletclip.negatives.text_job import RewriteJobOptions, run_rewrite
 
-    opts = {"batch_size": llm_batch_size, "retries": retries, "temperature": 0.7 if temperature is None else temperature,
-            "max_new_tokens": max_new_tokens, "seed": seed,
-            "backend_options": _backend_options(backend, device, dtype, base_url, api_key_env, concurrency)}
-    m = run_rewrite(inp, out, backend, model, opts, n, key_col, caption_col, image_col, chunk_size, shard, overwrite)
+    m = run_rewrite(RewriteJobOptions(inp=o["inp"], out=o["out"], backend=o["backend"], model=o["model"],
+                                      options=_llm(o, temperature=0.7), n=o["n"], columns=_columns(o),
+                                      shard=o["shard"], overwrite=o["overwrite"]))
     _report(m, ("complete", "units_done", "units_total", "rows", "captions_rewritten", "generator_counts", "last_run"))
 
 
@@ -139,16 +143,16 @@ def rewrite(inp: str, out: str, n: int, seed: int, backend: str, model: str, bas
 @click.option("--seed", default=0, show_default=True)
 @_SHARD
 @_OVERWRITE
-def images(negs: str, out: str, backend: str, model: str, steps: int, guidance: float, size: int, device: str, dtype: str,
-           batch_size: int, positives: Optional[str], image_root: Optional[str], chunk_size: int, shard_size: int,
-           max_negs_per_key: int, image_format: str, seed: int, shard: Optional[str], overwrite: bool) -> None:
+def images(**o: Any) -> None:
     """Negative images from negative captions, written as TripletData shards."""
-    from tripletclip.negatives.images import run_images
+    from tripletclip.negatives.images import ImageJobOptions, run_images
 
-    opts: dict[str, Any] = {"size": size} if backend == "world" else \
-        {"model": model, "steps": steps, "guidance": guidance, "size": size, "device": device, "dtype": dtype}
-    m = run_images(negs, out, backend, opts, positives, image_root, batch_size, chunk_size, shard_size, seed,
-                   image_format, max_negs_per_key, shard, overwrite)
+    t2i = {"size": o["size"]} if o["backend"] == "world" else \
+        {k: o[k] for k in ("model", "steps", "guidance", "size", "device", "dtype")}
+    same = ("positives", "image_root", "batch_size", "chunk_size", "shard_size", "max_negs_per_key", "image_format",
+            "seed", "shard", "overwrite")
+    m = run_images(ImageJobOptions(negatives=o["negs"], out=o["out"], backend=o["backend"], backend_options=t2i,
+                                   **{k: o[k] for k in same}))
     _report(m, ("complete", "units_done", "units_total", "total_samples", "total_neg_images", "edit_types",
                 "missing_positive", "images_per_s_render", "last_run"))
 
@@ -165,12 +169,11 @@ def images(negs: str, out: str, backend: str, model: str, steps: int, guidance: 
 @click.option("--shard-size", default=1000, show_default=True)
 @_SHARD
 @_OVERWRITE
-def filter_cmd(shards: str, out: str, keep: float, model: str, pretrained: str, run: str, batch_size: int, device: str,
-               shard_size: int, shard: Optional[str], overwrite: bool) -> None:
+def filter_cmd(**o: Any) -> None:
     """TripletCLIP++ filter: keep the top fraction by 1/2 [s(x,y) + s(x',y')]."""
-    from tripletclip.negatives.filter import run_filter
+    from tripletclip.negatives.filter import FilterJobOptions, run_filter
 
-    m = run_filter(shards, out, keep, model, pretrained, run, batch_size, device, shard_size, shard, overwrite)
+    m = run_filter(FilterJobOptions(**o))
     click.echo(json.dumps(m.get("filter", {k: m.get(k) for k in ("complete", "units_done", "units_total")}), indent=1))
 
 

@@ -12,7 +12,7 @@ key                shape / dtype        meaning
 ``text``           [B,L] long           positive captions y_i (tokenised)
 ``neg_text``       [B,K,L] long         hard negative captions y'_{i,k}; zeros where masked
 ``neg_text_mask``  [B,K] bool           v_{i,k}: True where y'_{i,k} exists
-``neg_text_type``  [B,K] long           index into :data:`EDIT_TYPES` (``unknown`` when not known)
+``neg_text_type``  [B,K] long           index into ``tripletclip.edit_types.EDIT_TYPES`` (``unknown`` when not known)
 ``neg_image``      [B,M,3,H,W] float    hard negative images x'_{i,m}; zeros where masked
 ``neg_image_mask`` [B,M] bool           True where x'_{i,m} exists
 ``key``            list[str]            sample keys (for traceability, never fed to the model)
@@ -35,36 +35,14 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from tripletclip.edit_types import EDIT_TYPE_INDEX, EDIT_TYPES, edit_type_id  # noqa: F401  (neg_text_type indexes EDIT_TYPES)
 from tripletclip.errors import InputError
-
-# SugarCrepe's seven categories (arXiv 2306.14610), then the generic origins of a negative.
-# CE-CLIP's four types (arXiv 2306.08832) map onto these: swap = swap_obj|swap_att, replace-attribute,
-# replace-object, replace-relation.
-EDIT_TYPES: tuple[str, ...] = (
-    "replace_obj",
-    "replace_att",
-    "replace_rel",
-    "swap_obj",
-    "swap_att",
-    "add_obj",
-    "add_att",
-    "llm",
-    "unknown",
-)
-EDIT_TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EDIT_TYPES)}
 
 BATCH_KEYS = ("image", "text", "neg_text", "neg_text_mask", "neg_text_type", "neg_image", "neg_image_mask")
 
 
 class DataError(InputError):
     """Bad input data; the message is one line naming the file, the row or key, and what to do."""
-
-
-def edit_type_id(name: str | None) -> int:
-    """Index of an edit type; unknown or missing names map to ``unknown``."""
-    if not name:
-        return EDIT_TYPE_INDEX["unknown"]
-    return EDIT_TYPE_INDEX.get(name, EDIT_TYPE_INDEX["unknown"])
 
 
 @dataclass

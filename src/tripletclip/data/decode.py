@@ -6,7 +6,7 @@ negatives to keep, decodes only the images the objective uses, applies the model
 per-sample seed (random crops are then reproducible, whatever worker or position decodes the sample), and
 tokenises all texts of a batch in one tokenizer call.
 
-NOTE: horizontal flips are refused (docs/methods.md section 5: they swap left and right in captions).
+NOTE: horizontal flips are refused (docs/methods.md section 3.3: they swap left and right in captions).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import io
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -75,6 +75,7 @@ class Record:
     # True when negative image m renders negative caption m (TripletData); False for e.g. NegCLIP's
     # nearest-neighbour images, which are sampled independently of the captions.
     aligned: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)  # the sample's user meta (shards' json minus the format's keys)
 
 
 @dataclass

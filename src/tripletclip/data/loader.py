@@ -9,7 +9,8 @@ TripletCLIP code (seed ignored by the data order, no resume; docs/methods.md sec
 bitwise the same batches as an uninterrupted one, for any number of workers.
 
 The first ``validate_first`` samples are checked in the main process at build time (one-line DataError
-naming file and key); later bad samples are skipped and counted in :meth:`TrainLoader.stats`.
+naming file and key); later bad samples are skipped and counted in the loader's
+:class:`~tripletclip.data.source.ErrorCounter` (``TrainLoader.errors``), reported by :meth:`TrainLoader.stats`.
 """
 from __future__ import annotations
 
@@ -30,15 +31,16 @@ from tripletclip.data.decode import (
     decode_record,
     tokenize_batch,
 )
-from tripletclip.data.shards import dataset_hash
-from tripletclip.data.source import Source, build_source
-from tripletclip.data.stream import BatchStream, StreamPlan
+from tripletclip.data.source import ErrorCounter, Source, build_source
+from tripletclip.data.stream import BatchInfo, BatchStream, StreamPlan
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-_STAT_KEYS = ("samples", "bad_samples", "real_pairs", "synthetic_images", "neg_texts", "stream_errors", "samples_lost",
-              "batches")
+_STAT_KEYS = ("samples", "real_pairs", "synthetic_images", "neg_texts", "batches")
+# problems always reported, even at zero (the ErrorCounter may hold other kinds too): bad samples, damaged
+# (cut or unreadable) shards, and the samples those shards lost
+_ERROR_KEYS = ("bad_samples", "stream_errors", "samples_lost")
 
 
 def _identity(x: Any) -> Any:
@@ -51,9 +53,9 @@ def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess,
     ``require_negatives`` and no sample has a kind of negative the options decode."""
     if n <= 0:
         return
-    decoded, negs_t, negs_i = [], 0, 0
+    decoded, negs_t, negs_i, errors = [], 0, 0, ErrorCounter()
     with torch.random.fork_rng(devices=[]):
-        for raw in source.natural():
+        for raw in source.natural(errors):
             try:
                 d = decode_record(source.load(raw), 0, opts, preprocess)
             except BadSample as e:
@@ -63,8 +65,8 @@ def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess,
             negs_i += sum(x is not None for x in d.neg_images)
             if len(decoded) >= n:
                 break
-    if source.stream_errors:
-        raise DataError(f"{getattr(source, 'last_error', source.files[0])}; check the shards named by data.train")
+    if errors["stream_errors"]:
+        raise DataError(f"{errors.examples[0]}; check the shards named by data.train")
     if not decoded:
         raise DataError(f"{source.files[0]}: no sample found; check data.train and data.type")
     tokenize_batch(decoded, tokenizer, context_length)
@@ -90,9 +92,8 @@ class TrainLoader:
         self._positions: list[tuple[int, int]] = [(0, 0)] * plan.workers
         self._next = 0
         self._stats = {k: 0 for k in _STAT_KEYS}
-        self.bad_examples: list[str] = []  # the first few skipped samples, for the run log
+        self.errors = ErrorCounter()  # problems of every worker, summed over the batches handed out
         self._it: Optional[Any] = None
-        self._hash: Optional[str] = None
 
     # iteration -------------------------------------------------------------------------------------------
     def __iter__(self) -> "TrainLoader":
@@ -108,7 +109,8 @@ class TrainLoader:
             batch_size=None,
             num_workers=self.cfg.workers,
             collate_fn=_identity,
-            persistent_workers=True,
+            # the one iterator owns the workers: dropping it (close) shuts them down
+            persistent_workers=False,
             prefetch_factor=max(1, self.cfg.prefetch_factor),
             pin_memory=torch.cuda.is_available(),
         )
@@ -117,27 +119,25 @@ class TrainLoader:
     def __next__(self) -> dict[str, Any]:
         if self._it is None:
             self._start()
-        batch = next(self._it)
-        meta = batch.pop("_meta")
-        w = meta["worker"]
+        batch, info = next(self._it)
+        self._account(batch, info)
+        return batch
+
+    def _account(self, batch: dict[str, Any], info: BatchInfo) -> None:
+        w = info.worker
         if w != self._next:  # would break exact resume; torch changed its round-robin order
             raise RuntimeError(f"data loader order broken: got a batch of worker {w}, expected worker {self._next}")
-        self._positions[w] = (meta["epoch"], meta["pos"])
+        self._positions[w] = (info.epoch, info.pos)
         self._next = (w + 1) % self.plan.workers
         s = self._stats
         s["batches"] += 1
-        s["samples"] += meta["raw"]
-        s["bad_samples"] += meta["bad"]
-        s["stream_errors"] += meta["stream_errors"]
-        s["samples_lost"] += meta["samples_lost"]
+        s["samples"] += info.raw
         s["real_pairs"] += int(batch["image"].shape[0])
         s["synthetic_images"] += int(batch["neg_image_mask"].sum())
         s["neg_texts"] += int(batch["neg_text_mask"].sum())
-        for ex in meta["bad_examples"]:
-            if len(self.bad_examples) < 20:
-                self.bad_examples.append(ex)
-                log.warning("skipped bad sample: %s", ex)
-        return batch
+        for ex in info.errors.examples[: max(0, self.errors.max_examples - len(self.errors.examples))]:
+            log.warning("skipped: %s", ex)
+        self.errors.merge(info.errors)
 
     @property
     def epoch(self) -> int:
@@ -147,16 +147,15 @@ class TrainLoader:
         return min(e for e, _ in self._positions)
 
     def stats(self) -> dict[str, int]:
-        """Counts over consumed batches: samples (raw, incl. bad), bad_samples, real_pairs (positives),
-        synthetic_images (valid negative images), neg_texts, stream_errors (cut or unreadable shards), samples_lost
-        (their samples that were never read), batches, epoch."""
-        return {**self._stats, "epoch": self.epoch}
+        """Counts over consumed batches: samples (raw, incl. bad), real_pairs (positives), synthetic_images
+        (valid negative images), neg_texts, batches, epoch, and every problem kind of :attr:`errors`
+        (bad_samples, stream_errors = cut or unreadable shards, samples_lost = their samples never read, ...)."""
+        return {**self._stats, **{k: self.errors[k] for k in _ERROR_KEYS}, **self.errors.counts, "epoch": self.epoch}
 
     def close(self) -> None:
-        """Stop worker processes (a new iteration starts them again)."""
-        it, self._it = self._it, None
-        if it is not None and hasattr(it, "_shutdown_workers"):
-            it._shutdown_workers()
+        """Stop worker processes (a new iteration starts them again): dropping the DataLoader iterator, which
+        owns them, shuts them down (torch documents this for non-persistent workers)."""
+        self._it = None
 
     def __del__(self) -> None:
         try:
@@ -165,7 +164,7 @@ class TrainLoader:
             pass
 
     # resume ----------------------------------------------------------------------------------------------
-    def _identity(self) -> dict[str, Any]:
+    def _plan_identity(self) -> dict[str, Any]:
         p = self.plan
         return {"seed": p.seed, "rank": p.rank, "world_size": p.world_size, "workers": p.workers,
                 "partition": self.source.partition, "files": len(self.source.files)}
@@ -174,17 +173,18 @@ class TrainLoader:
         """Position of every logical worker as of the last batch returned, plus the counters."""
         return {
             "version": STATE_VERSION,
-            **self._identity(),
+            **self._plan_identity(),
             "positions": [list(p) for p in self._positions],
             "next_worker": self._next,
             "stats": dict(self._stats),
+            "errors": dict(self.errors.counts),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (same data, seed, ranks and data.workers required)."""
         if state.get("version") != STATE_VERSION:
             raise DataError(f"loader state version {state.get('version')} is not {STATE_VERSION}; cannot resume the data order")
-        mine = self._identity()
+        mine = self._plan_identity()
         for k, v in mine.items():
             if state.get(k) != v:
                 hint = " (data.workers 0 and 1 are interchangeable)" if k == "workers" else ""
@@ -194,18 +194,9 @@ class TrainLoader:
         self._positions = [(int(e), int(p)) for e, p in state["positions"]]
         self._next = int(state["next_worker"])
         self._stats = {k: int(state["stats"].get(k, 0)) for k in _STAT_KEYS}
-
-    # provenance ------------------------------------------------------------------------------------------
-    def data_hash(self) -> str:
-        """Content hash of the data files (manifest hashes when available, else streamed sha256)."""
-        if self._hash is None:
-            self._hash = dataset_hash(self.source.files)
-        return self._hash
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.cfg.type, "files": len(self.source.files), "partition": self.source.partition,
-                "workers": self.cfg.workers, "batch_size": self.plan.batch_size, "K": self.plan.opts.k,
-                "M": self.plan.opts.m}
+        # (states written before the counter existed kept the two problem counts among the stats)
+        errors = state.get("errors") or {k: state["stats"][k] for k in _ERROR_KEYS if k in state["stats"]}
+        self.errors = ErrorCounter({k: int(v) for k, v in errors.items()})
 
 
 def build_train_loader(
@@ -238,5 +229,4 @@ def build_train_loader(
                       batch_size=batch_size, buffer=cfg.shuffle_buffer, context_length=context_length, opts=opts)
     source.partition_for(plan.n_logical)
     validate_source(source, opts, preprocess, tokenizer, context_length, cfg.validate_first, require_negatives)
-    source.stream_errors = source.samples_lost = 0
     return TrainLoader(cfg, source, plan, preprocess, tokenizer)

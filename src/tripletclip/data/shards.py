@@ -1,34 +1,35 @@
-"""Writing webdataset shards atomically, their manifest, and content hashes of any shard list.
+"""Writing TripletData shards: atomically, byte-reproducibly, with their manifest (docs/methods.md section 6.1).
 
-Layout of one sample (TEAM.md): ``<key>.png|jpg`` image, ``<key>.txt`` first caption, ``<key>.json`` meta
-(all captions, negative edit types, user meta), ``<key>.neg.txt`` negative captions one per line,
-``<key>.neg.<m>.png|jpg`` negative image m, the rendering of negative caption m (TripletData, arXiv 2411.02545).
+Layout of one sample: ``<key>.png|jpg`` image, ``<key>.txt`` first caption, ``<key>.json`` meta (all captions,
+negative edit types, user meta), ``<key>.neg.txt`` negative captions one per line, ``<key>.neg.<m>.png|jpg``
+negative image m, the rendering of negative caption m (TripletData, arXiv 2411.02545). Reading them back is
+:mod:`tripletclip.data.shard_reader`'s.
 
 Shards are byte-reproducible (member mtime, uid and names fixed), so the same samples give the same sha256.
 A shard is written under a temporary name and renamed when complete: a reader never sees a partial
-``train-000000.tar``. ``manifest.json`` lists each shard's sample count and sha256, totals, counts per edit
-type and the dataset hash (sha256 over the shard hashes in order), which runs record as their data hash.
+``train-000000.tar``. ``manifest.json`` (:mod:`tripletclip.data.manifest`) lists each shard's sample count and
+sha256, totals, counts per edit type and the dataset hash, which runs record as their data hash.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import re
 import tarfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from PIL import Image
 
-from tripletclip.data.contract import EDIT_TYPES, DataError
+from tripletclip.data.manifest import MANIFEST, build_manifest
+from tripletclip.edit_types import EDIT_TYPES
 from tripletclip.errors import ConflictError
-from tripletclip.utils.provenance import sha256_file
+from tripletclip.utils.files import sha256_file, write_json_atomic
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "tripletclip-shards/1"
-_RESERVED_META = ("key", "captions", "neg_types")
+# keys of a sample's json that the format owns; everything else is user meta
+RESERVED_META = ("key", "captions", "neg_types")
+_BAD_KEY_CHARS = re.compile(r"[./\\\s]")
 
 
 def detect_image_ext(data: bytes) -> str:
@@ -62,46 +63,13 @@ def encode_image(image: Image.Image | bytes, image_format: str) -> tuple[bytes, 
     return buf.getvalue(), image_format
 
 
-def combine_hashes(hashes: Iterable[str]) -> str:
-    """The dataset hash: sha256 over the ordered shard hashes (one per line)."""
-    return hashlib.sha256("".join(f"{h}\n" for h in hashes).encode("ascii")).hexdigest()
+def safe_key(key: str) -> str:
+    """A key the writer accepts (no '.', '/', '\\' or whitespace): those characters become '_'.
 
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a shard folder; DataError if missing or malformed."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: no manifest; write shards with tripletclip.data.shards.ShardWriter")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); rewrite the shards") from None
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("shards"), list):
-        raise DataError(f"{path}: not a {MANIFEST_FORMAT} manifest; rewrite the shards with ShardWriter")
-    return manifest
-
-
-def dataset_hash(paths: Sequence[str | Path], verify: bool = False) -> str:
-    """Content hash of an ordered shard (or table) list.
-
-    Uses the sha256 recorded in a folder's manifest when the file is listed there with the same size, and
-    streams the file content otherwise (or always, with ``verify=True``). For the full shard list of a
-    manifest this equals the manifest's ``dataset_hash``.
+    Reader keys of members in sub-folders (``dir/k``) or with odd characters map here; callers keep the original
+    in the sample's meta when it differs.
     """
-    manifests: dict[Path, dict[str, dict[str, Any]]] = {}
-    hashes = []
-    for p in map(Path, paths):
-        if p.parent not in manifests:
-            try:
-                manifests[p.parent] = {s["name"]: s for s in read_manifest(p.parent)["shards"]}
-            except DataError:
-                manifests[p.parent] = {}
-        entry = manifests[p.parent].get(p.name)
-        if entry is not None and not verify and entry.get("bytes") == p.stat().st_size:
-            hashes.append(entry["sha256"])
-        else:
-            hashes.append(sha256_file(p))
-    return combine_hashes(hashes)
+    return _BAD_KEY_CHARS.sub("_", key)
 
 
 class ShardWriter:
@@ -211,29 +179,16 @@ class ShardWriter:
             return self.manifest
         if self._tar is not None:
             self._finish_shard()
-        totals = {k: sum(s[k] for s in self._shards) for k in ("samples", "neg_captions", "neg_images")}
-        edit_types = {t: sum(s["edit_types"].get(t, 0) for s in self._shards) for t in EDIT_TYPES}
-        self.manifest = {
-            "format": MANIFEST_FORMAT,
-            "prefix": self.prefix,
-            "shards": self._shards,
-            "num_shards": len(self._shards),
-            "total_samples": totals["samples"],
-            "total_neg_captions": totals["neg_captions"],
-            "total_neg_images": totals["neg_images"],
-            "edit_types": {t: c for t, c in edit_types.items() if c},
-            "dataset_hash": combine_hashes(s["sha256"] for s in self._shards),
-        }
-        tmp = self.out_dir / f".{MANIFEST}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.manifest, indent=1) + "\n")
-        os.replace(tmp, self.manifest_path)
+        self.manifest = build_manifest(self._shards, self.prefix)
+        write_json_atomic(self.manifest_path, self.manifest)
         self._closed = True
         return self.manifest
 
     # internals -------------------------------------------------------------------------------------------
     def _check(self, key: str, captions: list[str], negs: list[str], types: list[str], meta: dict | None) -> None:
-        if not key or not re.fullmatch(r"[^./\\\s]+", key):
-            raise ValueError(f"sample key {key!r}: must be non-empty without '.', '/', '\\' or whitespace")
+        if not key or _BAD_KEY_CHARS.search(key):
+            raise ValueError(f"sample key {key!r}: must be non-empty without '.', '/', '\\' or whitespace "
+                             "(tripletclip.data.shards.safe_key makes one)")
         if key in self._keys:
             raise ValueError(f"sample key {key!r} written twice; keys must be unique")
         if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
@@ -246,7 +201,7 @@ class ShardWriter:
         bad = [t for t in types if t not in EDIT_TYPES]
         if bad:
             raise ValueError(f"sample {key!r}: unknown edit type {bad[0]!r}; use one of {', '.join(EDIT_TYPES)}")
-        clash = [k for k in (meta or {}) if k in _RESERVED_META]
+        clash = [k for k in (meta or {}) if k in RESERVED_META]
         if clash:
             raise ValueError(f"sample {key!r}: meta key {clash[0]!r} is reserved; rename it")
 

@@ -6,9 +6,11 @@ batch may hold the last samples of epoch e and the first of e+1 and no sample is
 position is (epoch, raw samples consumed in that epoch), counting bad samples too; a resumed stream rebuilds
 the epoch's shuffled raw order and skips that many raw samples without reading their bytes.
 
-Each batch carries private metadata (``_meta``: worker, position after the batch, counts) that the
-:class:`~tripletclip.data.loader.TrainLoader` strips; it uses the worker id to check the round-robin order
-of torch's DataLoader and the position for :meth:`TrainLoader.state_dict`.
+The stream yields ``(batch, BatchInfo)``: the batch is exactly the batch contract; the info (worker,
+position after the batch, raw samples read, the problems counted while making it) travels next to it from a
+worker process to the :class:`~tripletclip.data.loader.TrainLoader`, which checks the round-robin order of
+torch's DataLoader with the worker id, keeps the position for :meth:`TrainLoader.state_dict` and adds the
+counts to its own :class:`~tripletclip.data.source.ErrorCounter`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tripletclip.data.contract import DataError, collate
 from tripletclip.data.decode import BadSample, DecodeOptions, Preprocess, Tokenizer, decode_record, tokenize_batch
 from tripletclip.data.order import skip
-from tripletclip.data.source import Source
+from tripletclip.data.source import ErrorCounter, Source
 
 _END = object()
 
@@ -48,6 +50,18 @@ class StreamPlan:
         return self.world_size * self.workers
 
 
+@dataclass
+class BatchInfo:
+    """What the loader learns with each batch: which logical worker made it, where that worker now stands
+    (epoch, raw samples consumed in the epoch), how many raw samples it read and the problems it met."""
+
+    worker: int
+    epoch: int
+    pos: int
+    raw: int
+    errors: ErrorCounter
+
+
 class BatchStream(IterableDataset):
     """Infinite batches of one logical worker; physical worker i plays logical worker (i + rotation) mod W."""
 
@@ -67,38 +81,38 @@ class BatchStream(IterableDataset):
         self.starts = list(starts)
         self.rotation = rotation
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         info = get_worker_info()
         physical = info.id if info is not None else 0
         return self.batches((physical + self.rotation) % self.plan.workers)
 
-    def _epoch_stream(self, w: int, epoch: int) -> Iterator[Any]:
+    def _epoch_stream(self, w: int, epoch: int, errors: ErrorCounter) -> Iterator[Any]:
         p = self.plan
-        return self.source.stream(epoch, p.global_worker(w), p.n_logical, p.seed, p.buffer)
+        return self.source.stream(epoch, p.global_worker(w), p.n_logical, p.seed, p.buffer, errors)
 
-    def batches(self, w: int) -> Iterator[dict[str, Any]]:
+    def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         """The batches of logical worker w from its start position, forever."""
-        p, src = self.plan, self.source
+        p, src, errors = self.plan, self.source, ErrorCounter()
         epoch, pos = self.starts[w]
-        it = self._epoch_stream(w, epoch)
+        it = self._epoch_stream(w, epoch, errors)
         if pos and skip(it, pos) < pos:
             raise DataError(f"{src.files[0]}: resume position {pos} is past the end of epoch {epoch} of worker {w}; "
                             "the data changed since the checkpoint: resume with the same data.train")
-        src.stream_errors = src.samples_lost = 0  # losses met while skipping were counted before the checkpoint
+        errors.take()  # problems met while skipping were counted before the checkpoint
         good_in_epoch, full_epoch = 0, pos == 0
         while True:
-            items, raws, bad, examples = [], 0, 0, []
+            items, raws = [], 0
             with torch.random.fork_rng(devices=[]):  # per-sample seeds must not disturb the trainer's RNG
                 py_state = random.getstate()
                 while len(items) < p.batch_size:
                     raw = next(it, _END)
                     if raw is _END:
                         if full_epoch and good_in_epoch == 0:
-                            first = f" (first problem: {examples[0]})" if examples else ""
+                            first = f" (first problem: {errors.examples[0]})" if errors.examples else ""
                             raise DataError(f"{src.files[0]}: worker {w} of rank {p.rank} found no usable sample in "
                                             f"epoch {epoch}{first}; check the data and data.train")
                         epoch, pos, good_in_epoch, full_epoch = epoch + 1, 0, 0, True
-                        it = self._epoch_stream(w, epoch)
+                        it = self._epoch_stream(w, epoch, errors)
                         continue
                     pos += 1
                     raws += 1
@@ -106,9 +120,7 @@ class BatchStream(IterableDataset):
                         items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
                         good_in_epoch += 1
                     except BadSample as e:
-                        bad += 1
-                        if len(examples) < 3:
-                            examples.append(f"{src.where(raw)}: {e.reason}")
+                        errors.add("bad_samples", f"{src.where(raw)}: {e.reason}")
                 random.setstate(py_state)
             samples = tokenize_batch(items, self.tokenizer, p.context_length)
             try:
@@ -116,15 +128,4 @@ class BatchStream(IterableDataset):
             except RuntimeError as e:  # torch.stack on images of different sizes
                 raise DataError(f"{src.files[0]}: preprocess produced images of different shapes ({e}); "
                                 "use a preprocess that resizes to a fixed size") from None
-            batch["_meta"] = {
-                "worker": w,
-                "epoch": epoch,
-                "pos": pos,
-                "raw": raws,
-                "bad": bad,
-                "stream_errors": src.stream_errors,
-                "samples_lost": src.samples_lost,
-                "bad_examples": examples,
-            }
-            src.stream_errors = src.samples_lost = 0
-            yield batch
+            yield batch, BatchInfo(w, epoch, pos, raws, errors.take())

@@ -31,7 +31,7 @@ from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import BadSample, Blob, Record
 from tripletclip.data.order import derive_seed, table_rows
-from tripletclip.data.source import SOURCES
+from tripletclip.data.source import SOURCES, ErrorCounter, FileSource
 
 _MAX_LIST_CELL = 1 << 20  # literal_eval on huge cells is slow; such a cell is a data error anyway
 
@@ -114,14 +114,38 @@ def _read_parquet(path: str, columns: list[str]) -> dict[str, list[Any]]:
     return pq.read_table(path, columns=columns).to_pydict()
 
 
-class TableSource:
+class RowSource:
+    """A source whose raw samples are row indices 0..n-1 (tables, the synthetic source): partitioned, shuffled and
+    resampled by the rules of :mod:`tripletclip.data.order` for table rows."""
+
+    n: int
+    files: list[str]
+    partition: str
+
+    def partition_for(self, n_logical: int) -> str:
+        if self.n < n_logical:
+            raise DataError(f"{self.files[0]}: {self.n} rows for {n_logical} workers x ranks; use fewer data.workers")
+        return self.partition
+
+    def natural(self, errors: ErrorCounter) -> Iterator[int]:
+        return iter(range(self.n))
+
+    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int, errors: ErrorCounter) -> Iterator[int]:
+        if self.partition == "resampled":
+            gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "rows-resample", epoch, g)))
+            rows = gen.integers(0, self.n, size=max(1, math.ceil(self.n / n_logical)))
+        else:
+            rows = table_rows(self.n, epoch, seed, g, n_logical)
+        return iter(rows.tolist())
+
+
+class TableSource(RowSource, FileSource):
     """Rows of one or more tables (``a.tsv::b.tsv``), concatenated in order."""
 
     def __init__(self, cfg: DataConfig, fmt: str) -> None:
         self.cfg = cfg
         self.files = [p.strip() for p in cfg.train.split("::") if p.strip()]
         self.partition = "resampled" if cfg.resampled else "rows"
-        self.stream_errors = self.samples_lost = 0  # a table is read whole at start: nothing is lost later
         self.columns = [c for c in (cfg.img_key, cfg.caption_key, cfg.neg_caption_key, cfg.neg_image_key) if c]
         self.data: dict[str, list[Any]] = {c: [] for c in self.columns}
         self.offsets: list[int] = []
@@ -136,22 +160,6 @@ class TableSource:
         if self.n == 0:
             raise DataError(f"{self.files[0]}: table has no rows")
         self.fmt = fmt
-
-    def partition_for(self, n_logical: int) -> str:
-        if self.n < n_logical:
-            raise DataError(f"{self.files[0]}: {self.n} rows for {n_logical} workers x ranks; use fewer data.workers")
-        return self.partition
-
-    def natural(self) -> Iterator[int]:
-        return iter(range(self.n))
-
-    def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int) -> Iterator[int]:
-        if self.partition == "resampled":
-            gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "rows-resample", epoch, g)))
-            rows = gen.integers(0, self.n, size=max(1, math.ceil(self.n / n_logical)))
-        else:
-            rows = table_rows(self.n, epoch, seed, g, n_logical)
-        return iter(rows.tolist())
 
     def _locate(self, row: int) -> tuple[int, int]:
         fi = bisect.bisect_right(self.offsets, row) - 1

@@ -3,26 +3,27 @@
 - :class:`HashTokenizer`: list[str] -> LongTensor [N, L], one hashed id per word (0 = padding).
 - :class:`ResizeToTensor`: PIL -> [3,S,S] float tensor; with ``jitter`` it crops at a random offset drawn from
   torch's global RNG, like open_clip's RandomResizedCrop, to exercise per-sample seeding.
-- :func:`write_synthetic_shards`: a tiny TripletData-like shard set (coloured squares, one negative caption
-  and image per sample) written with :class:`~tripletclip.data.shards.ShardWriter`.
+- :func:`write_synthetic_shards`: the samples of the ``synthetic`` source (coloured squares, one negative caption
+  and image per sample) written as shards with :class:`~tripletclip.data.shards.ShardWriter`.
+- :func:`noise_image`, :func:`image_bytes`, :func:`write_tar`: seeded images, their encodings, and hand-made tars
+  (any member layout, including broken ones) for reader tests.
 
 All are module-level classes so that they pickle into DataLoader workers under any start method.
 """
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from tripletclip.data.shards import ShardWriter
-
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
-_RGB = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 230, 20),
-        "purple": (140, 30, 170), "orange": (250, 140, 0)}
+from tripletclip.data.synthetic import synthetic_sample
 
 
 class HashTokenizer:
@@ -58,29 +59,34 @@ class ResizeToTensor:
         return x
 
 
-def square_image(colour: str, position: int, size: int = 32, seed: int = 0) -> Image.Image:
-    """A grey image with a coloured square at one of four positions, plus seeded pixel noise."""
-    rng = np.random.default_rng(seed)
-    arr = np.full((size, size, 3), 128, dtype=np.int16) + rng.integers(-12, 13, (size, size, 3))
-    q = size // 2
-    y, x = divmod(position % 4, 2)
-    arr[y * q + 2 : (y + 1) * q - 2, x * q + 2 : (x + 1) * q - 2] = _RGB[colour]
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-
-
 def write_synthetic_shards(out_dir: str | Path, n: int, shard_size: int, image_size: int = 32,
                            neg_images: bool = True, prefix: str = "train", **writer_kwargs: Any) -> dict[str, Any]:
-    """Write n samples ``s00000`` ...; returns the manifest. Negative = the square in another colour."""
-    places = ("top left", "top right", "bottom left", "bottom right")
+    """Write the first n samples of the ``synthetic`` source (``s00000`` ...) as shards; returns the manifest."""
     with ShardWriter(out_dir, prefix=prefix, shard_size=shard_size, overwrite=True, **writer_kwargs) as w:
         for i in range(n):
-            colour, other = COLOURS[i % 6], COLOURS[(i + 1 + i // 6) % 6]
-            if other == colour:
-                other = COLOURS[(i + 2) % 6]
-            pos = (i // 36) % 4
-            negs = [square_image(other, pos, image_size, seed=i)] if neg_images else []
-            w.write(f"s{i:05d}", square_image(colour, pos, image_size, seed=i),
-                    [f"a {colour} square {places[pos]}", f"{places[pos]}: a {colour} square"],
-                    neg_captions=[f"a {other} square {places[pos]}"], neg_types=["replace_att"],
-                    neg_images=negs, meta={"index": i})
+            w.write(**synthetic_sample(i, image_size, neg_images))
     return w.manifest or {}
+
+
+def noise_image(seed: int, size: int = 16) -> Image.Image:
+    """A seeded RGB image of uniform noise (every pixel differs: a wrong decode or crop shows)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def image_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
+    """``img`` encoded as ``fmt`` (PNG, JPEG at quality 90, lossless WEBP, ...)."""
+    buf = io.BytesIO()
+    options = {"lossless": True} if fmt == "WEBP" else {"quality": 90} if fmt == "JPEG" else {}
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def write_tar(path: str | Path, members: Sequence[tuple[str, bytes]]) -> str:
+    """A tar holding ``members`` (name, bytes) in order; returns its path."""
+    with tarfile.open(path, "w") as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return str(path)

@@ -46,7 +46,7 @@ def base_key(identity: dict[str, Any]) -> str:
 
 def cached_base(identity: dict[str, Any]) -> Optional[Path]:
     """The cached base's folder if it exists and its weights match the recorded sha256."""
-    from tripletclip.utils.provenance import sha256_file
+    from tripletclip.utils.files import sha256_file
 
     folder = cache_root() / "world-base" / base_key(identity)
     meta = folder / "base.json"
@@ -69,7 +69,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     from tripletclip.config import config_from_dict, config_to_dict
     from tripletclip.config.load import _deep_merge
     from tripletclip.train import train
-    from tripletclip.utils.provenance import sha256_file
+    from tripletclip.utils.files import sha256_file
     from tripletclip.world import train_shards
 
     key = base_key(identity)

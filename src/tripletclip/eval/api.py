@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -21,6 +19,8 @@ from tripletclip.errors import InputError
 from tripletclip.eval.base import EVALUATORS, check_options
 from tripletclip.eval.encoder import Encoder
 from tripletclip.eval.records import clean, headline_scalars
+from tripletclip.utils.files import write_json_atomic, write_jsonl_atomic
+from tripletclip.utils.provenance import code_version
 
 RESULT_FORMAT = "tripletclip-eval/1"
 
@@ -71,30 +71,14 @@ def evaluate(
     if isinstance(per_row, list):
         per_row.extend(rows)
     elif per_row is not None:
-        _write_jsonl(Path(per_row), rows)
+        write_jsonl_atomic(per_row, (clean(r) for r in rows))
     return results
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(clean(r), ensure_ascii=False) + "\n")
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(clean(obj), f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def check_quick_gelu(model: str, pretrained: str, force_quick_gelu: bool = False) -> None:
     """Refuse a pretrained tag trained with QuickGELU on a GELU model (or the reverse): a different network.
 
-    open_clip only warns; the scores of such a model are silently wrong (methods.md section 5).
+    open_clip only warns; the scores of such a model are silently wrong (docs/methods.md section 5).
     """
     import open_clip
 
@@ -154,17 +138,6 @@ def load_encoder(
     return Encoder.from_bundle(bundle, batch_size=batch_size, device=device, precision=precision, progress=progress)
 
 
-def _code_version() -> dict[str, Any]:
-    try:
-        from tripletclip.utils.provenance import code_version
-
-        return code_version()
-    except ImportError:  # provenance helpers absent: the package version still identifies the code
-        import tripletclip
-
-        return {"package": tripletclip.__version__}
-
-
 def run_eval(
     benchmarks: str | Sequence[str],
     encoder: Encoder,
@@ -182,13 +155,13 @@ def run_eval(
         "format": RESULT_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 3),
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "model": encoder.describe(),
         "command": command or {},
         "scalars": headline_scalars(results),
         "benchmarks": results,
     }
-    _write_json_atomic(Path(out), doc)
+    write_json_atomic(out, clean(doc), indent=2)
     return doc
 
 

@@ -14,13 +14,12 @@ original beats each kind of scramble, the tagger and tokenizer used, and the see
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from tripletclip.eval.base import choice_rows_out, encoder_delta, make_resolver, protocol, register_benchmark, stats_of
-from tripletclip.eval.choice import ChoiceRow, score_rows, tally
-from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, require
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.choice import ChoiceRow, run_choice
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_json, protocol, require
 from tripletclip.eval.scramble import PERTURBATIONS, load_tagger, load_word_tokenizer, scramble
 
 _CASES: dict[tuple, tuple[list[ChoiceRow], list[dict], dict[str, Any]]] = {}
@@ -69,50 +68,42 @@ def _evaluate_order(
     bench: str, subset: str, encoder: Any, annotations: str | Path, images: Any, skip_missing: bool, blind: bool,
     seed: int, max_words: int, tagger: str, spacy_model: str,
 ) -> BenchResult:
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     rows, records, info = load_order_cases(annotations, subset, seed, max_words, tagger, spacy_model)
-    scored, skipped, image_info = score_rows(encoder, rows, make_resolver(images), bench, skip_missing, blind)
-    tallies = tally(scored, skipped, [subset])
+    run = run_choice(bench, encoder, rows, [subset], images, skip_missing, blind, cost)
     beats = {k: [0, 0] for k in PERTURBATIONS}
-    for x in scored:
+    for x in run.scored:
         for kind, s in zip(x.row.meta["kinds"], x.scores[1:]):
             beats[kind][0] += x.scores[0] > s
             beats[kind][1] += 1
-    aggregates = {"precision@1": tallies[subset].accuracy}
+    aggregates = {"precision@1": run.tallies[subset].accuracy}
     aggregates.update({f"beats/{k}": (c / n if n else None) for k, (c, n) in beats.items()})
-    return BenchResult(
-        benchmark=bench,
-        protocol=protocol(
-            "correct iff s(I, original) > s(I, scramble) for every scramble different from the original",
-            {"precision@1": "fraction of captions whose original wins (micro over captions)",
-             "beats/<scramble>": "fraction of captions where the original beats that scramble (rows where it differs)"},
-            blind, scrambles=info,
-        ),
-        subsets={s: t.to_dict() for s, t in tallies.items()},
-        aggregates=aggregates,
-        headline={"precision@1": aggregates["precision@1"]},
-        annotations=records,
-        images=image_info,
-        extra={"cost": encoder_delta(encoder, before, start), "skipped_missing": sum(skipped.values())},
-        rows=choice_rows_out(bench, scored),
-    )
+    rules = {"precision@1": "fraction of captions whose original wins (micro over captions)",
+             "beats/<scramble>": "fraction of captions where the original beats that scramble (rows where it differs)"}
+    decision = "correct iff s(I, original) > s(I, scramble) for every scramble different from the original"
+    return run.result(protocol(decision, rules, blind, scrambles=info), aggregates,
+                      {"precision@1": aggregates["precision@1"]}, records)
 
 
-@register_benchmark("aro_coco_order", summary="ARO COCO-Order: caption vs its 4 word-order scrambles, precision@1")
-def evaluate_coco_order(
-    encoder: Any, annotations: str | Path, images: Any = None, skip_missing: bool = False, blind: bool = False,
-    seed: int = 1, max_words: int = 30, tagger: str = "auto", spacy_model: str = "en_core_web_sm",
-) -> BenchResult:
-    """COCO-Order on ``coco_karpathy_test.json`` (images: the COCO folder; 2017 files are found by id)."""
-    return _evaluate_order("aro_coco_order", "coco_order", encoder, annotations, images, skip_missing, blind,
-                           int(seed), int(max_words), tagger, spacy_model)
+def _order_benchmark(bench: str, subset: str, dataset: str, doc: str) -> Any:
+    """Register the order benchmark of one dataset (the two differ only in their files)."""
+
+    @register_benchmark(bench, summary=f"ARO {dataset}-Order: caption vs its 4 word-order scrambles, precision@1")
+    def evaluate(
+        encoder: Any, annotations: str | Path, images: Any = None, skip_missing: bool = False, blind: bool = False,
+        seed: int = 1, max_words: int = 30, tagger: str = "auto", spacy_model: str = "en_core_web_sm",
+    ) -> BenchResult:
+        return _evaluate_order(bench, subset, encoder, annotations, images, skip_missing, blind,
+                               int(seed), int(max_words), tagger, spacy_model)
+
+    evaluate.__doc__ = doc
+    evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{subset}"
+    return evaluate
 
 
-@register_benchmark("aro_flickr_order", summary="ARO Flickr30k-Order: caption vs its 4 word-order scrambles, precision@1")
-def evaluate_flickr_order(
-    encoder: Any, annotations: str | Path, images: Any = None, skip_missing: bool = False, blind: bool = False,
-    seed: int = 1, max_words: int = 30, tagger: str = "auto", spacy_model: str = "en_core_web_sm",
-) -> BenchResult:
-    """Flickr30k-Order on ``flickr30k_test.json`` (images: the Flickr30k folder)."""
-    return _evaluate_order("aro_flickr_order", "flickr_order", encoder, annotations, images, skip_missing, blind,
-                           int(seed), int(max_words), tagger, spacy_model)
+evaluate_coco_order = _order_benchmark(
+    "aro_coco_order", "coco_order", "COCO",
+    "COCO-Order on ``coco_karpathy_test.json`` (images: the COCO folder; 2017 files are found by id).")
+evaluate_flickr_order = _order_benchmark(
+    "aro_flickr_order", "flickr_order", "Flickr30k",
+    "Flickr30k-Order on ``flickr30k_test.json`` (images: the Flickr30k folder).")

@@ -14,13 +14,12 @@ The micro accuracy over all rows is reported next to them. Row ids are positions
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from tripletclip.eval.base import choice_rows_out, encoder_delta, make_resolver, protocol, register_benchmark, stats_of
-from tripletclip.eval.choice import ChoiceRow, score_rows, tally
-from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, require, unweighted_mean
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.choice import ChoiceRow, run_choice
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_rows, protocol, unweighted_mean
 
 SYMMETRIC_RELATIONS = frozenset("""
 adjusting|attached to|between|bigger than|biting|boarding|brushing|chewing|cleaning|climbing|close to|coming from|
@@ -48,13 +47,11 @@ BOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 def load_vg(annotations: str | Path, kind: str) -> tuple[list[ChoiceRow], list[dict]]:
     """Rows grouped by relation name (``relation``) or attribute pair (``attribution``)."""
     path = Path(annotations)
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise AnnotationError(f"{path}: expected a JSON list (ARO visual_genome_{kind}.json format), got {type(data).__name__}")
     group_field = "relation_name" if kind == "relation" else "attributes"
+    data = load_rows(path, ("image_path", "true_caption", "false_caption", group_field, *BOX),
+                     f"ARO visual_genome_{kind}.json", keyed=False)
     rows = []
-    for i, r in enumerate(data):
-        require(r, ("image_path", "true_caption", "false_caption", group_field, *BOX), path, i)
+    for i, r in data:
         if kind == "relation":
             group = str(r["relation_name"])
         else:
@@ -68,11 +65,11 @@ def load_vg(annotations: str | Path, kind: str) -> tuple[list[ChoiceRow], list[d
 
 
 def _evaluate_vg(bench: str, kind: str, encoder: Any, annotations: str | Path, images: Any, skip_missing: bool, blind: bool) -> BenchResult:
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     rows, records = load_vg(annotations, kind)
     groups = sorted({r.subset for r in rows})
-    scored, skipped, image_info = score_rows(encoder, rows, make_resolver(images), bench, skip_missing, blind)
-    tallies = tally(scored, skipped, groups)
+    run = run_choice(bench, encoder, rows, groups, images, skip_missing, blind, cost)
+    tallies = run.tallies
     if kind == "relation":
         included = [g for g in groups if g not in SYMMETRIC_RELATIONS and tallies[g].rows]
         rule = f"unweighted mean over relations, excluding the {len(SYMMETRIC_RELATIONS)} symmetric ones of the ARO notebook"
@@ -84,20 +81,9 @@ def _evaluate_vg(bench: str, kind: str, encoder: Any, annotations: str | Path, i
     total = sum(t.rows for t in tallies.values())
     micro = sum(t.correct for t in tallies.values()) / total if total else float("nan")
     aggregates = {"macro": unweighted_mean(tallies, included), "micro": micro, "groups_in_macro": len(included)}
-    return BenchResult(
-        benchmark=bench,
-        protocol=protocol(
-            "correct iff s(crop, true_caption) > s(crop, false_caption); crop = (x, y, x + w, y + h)",
-            {"macro": rule, "micro": "accuracy over all rows"}, blind,
-        ),
-        subsets={g: t.to_dict() for g, t in tallies.items()},
-        aggregates=aggregates,
-        headline={"macro": aggregates["macro"], "micro": micro},
-        annotations=records,
-        images=image_info,
-        extra={"cost": encoder_delta(encoder, before, start), "skipped_missing": sum(skipped.values())},
-        rows=choice_rows_out(bench, scored),
-    )
+    decision = "correct iff s(crop, true_caption) > s(crop, false_caption); crop = (x, y, x + w, y + h)"
+    return run.result(protocol(decision, {"macro": rule, "micro": "accuracy over all rows"}, blind), aggregates,
+                      {"macro": aggregates["macro"], "micro": micro}, records)
 
 
 @register_benchmark("aro_vg_relation", summary="ARO VG-Relation: true vs swapped relation on the box crop, macro over relations")

@@ -10,7 +10,11 @@ ARO's "the original ranks first".
 Images and texts are encoded once each through :class:`~tripletclip.eval.encoder.Encoder` and the scores of all
 rows are one gather + dot product, instead of the official row-by-row loop.
 
-Blind baseline (methods.md section 5: a text-only scorer should sit near 50% on good hard negatives): the image
+Every such benchmark runs the same tail, :func:`run_choice`: score the rows, tally them per subset, then
+:meth:`ChoiceRun.result` assembles the record (subset tables, aggregates, image record, cost, per-row records);
+:func:`grouped_means` gives the usual summary (unweighted mean over subsets, sample-weighted category means).
+
+Blind baseline (docs/methods.md section 4.1: a text-only scorer should sit near 50% on good hard negatives): the image
 embedding is replaced by one image-free query, the renormalised mean embedding of every distinct caption the
 run scores (true and false pooled, so it favours neither side), and the same decision rule is applied. A caption
 wins when it looks more like a typical caption of the benchmark to the text tower alone, which exposes
@@ -26,10 +30,8 @@ import torch.nn.functional as F
 
 from tripletclip.errors import InputError
 from tripletclip.eval.encoder import ImageCrop
-from tripletclip.eval.images import ImageResolver, resolve_images, unique
-from tripletclip.eval.records import Tally
-
-BLIND_QUERY = "renormalised mean text embedding of every distinct caption scored in this run (true and false pooled)"
+from tripletclip.eval.images import ImageResolver, make_resolver, resolve_images, unique
+from tripletclip.eval.records import BenchResult, Cost, Tally, per_row, unweighted_mean, weighted_mean
 
 
 @dataclass
@@ -130,3 +132,59 @@ def tally(scored: list[Scored], skipped: dict[str, int], subsets: Sequence[str])
     for s, n in skipped.items():
         tallies.setdefault(s, Tally()).skipped_missing = n
     return tallies
+
+
+@dataclass
+class ChoiceRun:
+    """One choice benchmark scored: its rows, per-subset tallies, image record and cost meter."""
+
+    bench: str
+    scored: list[Scored]
+    skipped: dict[str, int]
+    images: dict[str, Any]
+    tallies: dict[str, Tally]
+    cost: Cost
+
+    def accuracies(self, prefix: str = "") -> dict[str, float]:
+        """``{prefix + subset: accuracy}`` of every tallied subset (headline entries)."""
+        return {prefix + s: t.accuracy for s, t in self.tallies.items()}
+
+    def rows_out(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Per-row records (scores in annotation order: true caption(s) first); subsets as ``prefix + subset``."""
+        return [per_row(self.bench, prefix + x.row.subset, x.row.id, x.scores, x.correct) for x in self.scored]
+
+    def result(self, protocol: dict[str, Any], aggregates: dict[str, Any], headline: dict[str, Any],
+               annotations: list[dict[str, Any]], subsets: Optional[dict[str, Any]] = None,
+               rows: Optional[list[dict[str, Any]]] = None) -> BenchResult:
+        """The benchmark record; subsets default to the tallies, rows to :meth:`rows_out`."""
+        return BenchResult(
+            benchmark=self.bench,
+            protocol=protocol,
+            subsets=subsets if subsets is not None else {s: t.to_dict() for s, t in self.tallies.items()},
+            aggregates=aggregates,
+            headline=headline,
+            annotations=annotations,
+            images=self.images,
+            extra={"cost": self.cost.record(), "skipped_missing": sum(self.skipped.values())},
+            rows=rows if rows is not None else self.rows_out(),
+        )
+
+
+def run_choice(bench: str, encoder: Any, rows: list[ChoiceRow], subsets: Sequence[str], images: Any,
+               skip_missing: bool, blind: bool, cost: Cost) -> ChoiceRun:
+    """Score ``rows`` against the images under ``images`` (or blind) and tally them per subset."""
+    scored, skipped, image_info = score_rows(encoder, rows, make_resolver(images), bench, skip_missing, blind)
+    return ChoiceRun(bench, scored, skipped, image_info, tally(scored, skipped, subsets), cost)
+
+
+def grouped_means(tallies: dict[str, Tally], names: Sequence[str], groups: dict[str, Sequence[str]],
+                  prefix: str = "", unit: str = "subset") -> tuple[dict[str, float], dict[str, str]]:
+    """(aggregates, their rules): ``mean``, the unweighted mean over ``names``, and per group present the
+    sample-weighted accuracy over its members (SugarCrepe's Replace / Swap / Add, VALSE's phenomena)."""
+    aggregates = {f"{prefix}mean": unweighted_mean(tallies, names)}
+    rules = {f"{prefix}mean": f"unweighted mean of the {unit} accuracies ({len(names)} {unit}s)"}
+    for group, members in groups.items():
+        if any(m in names for m in members):
+            aggregates[f"{prefix}{group}"] = weighted_mean(tallies, members)
+            rules[f"{prefix}{group}"] = f"sample-weighted accuracy over {', '.join(members)}"
+    return aggregates, rules

@@ -27,8 +27,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
 from tripletclip.errors import InputError
 from tripletclip.models.trimmed import encode_text_trimmed, supports_trimming
+from tripletclip.utils.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -265,16 +267,6 @@ class Encoder:
         if not self.progress or total < 2 * self.batch_size:
             yield lambda n: None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-        from rich.text import Text
-
-        class _Rate(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                return Text(f"{task.speed:.1f} {what}/s" if task.speed else "")
-
-        with Progress(
-            TextColumn(f"encoding {what}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(what, total=total)
+        with progress_bar(unit=what, transient=True) as bar:
+            task = bar.add_task(f"encoding {what}", total=total)
             yield lambda n: bar.advance(task, n)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Hashable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, Hashable, Iterable, Optional, Sequence, TypeVar
 
 from tripletclip.errors import NotFoundError
 
@@ -110,3 +110,11 @@ def resolve_images(
 def unique(items: Iterable[T]) -> list[T]:
     """Items in first-seen order without repeats."""
     return list(dict.fromkeys(items))
+
+
+def make_resolver(images: Any, extensions: Sequence[str] = ("",)) -> Optional[ImageResolver]:
+    """An image resolver over one folder or a list of folders; None when no folder is given."""
+    if images is None or images == "" or images == []:
+        return None
+    roots = [images] if isinstance(images, (str, Path)) else list(images)
+    return ImageResolver(roots, extensions)

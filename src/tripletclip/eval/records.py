@@ -1,7 +1,7 @@
 """Result records: what was scored, how it was aggregated, and what produced it.
 
 Numbers for the same model drift between tools by 0.1-2 points through tie rules, averaging and dataset
-revisions (methods.md section 5). Every result therefore carries, next to each accuracy: the row count, the
+revisions (docs/methods.md section 4.1). Every result therefore carries, next to each accuracy: the row count, the
 decision and tie rule, the aggregation rule of every summary number, the sha256 and row count of every
 annotation file, the images that were skipped, and the model identity. Headline scalars (``<bench>/<key>``)
 are a flat view for metric loggers.
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
+
 from tripletclip.errors import InputError
-from tripletclip.utils.provenance import sha256_file  # noqa: F401  (re-exported for the evaluators)
+from tripletclip.utils.files import sha256_file
 
 TIE_RULE = "strict: correct only if the true score is strictly greater (a tie counts as wrong)"
+BLIND_QUERY = "renormalised mean text embedding of every distinct caption scored in this run (true and false pooled)"
 
 
 class AnnotationError(InputError):
@@ -39,6 +42,19 @@ def file_record(path: str | Path, rows: int, **extra: Any) -> dict[str, Any]:
     if not Path(path).is_file():
         raise AnnotationError(f"{path}: annotation file not found; check --annotations")
     return {"path": str(path), "sha256": sha256_file(path), "rows": rows, **extra}
+
+
+def load_rows(path: str | Path, fields: Sequence[str], fmt: str, keyed: bool) -> list[tuple[Any, dict]]:
+    """(row id, row) of an annotation file, each row checked for ``fields``: a JSON object keyed by row id
+    (``keyed``) or a JSON list (ids are positions); ``fmt`` names the format in messages."""
+    data = load_json(path)
+    if keyed != isinstance(data, dict) or not isinstance(data, (dict, list)):
+        want = "an object keyed by row id" if keyed else "a list of rows"
+        raise AnnotationError(f"{path}: expected {want} ({fmt} format), got {type(data).__name__}")
+    items = list(data.items()) if keyed else list(enumerate(data))
+    for rid, row in items:
+        require(row, fields, path, rid)
+    return items
 
 
 def require(row: Any, keys: Sequence[str], path: Path | str, row_id: Any) -> None:
@@ -100,6 +116,28 @@ def clean(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def protocol(decision: str, aggregation: dict[str, str], blind: bool, **extra: Any) -> dict[str, Any]:
+    """The protocol block of a result: decision rule, tie rule, aggregation rules, blind or not."""
+    out = {"decision": decision, "tie_rule": TIE_RULE, "aggregation": aggregation, "blind": blind}
+    if blind:
+        out["blind_query"] = BLIND_QUERY
+    return {**out, **extra}
+
+
+class Cost:
+    """What one benchmark run costs, from its creation on: images and texts encoded (cache misses), wall time."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.before = dict(getattr(encoder, "stats", None) or {})
+        self.start = time.perf_counter()
+
+    def record(self) -> dict[str, Any]:
+        stats = getattr(self.encoder, "stats", None) or {}
+        delta = {k: stats[k] - self.before.get(k, 0) for k in ("images_encoded", "texts_encoded") if k in stats}
+        return {**delta, "seconds": round(time.perf_counter() - self.start, 3)}
 
 
 @dataclass

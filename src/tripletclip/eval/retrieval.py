@@ -16,16 +16,15 @@ Files: a Karpathy / ARO list ``[{"image": name, "caption": [captions] | caption}
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from tripletclip.errors import InputError
-from tripletclip.eval.base import encoder_delta, make_resolver, protocol, register_benchmark, stats_of
-from tripletclip.eval.images import resolve_images, unique
-from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, per_row, require
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.images import make_resolver, resolve_images, unique
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_json, per_row, protocol, require
 
 KS = (1, 5, 10)
 
@@ -95,7 +94,7 @@ def evaluate_retrieval(
 ) -> BenchResult:
     """Recall@k for image-to-text and text-to-image retrieval."""
     ks = tuple(int(k) for k in (ks.split(",") if isinstance(ks, str) else ks))
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     items, rec = load_retrieval(annotations)
     resolver = make_resolver(images)
     if resolver is None:
@@ -131,7 +130,7 @@ def evaluate_retrieval(
         annotations=[rec],
         images={"distinct": len(found), "missing": len(missing), "missing_examples": missing[:5], **resolver.describe()},
         extra={
-            "cost": encoder_delta(encoder, before, start), "skipped_missing": len(items) - len(kept),
+            "cost": cost.record(), "skipped_missing": len(items) - len(kept),
             "repeated_captions": len(queries) - len(texts),
         },
         rows=rows,

@@ -11,22 +11,16 @@ skip numbers and are kept as the row id. Extra fields are ignored, except ``spli
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tripletclip.eval.base import (
-    choice_rows_out, encoder_delta, make_resolver, protocol, register_benchmark, stats_of,
-)
-from tripletclip.eval.choice import ChoiceRow, score_rows, tally
-from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, require, unweighted_mean, weighted_mean
+from tripletclip.edit_types import SUGARCREPE_CATEGORIES, SUGARCREPE_TYPES
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.choice import ChoiceRow, grouped_means, run_choice
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_rows, protocol
 
-SUBSETS = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att")
-CATEGORIES = {
-    "replace": ("replace_obj", "replace_att", "replace_rel"),
-    "swap": ("swap_obj", "swap_att"),
-    "add": ("add_obj", "add_att"),
-}
+SUBSETS = SUGARCREPE_TYPES
+CATEGORIES = SUGARCREPE_CATEGORIES
 FIELDS = ("filename", "caption", "negative_caption")
 
 
@@ -62,13 +56,10 @@ def load_sugarcrepe(
     rows: list[ChoiceRow] = []
     records = []
     for subset, path in files.items():
-        data = load_json(path)
-        if not isinstance(data, dict):
-            raise AnnotationError(f"{path}: expected a JSON object keyed by row id (SugarCrepe format), got {type(data).__name__}")
+        data = load_rows(path, FIELDS, "SugarCrepe", keyed=True)
         kept = 0
         has_split = False
-        for rid, r in data.items():
-            require(r, FIELDS, path, rid)
+        for rid, r in data:
             has_split |= "split" in r
             if split is not None and r.get("split") != split:
                 continue
@@ -92,25 +83,9 @@ def evaluate_sugarcrepe(
     benchmark: str = "sugarcrepe",
 ) -> BenchResult:
     """SugarCrepe accuracy per subset, unweighted mean and sample-weighted category means."""
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     rows, records, names = load_sugarcrepe(annotations, subsets, split)
-    scored, skipped, image_info = score_rows(encoder, rows, make_resolver(images), benchmark, skip_missing, blind)
-    tallies = tally(scored, skipped, names)
-    aggregates = {"mean": unweighted_mean(tallies, names)}
-    for cat, members in CATEGORIES.items():
-        if any(m in tallies for m in members):
-            aggregates[cat] = weighted_mean(tallies, members)
-    headline = {**aggregates, **{s: t.accuracy for s, t in tallies.items()}}
-    agg_rules = {"mean": f"unweighted mean of the subset accuracies ({len(names)} subsets)"}
-    agg_rules.update({c: f"sample-weighted accuracy over {', '.join(m)}" for c, m in CATEGORIES.items() if c in aggregates})
-    return BenchResult(
-        benchmark=benchmark,
-        protocol=protocol("correct iff s(I, caption) > s(I, negative_caption)", agg_rules, blind, split=split),
-        subsets={s: t.to_dict() for s, t in tallies.items()},
-        aggregates=aggregates,
-        headline=headline,
-        annotations=records,
-        images=image_info,
-        extra={"cost": encoder_delta(encoder, before, start), "skipped_missing": sum(skipped.values())},
-        rows=choice_rows_out(benchmark, scored),
-    )
+    run = run_choice(benchmark, encoder, rows, names, images, skip_missing, blind, cost)
+    aggregates, rules = grouped_means(run.tallies, names, CATEGORIES)
+    return run.result(protocol("correct iff s(I, caption) > s(I, negative_caption)", rules, blind, split=split),
+                      aggregates, {**aggregates, **run.accuracies()}, records)

@@ -5,9 +5,9 @@ such pair of pairs is a Winoground group (I0, C0) = (x, y), (I1, C1) = (x', y'),
 group rules of :mod:`tripletclip.eval.winoground`, overall and per negative edit type. Held-out TripletData
 shards therefore give an image-side compositional score that caption-only benchmarks cannot.
 
-Shards: our layout (TEAM.md): ``<key>.png|jpg`` image, ``<key>.txt`` caption, ``<key>.json`` meta with
-``neg_types``, ``<key>.neg.txt`` negative captions one per line, ``<key>.neg.<m>.png|jpg`` the rendering of
-negative caption m. A negative caption without an image gives no group and is counted as such.
+Shards: any layout :mod:`tripletclip.data.shard_reader` reads (ours: docs/methods.md section 6.1); negative image m
+is the rendering of negative caption m. A negative caption without an image gives no group and is counted as
+such.
 
 NOTE: add-edits (``add_obj``, ``add_att``) are skipped by default (option ``skip_types``), and counted: y' adds
 something to y, so y is still true of x' and the pair is not a Winoground group, where each caption must be false
@@ -15,58 +15,17 @@ for the other image (the world's Winoground file leaves them out for the same re
 """
 from __future__ import annotations
 
-import json
-import re
-import tarfile
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tripletclip.eval.base import encoder_delta, protocol, register_benchmark, stats_of
-from tripletclip.eval.records import AnnotationError, BenchResult, sha256_file
+from tripletclip.data.shard_reader import read_bytes, read_shard, shard_files
+from tripletclip.edit_types import ADD_TYPES
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, protocol
 from tripletclip.eval.winoground import WINO_DECISION, Group, score_groups, summarise_groups
+from tripletclip.utils.files import sha256_file
 
-_IMG = r"(?:png|jpg|jpeg|webp)"
-_NEG_IMG = re.compile(rf"^(?P<key>.+)\.neg\.(?P<m>\d+)\.{_IMG}$")
-_IMAGE = re.compile(rf"^(?P<key>.+)\.{_IMG}$")
-
-
-def shard_paths(annotations: str | Path) -> list[Path]:
-    """The .tar shards of a folder (sorted) or a single shard."""
-    p = Path(annotations)
-    if p.is_file() and p.suffix == ".tar":
-        return [p]
-    if p.is_dir():
-        tars = sorted(p.glob("*.tar"))
-        if tars:
-            return tars
-    raise AnnotationError(f"{p}: no .tar shards here; pass --annotations with a TripletData shard folder or .tar file")
-
-
-def read_samples(path: Path) -> dict[str, dict[str, Any]]:
-    """key -> {"image": bytes, "caption": str, "neg_captions": [...], "neg_types": [...], "neg_images": {m: bytes}}."""
-    samples: dict[str, dict[str, Any]] = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = member.name.rsplit("/", 1)[-1]
-            data = tar.extractfile(member).read()  # type: ignore[union-attr]
-            if name.endswith(".neg.txt"):
-                text = data.decode("utf-8")
-                samples.setdefault(name[:-8], {})["neg_captions"] = (text[:-1] if text.endswith("\n") else text).split("\n")
-            elif m := _NEG_IMG.match(name):
-                samples.setdefault(m["key"], {}).setdefault("neg_images", {})[int(m["m"])] = data
-            elif name.endswith(".json"):
-                samples.setdefault(name[:-5], {})["meta"] = json.loads(data)
-            elif name.endswith(".txt"):
-                samples.setdefault(name[:-4], {})["caption"] = data.decode("utf-8")
-            elif m := _IMAGE.match(name):
-                samples.setdefault(m["key"], {})["image"] = data
-    return samples
-
-
-SKIP_TYPES = ("add_obj", "add_att")
+SKIP_TYPES = ADD_TYPES
 
 
 def load_groups(
@@ -76,19 +35,14 @@ def load_groups(
     groups: list[Group] = []
     records = []
     counts = {"samples": 0, "negatives": 0, "negatives_without_image": 0, "skipped_by_type": 0}
-    for path in shard_paths(annotations):
-        samples = read_samples(path)
-        records.append({"path": str(path), "sha256": sha256_file(path), "rows": len(samples)})
-        for key, s in samples.items():
-            if "image" not in s or "caption" not in s:
-                raise AnnotationError(f"{path}: sample '{key}' has no image or no .txt caption; rewrite the shard with ShardWriter")
+    for path in shard_files(annotations, "--annotations"):
+        samples = list(read_shard(path))
+        records.append({"path": path, "sha256": sha256_file(path), "rows": len(samples)})
+        for s in samples:
             counts["samples"] += 1
-            negs = s.get("neg_captions", [])
-            types = (s.get("meta") or {}).get("neg_types") or ["unknown"] * len(negs)
-            for m, neg in enumerate(negs):
+            for m, (neg, tag) in enumerate(zip(s.neg_captions, s.neg_types)):
                 counts["negatives"] += 1
-                tag = types[m] if m < len(types) else "unknown"
-                if m not in s.get("neg_images", {}):
+                if m >= len(s.neg_images):
                     counts["negatives_without_image"] += 1
                     continue
                 if tag in skip_types:
@@ -96,7 +50,8 @@ def load_groups(
                     continue
                 if limit is not None and len(groups) >= limit:
                     continue
-                groups.append(Group(f"{key}:{m}", (s["image"], s["neg_images"][m]), (s["caption"], neg), {"neg_type": tag}))
+                images = (read_bytes(s.image), read_bytes(s.neg_images[m]))
+                groups.append(Group(f"{s.key}:{m}", images, (s.captions[0], neg), {"neg_type": tag}))
     return groups, records, counts
 
 
@@ -107,7 +62,7 @@ def evaluate_tripletdata_wino(
 ) -> BenchResult:
     """Text / image / group scores of (x, y) vs (x', y') pairs, overall and per negative edit type."""
     bench = "tripletdata_wino"
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     skip = tuple(skip_types.split(",") if isinstance(skip_types, str) else skip_types or ())
     groups, records, counts = load_groups(annotations, int(limit) if limit is not None else None, skip)
     if not groups:
@@ -126,6 +81,6 @@ def evaluate_tripletdata_wino(
         headline=headline,
         annotations=records,
         images={"source": "inside the shards", **counts},
-        extra={"cost": encoder_delta(encoder, before, start)},
+        extra={"cost": cost.record()},
         rows=rows,
     )

@@ -12,13 +12,12 @@ root; each ``image_file`` is looked up under all of them (COCO 2014 names also a
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tripletclip.eval.base import choice_rows_out, encoder_delta, make_resolver, protocol, register_benchmark, stats_of
-from tripletclip.eval.choice import ChoiceRow, score_rows, tally
-from tripletclip.eval.records import AnnotationError, BenchResult, file_record, load_json, require, unweighted_mean, weighted_mean
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.choice import ChoiceRow, grouped_means, run_choice
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_rows, protocol
 from tripletclip.eval.sugarcrepe import as_list
 
 PHENOMENA = {
@@ -62,12 +61,9 @@ def load_valse(annotations: str | Path, instruments: Any = None, valid_only: boo
     files = valse_files(annotations, as_list(instruments))
     rows, records = [], []
     for name, path in files.items():
-        data = load_json(path)
-        if not isinstance(data, dict):
-            raise AnnotationError(f"{path}: expected a JSON object keyed by sample id (VALSE format), got {type(data).__name__}")
+        data = load_rows(path, FIELDS, "VALSE", keyed=True)
         n_valid = 0
-        for rid, r in data.items():
-            require(r, FIELDS, path, rid)
+        for rid, r in data:
             if "caption" not in r["mturk"]:
                 raise AnnotationError(f"{path}: row {rid} has no mturk.caption vote count")
             ok = valid(r)
@@ -89,32 +85,12 @@ def evaluate_valse(
     blind: bool = False,
 ) -> BenchResult:
     """VALSE pairwise accuracy per instrument, unweighted mean and per-phenomenon weighted means."""
-    bench = "valse"
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     rows, records, names = load_valse(annotations, instruments, valid_only)
-    scored, skipped, image_info = score_rows(encoder, rows, make_resolver(images), bench, skip_missing, blind)
-    tallies = tally(scored, skipped, names)
-    for name, t in tallies.items():
-        t.extra["caption_equals_foil"] = sum(1 for x in scored if x.row.subset == name and x.row.meta["identical"])
-    aggregates = {"mean": unweighted_mean(tallies, names)}
-    for ph, members in PHENOMENA.items():
-        if any(m in names for m in members):
-            aggregates[ph] = weighted_mean(tallies, members)
-    rules = {
-        "mean": f"unweighted mean of the instrument (file) accuracies ({len(names)} files)",
-        **{p: f"sample-weighted accuracy over {', '.join(m)}" for p, m in PHENOMENA.items() if p in aggregates},
-    }
-    return BenchResult(
-        benchmark=bench,
-        protocol=protocol(
-            "correct iff s(I, caption) > s(I, foil)", rules, blind,
-            rows=("valid only: mturk.caption >= 2" if valid_only else "all rows (valid_only=False)"),
-        ),
-        subsets={s: t.to_dict() for s, t in tallies.items()},
-        aggregates=aggregates,
-        headline={**aggregates, **{s: t.accuracy for s, t in tallies.items()}},
-        annotations=records,
-        images=image_info,
-        extra={"cost": encoder_delta(encoder, before, start), "skipped_missing": sum(skipped.values())},
-        rows=choice_rows_out(bench, scored),
-    )
+    run = run_choice("valse", encoder, rows, names, images, skip_missing, blind, cost)
+    for name, t in run.tallies.items():
+        t.extra["caption_equals_foil"] = sum(1 for x in run.scored if x.row.subset == name and x.row.meta["identical"])
+    aggregates, rules = grouped_means(run.tallies, names, PHENOMENA, unit="instrument (file)")
+    selection = "valid only: mturk.caption >= 2" if valid_only else "all rows (valid_only=False)"
+    return run.result(protocol("correct iff s(I, caption) > s(I, foil)", rules, blind, rows=selection),
+                      aggregates, {**aggregates, **run.accuracies()}, records)

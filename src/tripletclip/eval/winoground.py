@@ -13,7 +13,6 @@ Results: overall, and by ``tag`` / ``collapsed_tag`` (and ``split`` when present
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -21,10 +20,11 @@ from typing import Any, Optional, Sequence
 import torch
 
 from tripletclip.errors import InputError
-from tripletclip.eval.base import encoder_delta, make_resolver, protocol, register_benchmark, stats_of
+from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.encoder import ImageSource
-from tripletclip.eval.images import resolve_images, unique
-from tripletclip.eval.records import AnnotationError, BenchResult, per_row, require, sha256_file
+from tripletclip.eval.images import make_resolver, resolve_images, unique
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, per_row, protocol, require
+from tripletclip.utils.files import sha256_file
 
 FIELDS = ("id", "image_0", "image_1", "caption_0", "caption_1")
 WINO_DECISION = (
@@ -137,7 +137,7 @@ def evaluate_winoground(
     benchmark: str = "winoground",
 ) -> BenchResult:
     """Winoground text, image and group scores, overall and per tag."""
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     rows, rec = load_winoground(annotations, split)
     resolver = make_resolver(images, extensions=("", ".png", ".jpg", ".jpeg"))
     if resolver is None:
@@ -162,6 +162,6 @@ def evaluate_winoground(
         headline=headline,
         annotations=[rec],
         images={"distinct": len(found), "missing": len(missing), "missing_examples": missing[:5], **resolver.describe()},
-        extra={"cost": encoder_delta(encoder, before, start), "skipped_missing": len(rows) - len(groups)},
+        extra={"cost": cost.record(), "skipped_missing": len(rows) - len(groups)},
         rows=out_rows,
     )

@@ -1,6 +1,6 @@
 """The embedded world's benchmark folder, scored with the real benchmarks' evaluators.
 
-``tripletclip world build --out DIR`` writes ``DIR/bench/`` (TEAM.md): ``sugarcrepe/<category>.json`` in
+``tripletclip world build --out DIR`` writes ``DIR/bench/`` (docs/methods.md section 4.9): ``sugarcrepe/<category>.json`` in
 SugarCrepe's format plus a ``split`` field (seen / heldout compositions), ``winoground/examples.jsonl`` in
 Winoground's format plus ``split``, ``retrieval.json`` in the Karpathy format, ``images/`` and ``manifest.json``.
 This evaluator runs :mod:`sugarcrepe` and :mod:`winoground` once per split and :mod:`retrieval` once, with
@@ -10,14 +10,15 @@ point of the world: a gap between the two is what the objectives are compared on
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
-from tripletclip.eval.base import encoder_delta, register_benchmark, stats_of
-from tripletclip.eval.records import AnnotationError, BenchResult, sha256_file
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost
+from tripletclip.utils.files import sha256_file
 from tripletclip.eval.retrieval import evaluate_retrieval
-from tripletclip.eval.sugarcrepe import SUBSETS, evaluate_sugarcrepe
+from tripletclip.edit_types import SUGARCREPE_CATEGORIES, SUGARCREPE_TYPES
+from tripletclip.eval.sugarcrepe import evaluate_sugarcrepe
 from tripletclip.eval.winoground import evaluate_winoground
 
 SPLITS = ("seen", "heldout")
@@ -38,15 +39,15 @@ def evaluate_world(
     splits: Optional[Any] = None,
 ) -> BenchResult:
     """SugarCrepe and Winoground scores per split and retrieval on a world ``bench/`` folder."""
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     bench = Path(annotations)
     sc_dir, wino, ret = bench / "sugarcrepe", bench / "winoground" / "examples.jsonl", bench / "retrieval.json"
     if not sc_dir.is_dir():
         raise AnnotationError(f"{bench}: no sugarcrepe/ folder; pass --annotations DIR/bench of `tripletclip world build --out DIR`")
     images = images if images else bench / "images"
-    subsets = [s for s in SUBSETS if (sc_dir / f"{s}.json").is_file()]
+    subsets = [s for s in SUGARCREPE_TYPES if (sc_dir / f"{s}.json").is_file()]
     if not subsets:
-        raise AnnotationError(f"{sc_dir}: none of the SugarCrepe category files ({', '.join(SUBSETS)}) is there")
+        raise AnnotationError(f"{sc_dir}: none of the SugarCrepe category files ({', '.join(SUGARCREPE_TYPES)}) is there")
     wanted = [s for s in (splits.split(",") if isinstance(splits, str) else splits)] if splits else None
     parts: dict[str, BenchResult] = {}
     sc_splits = wanted or _splits_in([sc_dir / f"{s}.json" for s in subsets], jsonl=False) or [None]
@@ -65,7 +66,7 @@ def evaluate_world(
 
     headline: dict[str, float] = {}
     for name, r in parts.items():
-        keys = ("mean", "replace", "swap", "add") + SUBSETS if name.startswith("sugarcrepe") else tuple(r.headline)
+        keys = ("mean", *SUGARCREPE_CATEGORIES, *SUGARCREPE_TYPES) if name.startswith("sugarcrepe") else tuple(r.headline)
         for k in keys:
             if k in r.headline:
                 headline[f"{name}/{k}"] = r.headline[k]
@@ -83,7 +84,7 @@ def evaluate_world(
         annotations=[a for r in parts.values() for a in r.annotations],
         images={"root": str(images)},
         extra={
-            "cost": encoder_delta(encoder, before, start),
+            "cost": cost.record(),
             "manifest": ({"path": str(manifest), "sha256": sha256_file(manifest),
                           **{k: v for k, v in json.loads(manifest.read_text()).items() if k in ("seed", "generator_version", "version", "counts")}}
                          if manifest.is_file() else None),

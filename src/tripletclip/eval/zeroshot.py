@@ -20,17 +20,18 @@ in ``en_zeroshot_classification_templates.json`` under ``annotations``.
 from __future__ import annotations
 
 import json
-import tarfile
-import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 
+from tripletclip.data.decode import Blob
+from tripletclip.data.shard_reader import scan_shard
 from tripletclip.errors import InputError
-from tripletclip.eval.base import encoder_delta, protocol, register_benchmark, stats_of
-from tripletclip.eval.records import AnnotationError, BenchResult, per_row, sha256_file
+from tripletclip.eval.base import register_benchmark
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, per_row, protocol
+from tripletclip.utils.files import sha256_file
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CHUNK = 2048
@@ -66,28 +67,14 @@ def _wds_shards(root: Path, split: str) -> list[Path]:
 
 
 def _iter_wds(shards: list[Path]) -> Iterator[tuple[str, bytes, int]]:
+    """(key, image bytes, label) of every sample of CLIP_benchmark's webdataset shards."""
     for shard in shards:
-        current: dict[str, Any] = {}
-        key = None
-        with tarfile.open(shard) as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                k, _, ext = m.name.partition(".")
-                if k != key and key is not None:
-                    yield from _wds_sample(shard, key, current)
-                    current = {}
-                key = k
-                current[ext.lower()] = tar.extractfile(m).read()  # type: ignore[union-attr]
-        if key is not None:
-            yield from _wds_sample(shard, key, current)
-
-
-def _wds_sample(shard: Path, key: str, sample: dict[str, bytes]) -> Iterator[tuple[str, bytes, int]]:
-    img = next((sample[e] for e in ("webp", "png", "jpg", "jpeg") if e in sample), None)
-    if img is None or "cls" not in sample:
-        raise AnnotationError(f"{shard}: sample '{key}' lacks an image or a .cls label (CLIP_benchmark webdataset layout)")
-    yield key, img, int(sample["cls"].decode().strip())
+        for key, members in scan_shard(str(shard)):
+            ext = next((e for e in ("webp", "png", "jpg", "jpeg") if e in members), None)
+            if ext is None or "cls" not in members:
+                raise AnnotationError(f"{shard}: sample '{key}' lacks an image or a .cls label (CLIP_benchmark webdataset layout)")
+            label = Blob(str(shard), *members["cls"]).read().decode().strip()
+            yield key, Blob(str(shard), *members[ext]).read(), int(label)
 
 
 def _image_folder(root: Path, max_per_class: Optional[int]) -> tuple[list[str], list[tuple[str, Path, int]]]:
@@ -111,6 +98,56 @@ def class_weights(encoder: Any, classnames: list[str], templates: list[str]) -> 
     return F.normalize(emb.mean(dim=1), dim=-1)
 
 
+def _named_list(option: Optional[str], shard_file: Optional[Path], annotations: Optional[Path], json_name: str,
+                dataset: Optional[str], what: str, records: list[dict]) -> Optional[list[str]]:
+    """Class names or templates: the option's file, else the webdataset's file, else ``dataset``'s entry of
+    the JSON table under ``annotations``; the file used is added to ``records``."""
+    for path in (Path(option) if option else None, shard_file if shard_file and shard_file.is_file() else None):
+        if path is not None:
+            items = _read_list(path)
+            records.append({"path": str(path), "sha256": sha256_file(path), "rows": len(items)})
+            return items
+    hit = _from_json(annotations, json_name, dataset, what)
+    if hit is None:
+        return None
+    records.append(hit[1])
+    return hit[0]
+
+
+def _encode_wds(encoder: Any, shards: list[Path], n_classes: int, max_per_class: Optional[int]
+                ) -> tuple[list[torch.Tensor], list[int], list[Any]]:
+    feats, labels, ids = [], [], []
+    per_class: dict[int, int] = {}
+    buf: list[tuple[str, bytes, int]] = []
+    for key, data, y in _iter_wds(shards):
+        if not 0 <= y < n_classes:
+            raise AnnotationError(f"sample '{key}': label {y} outside the {n_classes} classes")
+        if max_per_class and per_class.get(y, 0) >= int(max_per_class):
+            continue
+        per_class[y] = per_class.get(y, 0) + 1
+        buf.append((key, data, y))
+        if len(buf) >= CHUNK:
+            feats.append(encoder.encode_images([b for _, b, _ in buf]))
+            buf.clear()
+        labels.append(y)
+        ids.append(key)
+    if buf:
+        feats.append(encoder.encode_images([b for _, b, _ in buf]))
+    return feats, labels, ids
+
+
+def _encode_folder(encoder: Any, samples: list[tuple[str, Path, int]]) -> tuple[list[torch.Tensor], list[int], list[Any]]:
+    feats = [encoder.encode_images([p for _, p, _ in samples[a : a + CHUNK]]) for a in range(0, len(samples), CHUNK)]
+    return feats, [y for _, _, y in samples], [i for i, _, _ in samples]
+
+
+def _ranks(img: torch.Tensor, weights: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rank of the true class per image: classes scoring >= it, ties counting against; predicted class)."""
+    logits = img @ weights.T
+    true = logits.gather(1, y[:, None])
+    return (logits >= true).sum(dim=1) - 1, logits.argmax(dim=1)
+
+
 @register_benchmark("zeroshot", blind=False, summary="Zero-shot classification (ImageFolder or webdataset), acc1/acc5/mean per-class recall")
 def evaluate_zeroshot(
     encoder: Any, annotations: Any = None, images: Any = None, dataset: Optional[str] = None,
@@ -119,94 +156,44 @@ def evaluate_zeroshot(
 ) -> BenchResult:
     """Top-1 / top-5 accuracy and mean per-class recall with prompt-ensembled class weights."""
     bench = "zeroshot"
-    start, before = time.perf_counter(), stats_of(encoder)
+    cost = Cost(encoder)
     if images is None:
         raise InputError(f"{bench}: no image folder given; pass --images with an ImageFolder or webdataset root")
     root = Path(images[0] if isinstance(images, (list, tuple)) else images)
     ann = Path(annotations) if annotations else None
     records: list[dict] = []
     shards = _wds_shards(root, split) if root.is_dir() else []
-    folder_names: list[str] = []
-    samples: list[tuple[str, Path, int]] = []
-    if not shards:
-        folder_names, samples = _image_folder(root, int(max_per_class) if max_per_class else None)
+    folder_names, samples = ([], []) if shards else _image_folder(root, int(max_per_class) if max_per_class else None)
 
-    names: Optional[list[str]] = None
-    if classnames:
-        names = _read_list(Path(classnames))
-        records.append({"path": str(classnames), "sha256": sha256_file(classnames), "rows": len(names)})
-    elif shards and (root / "classnames.txt").is_file():
-        names = _read_list(root / "classnames.txt")
-        records.append({"path": str(root / "classnames.txt"), "sha256": sha256_file(root / "classnames.txt"), "rows": len(names)})
-    elif (hit := _from_json(ann, "en_classnames.json", dataset, "class names")) is not None:
-        names, rec = hit
-        records.append(rec)
-    elif folder_names:
+    names = _named_list(classnames, root / "classnames.txt" if shards else None, ann, "en_classnames.json",
+                        dataset, "class names", records)
+    if names is None and folder_names:
         names = [n.replace("_", " ") for n in folder_names]
     if not names:
         raise AnnotationError(f"{root}: no class names; pass option classnames=FILE or dataset=NAME with --annotations holding en_classnames.json")
     if folder_names and len(names) != len(folder_names):
         raise AnnotationError(f"{root}: {len(folder_names)} class folders but {len(names)} class names; they must match one to one")
-
-    tmpl: Optional[list[str]] = None
-    if templates:
-        tmpl = _read_list(Path(templates))
-        records.append({"path": str(templates), "sha256": sha256_file(templates), "rows": len(tmpl)})
-    elif shards and (root / "zeroshot_classification_templates.txt").is_file():
-        p = root / "zeroshot_classification_templates.txt"
-        tmpl = _read_list(p)
-        records.append({"path": str(p), "sha256": sha256_file(p), "rows": len(tmpl)})
-    elif (hit := _from_json(ann, "en_zeroshot_classification_templates.json", dataset, "templates")) is not None:
-        tmpl, rec = hit
-        records.append(rec)
+    tmpl = _named_list(templates, root / "zeroshot_classification_templates.txt" if shards else None, ann,
+                       "en_zeroshot_classification_templates.json", dataset, "templates", records)
     if not tmpl or any("{c}" not in t for t in tmpl):
         raise AnnotationError(f"{bench}: no usable templates (each needs '{{c}}'); pass option templates=FILE or dataset=NAME with --annotations")
 
     weights = class_weights(encoder, names, tmpl)
-    feats, labels, ids = [], [], []
     if shards:
-        per_class: dict[int, int] = {}
-        buf: list[tuple[str, bytes, int]] = []
-
-        def flush() -> None:
-            feats.append(encoder.encode_images([b for _, b, _ in buf]))
-            labels.extend(y for _, _, y in buf)
-            ids.extend(k for k, _, _ in buf)
-            buf.clear()
-
-        for key, data, y in _iter_wds(shards):
-            if not 0 <= y < len(names):
-                raise AnnotationError(f"sample '{key}': label {y} outside the {len(names)} classes")
-            if max_per_class and per_class.get(y, 0) >= int(max_per_class):
-                continue
-            per_class[y] = per_class.get(y, 0) + 1
-            buf.append((key, data, y))
-            if len(buf) >= CHUNK:
-                flush()
-        if buf:
-            flush()
+        feats, labels, ids = _encode_wds(encoder, shards, len(names), max_per_class)
         records.extend({"path": str(s), "sha256": sha256_file(s)} for s in shards)
     else:
-        for a in range(0, len(samples), CHUNK):
-            chunk = samples[a : a + CHUNK]
-            feats.append(encoder.encode_images([p for _, p, _ in chunk]))
-            labels.extend(y for _, _, y in chunk)
-            ids.extend(i for i, _, _ in chunk)
+        feats, labels, ids = _encode_folder(encoder, samples)
     if not labels:
         raise AnnotationError(f"{root}: no image found")
-    img = torch.cat(feats)
     y = torch.tensor(labels)
-    logits = img @ weights.T
-    true = logits.gather(1, y[:, None])
-    rank = (logits >= true).sum(dim=1) - 1
-    present = sorted(set(labels))
-    recall = {names[c]: int((rank[y == c] < 1).sum()) / int((y == c).sum()) for c in present}
+    rank, pred = _ranks(torch.cat(feats), weights, y)
+    recall = {names[c]: int((rank[y == c] < 1).sum()) / int((y == c).sum()) for c in sorted(set(labels))}
     metrics = {
         "acc1": int((rank < 1).sum()) / len(rank),
         "acc5": int((rank < 5).sum()) / len(rank),
         "mean_per_class_recall": sum(recall.values()) / len(recall),
     }
-    pred = logits.argmax(dim=1)
     rows = [per_row(bench, "all", i, {"label": int(t), "pred": int(p), "rank": int(r)}, int(r) == 0)
             for i, t, p, r in zip(ids, y, pred, rank)]
     return BenchResult(
@@ -225,6 +212,6 @@ def evaluate_zeroshot(
         annotations=records,
         images={"layout": "webdataset" if shards else "imagefolder", "root": str(root), "count": len(labels),
                 "classes": len(names), "templates": len(tmpl), "max_per_class": max_per_class},
-        extra={"cost": encoder_delta(encoder, before, start), "dataset": dataset},
+        extra={"cost": cost.record(), "dataset": dataset},
         rows=rows,
     )

@@ -1,4 +1,4 @@
-"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (methods.md section 2).
+"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (docs/methods.md section 2).
 
 Each objective is an ``nn.Module`` registered in :data:`LOSSES`; ``forward(features)`` takes the features
 contract of :mod:`tripletclip.data.contract` and returns ``{"loss": total (with graph), <term>: detached}``.
@@ -11,7 +11,7 @@ import inspect
 from typing import Any
 
 from tripletclip.errors import InputError
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
 from tripletclip.losses.ceclip import CeClipLoss
 from tripletclip.losses.clip import ClipLoss
@@ -38,7 +38,7 @@ __all__ = [
     "build_loss",
     "ContrastiveLoss",
     "Features",
-    "Step",
+    "LossInputs",
     "ClipLoss",
     "NegClipLoss",
     "NegImageLoss",

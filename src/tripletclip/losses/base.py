@@ -1,6 +1,6 @@
 """Shared machinery of every objective: the features contract, validation, the global gather, the registry.
 
-Implements the distributed recipe of methods.md section 2 ("Distributed"), used by TripletCLIP
+Implements the distributed recipe of docs/methods.md section 2.6, used by TripletCLIP
 (arXiv 2411.02545), CE-CLIP (arXiv 2306.08832) and NegCLIP (arXiv 2210.01936): each rank computes logits for
 its *local* rows against the columns of *all* ranks (positives of all ranks, then negatives of all ranks),
 with labels ``arange(B_local) + B_local * rank``. At world size 1 the gather is the identity, so there is one
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from tripletclip.data.contract import EDIT_TYPE_INDEX
+from tripletclip.edit_types import EDIT_TYPE_INDEX
 from tripletclip.registry import Registry
 from tripletclip.utils.distributed import all_gather_with_grad, get_rank, get_world_size
 
@@ -44,8 +44,9 @@ class Features:
 
 
 @dataclass
-class Step:
-    """Local rows, global columns and where this rank's rows sit inside the global batch."""
+class LossInputs:
+    """What :meth:`ContrastiveLoss.compute` works on: this rank's rows (``local``), every rank's columns
+    (``glob``), the scale, and where the local rows sit inside the global batch."""
 
     local: Features
     glob: Features
@@ -161,8 +162,9 @@ class ContrastiveLoss(nn.Module):
     """Base of every objective: forward(features dict) -> {"loss": total with graph, <term>: detached}.
 
     Subclasses set ``needs_neg_text`` / ``needs_neg_image`` (the data side skips decoding what is not needed)
-    and implement :meth:`compute` on a :class:`Step`. Logits are computed in fp32 with autocast disabled,
-    whatever precision the features arrive in.
+    and implement :meth:`compute` on a :class:`LossInputs`. Logits are computed in fp32 with autocast disabled,
+    whatever precision the features arrive in. State that changes during training lives in buffers (saved with
+    ``state_dict``); the trainer calls :meth:`on_epoch_start` whenever the data enter a new epoch.
     """
 
     name: ClassVar[str] = ""
@@ -173,14 +175,17 @@ class ContrastiveLoss(nn.Module):
         local = parse_features(features, self.name, self.needs_neg_text, self.needs_neg_image)
         scale = parse_scale(features["logit_scale"], local.image.device)
         with torch.autocast(device_type=local.image.device.type, enabled=False):
-            step = Step(local=local, glob=gather_features(local), scale=scale,
+            inputs = LossInputs(local=local, glob=gather_features(local), scale=scale,
                         rank=get_rank(), world_size=get_world_size())
-            terms = self.compute(step)
+            terms = self.compute(inputs)
         return {k: (v if k == "loss" else v.detach()) for k, v in terms.items()}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer when the data enter ``epoch`` (>= 1); objectives with per-epoch state reset it."""
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         """Shapes of this objective's logits on one rank (logged: "batch size with negatives" made explicit)."""
         return {"logits_i2t": [local_b, global_b], "logits_t2i": [local_b, global_b]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement compute(step)")
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement compute(inputs)")

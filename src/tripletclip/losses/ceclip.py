@@ -1,6 +1,6 @@
 """CE-CLIP: ITC with hard negatives + cross-modal rank + intra-modal contrast (Zhang et al., arXiv 2306.08832).
 
-methods.md section 2 (s(a, b) = scale * cosine, "logit units"):
+docs/methods.md section 2.5 (s(a, b) = scale * cosine, "logit units"):
 - ITC: NegCLIP(I, T, T') over the global batch (see :mod:`tripletclip.losses.negclip`).
 - CMR (Eq. 4): mean over all (i, k) slots of v_{i,k} max(0, theta_type(i,k) + s(I_i, T'_{i,k}) - s(I_i, T_i)),
   i.e. divided by B*K including padded slots, as the official ``atr_loss.mean()``.
@@ -9,15 +9,15 @@ methods.md section 2 (s(a, b) = scale * cosine, "logit units"):
   towards one fixed negative (its issue 15); not copied.
 - Total: ITC + cmr_weight * CMR + imc_weight * IMC (0.2 and 0.3 in the paper).
 
-Thresholds: one per entry of :data:`tripletclip.data.contract.EDIT_TYPES` (CE-CLIP's four types map onto them:
-swap = swap_obj | swap_att, replace-attribute = replace_att, replace-object = replace_obj, replace-relation =
-replace_rel; our extra types get their own). They live in the ``thresholds`` buffer, so they are saved in
-``state_dict`` and a resumed run continues bit for bit. Update rule, applied inside ``forward`` after the loss
+Thresholds: one per entry of :data:`tripletclip.edit_types.EDIT_TYPES`. CE-CLIP's four types map onto them
+(:data:`tripletclip.edit_types.CECLIP_TYPES`: swap = swap_obj | swap_att, replace-attribute = replace_att,
+replace-object = replace_obj, replace-relation = replace_rel); our extra types get their own. They live in the
+``thresholds`` buffer, so they are saved in ``state_dict`` and a resumed run continues bit for bit. Update rule, applied inside ``forward`` after the loss
 is computed, under no_grad, in training mode only (``module.eval()`` freezes them):
     theta_t <- clamp(mean_i s(I_i, T_i) - mean_{valid (i,k) of type t} s(I_i, T'_{i,k}), 0, max_threshold)
 over the *global* batch (computed from the all-gathered features, identical bytes on every rank, so all ranks
 hold identical thresholds without another collective); a type absent from the batch keeps its value.
-The new values are used from the next forward on; :meth:`reset_thresholds` (zeros) is called at epoch start.
+The new values are used from the next forward on; :meth:`on_epoch_start` sets them to zero.
 Unlike the official code there is a single path for one and many processes (its single-process branch
 inverts the hard-negative condition).
 """
@@ -26,17 +26,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tripletclip.data.contract import EDIT_TYPES
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, Step
+from tripletclip.edit_types import EDIT_TYPES
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses.functional import negclip_terms
-
-# CE-CLIP's four negative types expressed in our edit vocabulary (documentation and for generators).
-CECLIP_TYPES: dict[str, tuple[str, ...]] = {
-    "swap": ("swap_obj", "swap_att"),
-    "replace_attribute": ("replace_att",),
-    "replace_object": ("replace_obj",),
-    "replace_relation": ("replace_rel",),
-}
 
 
 @LOSSES.register("ceclip")
@@ -56,25 +48,25 @@ class CeClipLoss(ContrastiveLoss):
         self.adaptive_thresholds = bool(adaptive_thresholds)
         self.register_buffer("thresholds", torch.zeros(len(EDIT_TYPES)))
 
-    def reset_thresholds(self) -> None:
-        """Set every theta to 0 (CE-CLIP resets them at the start of each epoch)."""
+    def on_epoch_start(self, epoch: int) -> None:
+        """Set every theta to 0: CE-CLIP resets its thresholds at the start of each epoch."""
         self.thresholds.zero_()
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b],
                 "logits_imc": [local_b, 1 + global_b * k]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        loc, glob, scale = step.local, step.glob, step.scale
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        loc, glob, scale = inputs.local, inputs.glob, inputs.scale
         if self.thresholds.device != loc.image.device:
             self.thresholds = self.thresholds.to(loc.image.device)
         n_types = self.thresholds.shape[0]
         if bool(((loc.neg_text_type < 0) | (loc.neg_text_type >= n_types)).any()):
             raise ValueError(f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
-                             "use tripletclip.data.contract.edit_type_id")
+                             "use tripletclip.edit_types.edit_type_id")
         negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
         i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
-                                 step.labels, scale)
+                                 inputs.labels, scale)
         itc = 0.5 * (i2t + t2i)
 
         pos = scale * (loc.image * loc.text).sum(-1)  # s(I_i, T_i)   [B]
@@ -84,7 +76,7 @@ class CeClipLoss(ContrastiveLoss):
 
         text_negs = ((scale * loc.text) @ negs_all.t()).masked_fill(~negs_valid[None, :], float("-inf"))
         imc_logits = torch.cat([pos[:, None], text_negs], dim=1)
-        imc = F.cross_entropy(imc_logits, torch.zeros_like(step.labels))
+        imc = F.cross_entropy(imc_logits, torch.zeros_like(inputs.labels))
 
         if self.training and self.adaptive_thresholds:
             with torch.no_grad():

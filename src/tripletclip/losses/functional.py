@@ -1,6 +1,6 @@
 """Pure tensor functions shared by the objectives: masked InfoNCE and NegCLIP(A, P, N).
 
-NegCLIP (arXiv 2210.01936; methods.md section 2): anchors pick their positive among all positives and all
+NegCLIP (arXiv 2210.01936; docs/methods.md section 2.2): anchors pick their positive among all positives and all
 valid hard negatives of the global batch; positives pick their anchor among anchors only. TripletCLIP
 (arXiv 2411.02545) and CE-CLIP's ITC (arXiv 2306.08832) are built from the same pieces.
 

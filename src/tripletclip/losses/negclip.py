@@ -1,6 +1,6 @@
 """NegCLIP: CLIP with hard negative captions as extra text columns (Yuksekgonul et al., arXiv 2210.01936).
 
-methods.md section 2, NegCLIP(I, T, T'): image-to-text logits s [I T^T | I T'^T] with *every* valid negative
+docs/methods.md section 2.2, NegCLIP(I, T, T'): image-to-text logits s [I T^T | I T'^T] with *every* valid negative
 of the global batch as a column for every image (B_glob + B_glob*K columns, masked ones at -inf);
 text-to-image logits are the plain s T I^T (negatives are never queries). L = 1/2 (CE_i2t + CE_t2i).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, LossInputs
 from tripletclip.losses.functional import negclip_terms
 
 
@@ -23,10 +23,10 @@ class NegClipLoss(ContrastiveLoss):
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        loc, glob = step.local, step.glob
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        loc, glob = inputs.local, inputs.glob
         i2t, t2i = negclip_terms(
             loc.image, loc.text, glob.image, glob.text,
-            glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten(), step.labels, step.scale,
+            glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten(), inputs.labels, inputs.scale,
         )
         return {"loss": 0.5 * (i2t + t2i), "i2t": i2t, "t2i": t2i}

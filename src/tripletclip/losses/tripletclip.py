@@ -1,6 +1,6 @@
 """TripletCLIP: NegCLIP on real pairs plus NegCLIP on synthetic pairs (Patel et al., arXiv 2411.02545, Eq. 3).
 
-methods.md section 2: L = NegCLIP(I, T, T') + NegCLIP(I', T', T), a *sum*, both terms every step.
+docs/methods.md section 2.4: L = NegCLIP(I, T, T') + NegCLIP(I', T', T), a *sum*, both terms every step.
 Term 2 anchors are the synthetic pairs (x'_{i,m}, y'_{i,m}) whose image and caption masks are both set
 (negative image m renders negative caption m, see tripletclip.data.contract). A synthetic image picks its
 caption among all valid y' and all real y of the global batch (real captions are its hard negatives); a
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from tripletclip.losses.base import LOSSES, ContrastiveLoss, Step
+from tripletclip.losses.base import LOSSES, ContrastiveLoss, LossInputs
 from tripletclip.losses.functional import negclip_terms, nce
 
 
@@ -32,8 +32,8 @@ class TripletClipLoss(ContrastiveLoss):
         return {"logits_i2t": [local_b, global_b + global_b * k], "logits_t2i": [local_b, global_b],
                 "logits_i2t_synth": [local_b * p, global_b * k + global_b], "logits_t2i_synth": [local_b * p, global_b * m]}
 
-    def compute(self, step: Step) -> dict[str, torch.Tensor]:
-        loc, glob, labels, scale = step.local, step.glob, step.labels, step.scale
+    def compute(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
+        loc, glob, labels, scale = inputs.local, inputs.glob, inputs.labels, inputs.scale
         i2t, t2i = negclip_terms(
             loc.image, loc.text, glob.image, glob.text,
             glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten(), labels, scale,
@@ -45,7 +45,7 @@ class TripletClipLoss(ContrastiveLoss):
         pair_valid = (loc.neg_text_mask[:, :p] & loc.neg_image_mask[:, :p]).flatten()
         pairs_global = (glob.neg_text_mask[:, :p] & glob.neg_image_mask[:, :p]).sum()
         # per-rank share of a global mean; clamp keeps an all-invalid batch at exactly 0
-        denom = pairs_global.clamp_min(1).float() / step.world_size
+        denom = pairs_global.clamp_min(1).float() / inputs.world_size
         slot = torch.arange(p, device=labels.device)
         synth_i2t = nce(
             loc.neg_image[:, :p].flatten(0, 1),

@@ -23,7 +23,7 @@ import torch
 from tripletclip.models.hf import HFClip, HFImageTransform, HFTokenizer
 from tripletclip.models.hf_convert import ExportError, hf_config_for, hf_to_open_clip, open_clip_config_for, open_clip_to_hf
 from tripletclip.models.run_model import load_run_model
-from tripletclip.utils.provenance import sha256_file
+from tripletclip.utils.files import sha256_file
 
 FORMATS = ("open_clip", "hf")
 MANIFEST = "tripletclip_export.json"

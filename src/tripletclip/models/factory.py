@@ -7,7 +7,7 @@ configs. Tiny ``test-*`` / ``world-*`` configs let tests and the embedded world 
 ``hf:PATH_OR_ID`` hands over to transformers-format CLIP checkpoints (models/hf.py). Every bundle carries an
 identity (format, source, sha256 of the weights) that result files record.
 
-NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; docs/methods.md).
+NOTE: training augmentation never flips horizontally (flips turn "left of" captions false; docs/methods.md section 3.3).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tripletclip.models.weights import (
     locate_weights,
     quick_gelu_of,
 )
-from tripletclip.utils.provenance import sha256_file as file_sha256
+from tripletclip.utils.files import sha256_file as file_sha256
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _registered = False
@@ -175,7 +175,7 @@ def create_model(
     reads config and weights from there), or ``hf:PATH_OR_ID`` for a transformers CLIP folder (models/hf.py).
     ``pretrained`` is an open_clip tag (e.g. ``openai``), a weights file (state dict or open_clip training
     checkpoint), a tripletclip run / checkpoint folder, an open_clip export folder, or empty.
-    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md).
+    OpenAI weights need QuickGELU: pass ``ViT-B-32-quickgelu`` or ``force_quick_gelu`` (docs/methods.md section 5).
     """
     check_model_name(name, pretrained)
     if aug_cfg and (aug_cfg.get("hflip") or aug_cfg.get("horizontal_flip")):

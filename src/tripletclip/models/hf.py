@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tripletclip.models.weights import WeightsError, check_fits, locate_weights, read_state_dict
-from tripletclip.utils.provenance import sha256_file
+from tripletclip.utils.files import sha256_file
 
 TOWERS = ("vision-encoder", "text-encoder")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from tripletclip.errors import InputError, NotFoundError
-from tripletclip.utils.provenance import sha256_file
+from tripletclip.utils.files import sha256_file
 
 # wrappers added by training code around the model's own keys: DDP, torch.compile
 _PREFIXES = ("module.", "_orig_mod.")

@@ -7,14 +7,18 @@ Stages, each a sharded and resumable job with a manifest:
 - ``images``: negative images from the negative captions (diffusers, e.g. SDXL-Turbo; or the embedded world's
   renderer), written as TripletData shards for the trainer;
 - ``filter``: TripletCLIP++'s CLIP-score filter; ``stats`` and ``faithfulness``: analysis.
+
+Importing the package registers the generators and backends (``rules``, ``llm``, the LLM and T2I backends).
+Shards are read and written through :mod:`tripletclip.data` (one format, one reader).
 """
-from tripletclip.negatives.base import LLM_BACKENDS, T2I_BACKENDS, TEXT_GENERATORS, Negative, stable_hash
+from tripletclip.negatives import t2i  # noqa: F401  (registers the text-to-image backends)
+from tripletclip.negatives.base import LLM_BACKENDS, T2I_BACKENDS, TEXT_GENERATORS, NegativeCaption, stable_hash
 from tripletclip.negatives.jobs import JobError, resolve_shard
 from tripletclip.negatives.llm import LLMGenerator, Rewriter  # registers "llm" and the LLM backends
 from tripletclip.negatives.rules import PRESETS, RulesGenerator  # registers "rules"
 from tripletclip.negatives.text_job import run_rewrite, run_text
 
 __all__ = [
-    "LLM_BACKENDS", "T2I_BACKENDS", "TEXT_GENERATORS", "JobError", "LLMGenerator", "Negative", "PRESETS",
+    "LLM_BACKENDS", "T2I_BACKENDS", "TEXT_GENERATORS", "JobError", "LLMGenerator", "NegativeCaption", "PRESETS",
     "Rewriter", "RulesGenerator", "resolve_shard", "run_rewrite", "run_text", "stable_hash",
 ]

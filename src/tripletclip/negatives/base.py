@@ -37,11 +37,11 @@ def local_device(device: str = "auto") -> str:
 
 
 @dataclass(slots=True)
-class Negative:
+class NegativeCaption:
     """One negative caption made from a positive caption."""
 
     neg_caption: str
-    edit_type: str  # one of tripletclip.data.contract.EDIT_TYPES
+    edit_type: str  # one of tripletclip.edit_types.EDIT_TYPES
     generator: str  # "rules", "llm:<backend>:<model>", ...
     detail: str = ""  # what was edited, e.g. "colour:red->blue"
     attempts: int = 1  # generation attempts used (LLM retries)
@@ -68,7 +68,7 @@ class TextGenerator(Protocol):
     name: str
     stats: GenStats
 
-    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[Negative]]:
+    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[NegativeCaption]]:
         """Negatives for (key, caption) pairs, in order; an empty list where none could be made."""
 
     def info(self) -> dict[str, Any]:

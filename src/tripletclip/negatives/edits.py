@@ -301,7 +301,7 @@ def add_att(p: Parsed, lex: Lexicon, rng: random.Random) -> EditResult:
     return _fix_articles(pieces), f"{g}:{new}"
 
 
-EDITS: dict[str, Callable[[Parsed, Lexicon, random.Random], EditResult]] = {
+CAPTION_EDITS: dict[str, Callable[[Parsed, Lexicon, random.Random], EditResult]] = {
     "replace_obj": replace_obj,
     "replace_att": replace_att,
     "replace_rel": replace_rel,

@@ -17,12 +17,14 @@ from typing import Any, Optional, Sequence
 
 from PIL import Image
 
+from tripletclip.data.shard_reader import load_image, read_shard, shard_files
 from tripletclip.errors import InputError
 from tripletclip.negatives.base import local_device
 
-from tripletclip.negatives.io import write_json_atomic, write_parquet_atomic
+from tripletclip.negatives.io import write_parquet_atomic
 from tripletclip.negatives.lexicon import Lexicon, load_lexicon
 from tripletclip.negatives.tagger import LexiconTagger, tokenize
+from tripletclip.utils.files import write_json_atomic
 
 
 def questions_for(caption: str, tagger: LexiconTagger, lex: Lexicon, max_questions: int = 6) -> list[tuple[str, str]]:
@@ -99,9 +101,6 @@ class VqaAnswerer:
 def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto", batch_size: int = 16,
                      max_samples: Optional[int] = None, answerer: Any = None) -> dict[str, Any]:
     """Ask every negative image its caption's questions; write faithfulness.json and per-question parquet."""
-    from tripletclip.negatives.filter import shard_paths
-    from tripletclip.negatives.positives import decode, iter_shard
-
     if answerer is None:
         if not model:
             raise InputError("faithfulness: give --model (a transformers VQA model folder, e.g. a ViLT or BLIP VQA)")
@@ -110,9 +109,9 @@ def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto
     tagger = LexiconTagger(lex)
     rows: dict[str, list] = {k: [] for k in ("key", "neg_index", "edit_type", "neg_caption", "kind", "question", "yes")}
     images, n_pairs, no_questions = [], 0, 0
-    for path in shard_paths(shards):
-        for s in iter_shard(path):
-            for m, data in sorted(s.neg_images.items()):
+    for path in shard_files(shards):
+        for s in read_shard(path):
+            for m, blob in enumerate(s.neg_images):
                 if max_samples is not None and n_pairs >= max_samples:
                     break
                 if m >= len(s.neg_captions):
@@ -121,9 +120,9 @@ def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto
                 qs = questions_for(s.neg_captions[m], tagger, lex)
                 if not qs:
                     no_questions += 1
-                img = decode(data)
+                img = load_image(blob)
                 for kind, q in qs:
-                    for k, v in (("key", s.key), ("neg_index", m), ("edit_type", s.neg_types[m] if m < len(s.neg_types) else "unknown"),
+                    for k, v in (("key", s.key), ("neg_index", m), ("edit_type", s.neg_types[m]),
                                  ("neg_caption", s.neg_captions[m]), ("kind", kind), ("question", q)):
                         rows[k].append(v)
                     images.append(img)
@@ -151,5 +150,5 @@ def run_faithfulness(shards: str, out: str, model: str = "", device: str = "auto
         "yes_rate_by_question_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
         "rule": "a pair is faithful iff every question about its negative caption is answered yes",
     }
-    write_json_atomic(result, out_dir / "faithfulness.json")
+    write_json_atomic(out_dir / "faithfulness.json", result)
     return result

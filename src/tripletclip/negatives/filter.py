@@ -12,39 +12,30 @@ A sample without a negative image cannot be scored as a triplet; it is dropped a
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from tripletclip.data.contract import DataError
-from tripletclip.data.shards import ShardWriter, read_manifest
+from tripletclip.data.shard_reader import load_image, read_bytes, read_shard, shard_files
+from tripletclip.data.shards import ShardWriter
 from tripletclip.errors import InputError
-from tripletclip.negatives.io import expand_paths, write_json_atomic, write_parquet_atomic
-from tripletclip.negatives.jobs import Job, JobError, resolve_shard
-from tripletclip.negatives.positives import decode, iter_shard
+from tripletclip.negatives.io import write_parquet_atomic
+from tripletclip.negatives.jobs import JobError, JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.scoring import ClipScorer, load_bundle
-
-
-def shard_paths(spec: str) -> list[str]:
-    """Tars of a shard folder (manifest order when there is a manifest) or of a pattern/list."""
-    p = Path(spec)
-    if p.is_dir() and (p / "manifest.json").exists():
-        return [str(p / s["name"]) for s in read_manifest(p)["shards"]]
-    paths = expand_paths(spec)
-    if not all(x.endswith(".tar") for x in paths):
-        raise DataError(f"{spec}: expected TripletData shards (.tar files or a folder with manifest.json)")
-    return paths
+from tripletclip.utils.files import write_json_atomic
 
 
 def score_shard(path: str, scorer: ClipScorer) -> dict[str, list]:
     """Per sample: s(x,y), mean s(x',y') over its rendered negatives, and the combined score (NaN if none)."""
     cols: dict[str, list] = {"key": [], "s_pos": [], "s_neg": [], "score": [], "n_neg_images": []}
-    samples = list(iter_shard(path))
-    pos = scorer.pair_cosines([decode(s.image) for s in samples], [s.captions[0] for s in samples])
-    pairs = [(i, m) for i, s in enumerate(samples) for m in sorted(s.neg_images) if m < len(s.neg_captions)]
-    neg = scorer.pair_cosines([decode(samples[i].neg_images[m]) for i, m in pairs],
+    samples = list(read_shard(path))
+    pos = scorer.pair_cosines([load_image(s.image) for s in samples], [s.captions[0] for s in samples])
+    pairs = [(i, m) for i, s in enumerate(samples) for m in range(len(s.neg_images)) if m < len(s.neg_captions)]
+    neg = scorer.pair_cosines([load_image(samples[i].neg_images[m]) for i, m in pairs],
                               [samples[i].neg_captions[m] for i, m in pairs]) if pairs else np.zeros(0)
     per: dict[int, list[float]] = {}
     for (i, _), v in zip(pairs, neg):
@@ -59,25 +50,38 @@ def score_shard(path: str, scorer: ClipScorer) -> dict[str, list]:
     return cols
 
 
-def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretrained: str = "", run: str = "",
-               batch_size: int = 64, device: str = "auto", shard_size: int = 1000, shard: Optional[str] = None,
-               overwrite: bool = False, bundle: Any = None) -> dict[str, Any]:
-    """Score every sample of ``shards`` and write the top ``keep`` fraction to ``out``; returns the manifest
-    (or the scoring summary when other ranks still have shards to score)."""
-    if not 0 < keep <= 1:
-        raise InputError(f"--keep must be in (0, 1], got {keep}")
-    rank, world = resolve_shard(shard)
-    paths = shard_paths(shards)
-    bundle = bundle if bundle is not None else load_bundle(model, pretrained, run)
-    scorer = ClipScorer(bundle, device=device, batch_size=batch_size)
-    out_dir = Path(out)
+@dataclass(kw_only=True)
+class FilterJobOptions(JobOptions):
+    """``negatives filter``: keep the top ``keep`` fraction of the TripletData ``shards`` by CLIP score."""
+
+    shards: str
+    keep: float = 0.5
+    model: str = ""  # open_clip model name ...
+    pretrained: str = ""  # ... and its pretrained tag or weights file
+    run: str = ""  # or a tripletclip run folder / checkpoint
+    batch_size: int = 64
+    device: str = "auto"
+    shard_size: int = 1000  # samples per output tar
+
+
+def run_filter(opts: FilterJobOptions, bundle: Any = None) -> dict[str, Any]:
+    """Score every sample of ``opts.shards`` and write the top ``opts.keep`` fraction to ``opts.out``; returns
+    the manifest (or the scoring summary when other ranks still have shards to score). ``bundle``: an already
+    loaded model instead of ``opts.model`` / ``opts.run``."""
+    if not 0 < opts.keep <= 1:
+        raise InputError(f"--keep must be in (0, 1], got {opts.keep}")
+    rank, world = resolve_shard(opts.shard)
+    paths = shard_files(opts.shards)
+    bundle = bundle if bundle is not None else load_bundle(opts.model, opts.pretrained, opts.run)
+    scorer = ClipScorer(bundle, device=opts.device, batch_size=opts.batch_size)
+    out_dir = Path(opts.out)
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
-        raise DataError(f"{shards}: two input shards share a file name; give one folder at a time")
+        raise DataError(f"{opts.shards}: two input shards share a file name; give one folder at a time")
     cfg = {"inputs": [str(Path(p).resolve()) for p in paths], "sizes": [Path(p).stat().st_size for p in paths],
-           "model": scorer.identity, "batch_size": batch_size}
-    job = Job(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores", overwrite=overwrite,
-              world=world, rank=rank)
+           "model": scorer.identity, "batch_size": opts.batch_size}
+    job = ShardedJob(out_dir / "scores", "negatives-filter-scores", cfg, names, prefix="scores",
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         cols = score_shard(paths[u], scorer)
@@ -90,10 +94,10 @@ def run_filter(shards: str, out: str, keep: float = 0.5, model: str = "", pretra
         return scores_manifest  # other ranks still scoring; re-run (any rank) once they finished
     if rank != 0:
         return scores_manifest
-    return _select_and_write(paths, job, out_dir, keep, scorer.identity, shard_size, cfg)
+    return _select_and_write(paths, job, out_dir, opts.keep, scorer.identity, opts.shard_size, cfg)
 
 
-def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, identity: dict[str, Any],
+def _select_and_write(paths: list[str], job: ShardedJob, out_dir: Path, keep: float, identity: dict[str, Any],
                       shard_size: int, cfg: dict[str, Any]) -> dict[str, Any]:
     record = {"keep": keep, "model": identity, "inputs": cfg["inputs"], "input_sizes": cfg["sizes"]}
     done = out_dir / "manifest.json"
@@ -112,10 +116,10 @@ def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, id
     threshold = float(score[order[n_keep - 1]]) if n_keep else float("nan")
     with ShardWriter(out_dir, prefix="train", shard_size=shard_size, overwrite=True) as w:
         for u, p in enumerate(paths):
-            for s in iter_shard(p):
+            for s in read_shard(p):
                 if (u, s.key) in kept:
-                    w.write(s.key, s.image, s.captions, s.neg_captions, s.neg_types,
-                            [s.neg_images[m] for m in sorted(s.neg_images)], meta=s.extra_meta())
+                    w.write(s.key, read_bytes(s.image), s.captions, s.neg_captions, s.neg_types,
+                            [read_bytes(b) for b in s.neg_images], meta=s.meta)
     manifest = dict(w.manifest or {})
     vs = score[valid]
     manifest["filter"] = {
@@ -127,7 +131,7 @@ def _select_and_write(paths: list[str], job: Job, out_dir: Path, keep: float, id
         "mean_s_pos": float(np.nanmean([x for t in tables for x in t["s_pos"]])) if keys else float("nan"),
         "mean_s_neg": float(np.nanmean([x for t in tables for x in t["s_neg"]])) if valid.any() else float("nan"),
     }
-    write_json_atomic(manifest, done)
+    write_json_atomic(done, manifest)
     if len(kept) != n_keep:
         raise JobError(f"{out_dir}: kept {len(kept)} samples, expected {n_keep}; duplicate keys inside one shard?")
     return manifest

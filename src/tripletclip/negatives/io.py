@@ -3,16 +3,15 @@
 An input is split into *units* of work: row ranges for tables, one tar file for webdataset shards, so that a
 rank of a sharded job reads only its own tars. Each row carries the image key, the caption and, when the
 input has one, a reference to the positive image (a path, or ``<tar>#<member>`` for webdataset), which the
-image stage uses to pair the positive image with the rendered negative.
+image stage uses to pair the positive image with the rendered negative. Patterns, shard keys and tar reading
+are the data package's (:mod:`tripletclip.data.patterns`, :mod:`tripletclip.data.shard_reader`), so an input
+spec and a sample key mean here what they mean to the trainer.
 """
 from __future__ import annotations
 
 import csv
-import glob
-import hashlib
 import json
 import os
-import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tripletclip.data.contract import DataError
+from tripletclip.data.decode import BadSample, Blob
+from tripletclip.data.manifest import fingerprint_files
+from tripletclip.data.patterns import expand_patterns
+from tripletclip.data.shard_reader import IMAGE_EXTS, scan_shard
 from tripletclip.data.tables import not_utf8
 from tripletclip.errors import InputError
+from tripletclip.utils.files import temp_path
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
+INPUT_EXTS = ("tar", "parquet", "jsonl", "csv", "tsv")
 _AUTO_IMAGE_COLUMNS = ("image", "filepath", "file_path", "filename", "file_name", "image_path", "url_local")
+
+
+@dataclass
+class CaptionColumns:
+    """How to read a caption table (``--key-col`` ...) and how many rows make a unit of work."""
+
+    key_col: str = "key"
+    caption_col: str = "caption"
+    image_col: str = "auto"  # column with the positive image path; "auto" tries common names, "" = none
+    chunk_size: int = 10000  # rows per unit (tables; a tar is one unit)
 
 
 @dataclass
@@ -37,30 +51,9 @@ class CaptionRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def expand_paths(spec: str) -> list[str]:
-    """Files of an input spec: a file, a folder (its tars or parquet/csv/jsonl files), a glob, or a brace range."""
-    paths: list[str] = []
-    for part in spec.split("::"):
-        m = re.search(r"\{(\d+)\.\.(\d+)\}", part)
-        if m:
-            a, b = m.group(1), m.group(2)
-            for i in range(int(a), int(b) + 1):
-                paths.append(part[: m.start()] + str(i).zfill(len(a)) + part[m.end():])
-        elif os.path.isdir(part):
-            for ext in ("tar", "parquet", "jsonl", "csv", "tsv"):
-                found = sorted(glob.glob(os.path.join(part, f"*.{ext}")))
-                if found:
-                    paths.extend(found)
-                    break
-        elif any(c in part for c in "*?["):
-            paths.extend(sorted(glob.glob(part)))
-        else:
-            paths.append(part)
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if not paths or missing:
-        raise DataError(f"{missing[0] if missing else spec}: no such input file; give a CSV/TSV, parquet, JSONL file, "
-                        "a folder, or webdataset shards (a.tar, 'dir/{000..009}.tar', 'dir/*.tar')")
-    return paths
+def expand_paths(spec: str, what: str = "--in") -> list[str]:
+    """Input files of a spec: files, a folder (its tars, else parquet, JSONL, CSV or TSV files), globs, braces."""
+    return expand_patterns(spec, INPUT_EXTS, what)
 
 
 def input_kind(paths: Sequence[str]) -> str:
@@ -102,13 +95,15 @@ def _read_table_utf8(path: str, kind: str, sep: Optional[str]) -> list[dict[str,
 class CaptionInput:
     """Captions to process, split into units; see the module docstring."""
 
-    def __init__(self, spec: str, key_col: str = "key", caption_col: str = "caption", image_col: str = "auto",
-                 chunk_size: int = 10000, sep: Optional[str] = None, keep_cols: Sequence[str] = ()) -> None:
+    def __init__(self, spec: str, columns: CaptionColumns = CaptionColumns(), sep: Optional[str] = None,
+                 keep_cols: Sequence[str] = ()) -> None:
+        chunk_size = columns.chunk_size
         if chunk_size < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
         self.spec, self.paths = spec, expand_paths(spec)
         self.kind = input_kind(self.paths)
-        self.key_col, self.caption_col, self.image_col = key_col, caption_col, image_col
+        self.columns = columns
+        self.key_col, self.caption_col, self.image_col = columns.key_col, columns.caption_col, columns.image_col
         self.keep_cols = tuple(keep_cols)
         self.skipped: dict[str, int] = {}
         self.image_root = os.path.dirname(os.path.abspath(self.paths[0]))
@@ -122,17 +117,8 @@ class CaptionInput:
             self._chunk = chunk_size
 
     def fingerprint(self) -> str:
-        """Identifies the input content (tables: file bytes; webdataset: names and sizes, hashing TBs is too slow)."""
-        h = hashlib.sha256()
-        for p in self.paths:
-            h.update(os.path.basename(p).encode())
-            if self.kind == "wds":
-                h.update(str(os.path.getsize(p)).encode())
-            else:
-                with open(p, "rb") as f:
-                    while block := f.read(1 << 20):
-                        h.update(block)
-        return h.hexdigest()
+        """Identifies the input content (:func:`~tripletclip.data.manifest.fingerprint_files`)."""
+        return fingerprint_files(self.paths)["sha256"]
 
     def read(self, unit: int) -> list[CaptionRow]:
         if self.kind == "wds":
@@ -179,45 +165,41 @@ class CaptionInput:
         return rows
 
     def _read_tar(self, path: str) -> list[CaptionRow]:
-        groups: dict[str, dict[str, Any]] = {}
-        order: list[str] = []
-        try:
-            with tarfile.open(path) as tar:
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    base = os.path.basename(m.name)
-                    stem, _, ext = base.partition(".")
-                    key = os.path.join(os.path.dirname(m.name), stem) if os.path.dirname(m.name) else stem
-                    if key not in groups:
-                        groups[key] = {}
-                        order.append(key)
-                    ext = ext.lower()
-                    if ext in ("txt", self.caption_col):
-                        try:
-                            groups[key]["caption"] = tar.extractfile(m).read().decode("utf-8")
-                        except UnicodeDecodeError:  # skipped and counted below, never replaced by U+FFFD
-                            groups[key]["not_utf8"] = True
-                    elif ext == "json" and "caption" not in groups[key]:
-                        meta = json.loads(tar.extractfile(m).read() or b"{}")
-                        if isinstance(meta, dict) and isinstance(meta.get(self.caption_col), str):
-                            groups[key]["caption"] = meta[self.caption_col]
-                    elif ext in IMAGE_EXTS:
-                        groups[key]["image"] = f"{os.path.abspath(path)}#{m.name}"
-        except (tarfile.TarError, OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: unreadable webdataset shard ({e}); re-download or remove it") from None
         rows = []
-        for key in order:
-            g = groups[key]
-            cap = g.get("caption", "")
-            if g.get("not_utf8"):
-                self._skip("caption_not_utf8")
-                continue
-            if not cap.strip():
-                self._skip("empty_caption")
-                continue
-            rows.append(CaptionRow(key.replace("/", "_"), " ".join(cap.split()), g.get("image", "")))
+        try:
+            for key, members in scan_shard(path):
+                cap = _tar_caption(path, key, members, self.caption_col)
+                if cap is None:  # skipped and counted, never replaced by U+FFFD
+                    self._skip("caption_not_utf8")
+                    continue
+                if not cap.strip():
+                    self._skip("empty_caption")
+                    continue
+                ext = next((e for e in IMAGE_EXTS if e in members), None)
+                image = f"{os.path.abspath(path)}#{key}.{ext}" if ext else ""
+                rows.append(CaptionRow(key, " ".join(cap.split()), image))
+        except (tarfile.TarError, OSError, BadSample, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: unreadable webdataset shard ({e}); re-download or remove it") from None
         return rows
+
+
+def _tar_caption(path: str, key: str, members: dict[str, tuple[int, int]], caption_col: str) -> Optional[str]:
+    """A webdataset sample's caption: its ``.txt`` (or ``.<caption_col>``) member, else its json's field;
+    None when the caption is not UTF-8 text."""
+    def read(ext: str) -> bytes:
+        return Blob(path, *members[ext], label=f"{key}.{ext}").read()
+
+    for ext in ("txt", caption_col):
+        if ext in members:
+            try:
+                return read(ext).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    if "json" in members:
+        meta = json.loads(read("json") or b"{}")
+        if isinstance(meta, dict) and isinstance(meta.get(caption_col), str):
+            return meta[caption_col]
+    return ""
 
 
 def write_parquet_atomic(columns: dict[str, list], path: Path, metadata: Optional[dict[str, str]] = None) -> None:
@@ -225,14 +207,8 @@ def write_parquet_atomic(columns: dict[str, list], path: Path, metadata: Optiona
     table = pa.table(columns)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
 
 

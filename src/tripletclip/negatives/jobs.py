@@ -15,14 +15,14 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from tripletclip.errors import UserError
-from tripletclip.negatives.io import write_json_atomic
+from tripletclip.utils.files import write_json_atomic
 from tripletclip.utils.lock import FolderLock
+from tripletclip.utils.progress import progress_bar
 
 JOB_FILE = "job.json"
 MANIFEST = "manifest.json"
@@ -30,6 +30,18 @@ MANIFEST = "manifest.json"
 
 class JobError(UserError, RuntimeError):
     """A job cannot run as asked (one line: folder, problem, what to do)."""
+
+
+@dataclass(kw_only=True)
+class JobOptions:
+    """What every generation job is told: its output folder, this process's share, whether to start over.
+
+    The options of each job (:class:`~tripletclip.negatives.text_job.TextJobOptions`, ...) extend it.
+    """
+
+    out: str
+    shard: Optional[str] = None  # "i/N"; default: torchrun's or SLURM's variables, else 0/1
+    overwrite: bool = False  # start over in a folder that holds a job with other settings
 
 
 def resolve_shard(shard: Optional[str] = None, env: Optional[dict[str, str]] = None) -> tuple[int, int]:
@@ -62,7 +74,7 @@ def _diff(a: Any, b: Any, path: str = "") -> str:
     return "" if a == b else (path or "(root)")
 
 
-class Job:
+class ShardedJob:
     """One stage's job folder; see the module docstring."""
 
     def __init__(self, out_dir: str | Path, stage: str, config: dict[str, Any], units: list[str], prefix: str = "part",
@@ -83,7 +95,7 @@ class Job:
                     raise JobError(f"{self.out}: --overwrite with {world} ranks would race; delete the folder once, "
                                    "then start the ranks")
                 self._clear()
-        write_json_atomic(spec, path)
+        write_json_atomic(path, spec)
         if world == 1:
             # Leftovers of a killed run. With several ranks another rank may be writing its temp files right now,
             # so they stay (hidden, pid-named, never read) until a single-process run.
@@ -112,9 +124,8 @@ class Job:
         todo = self.todo(rank, world)
         skipped = sum(1 for u in range(len(self.units)) if u % world == rank) - len(todo)
         t_start, rows_total = time.perf_counter(), 0
-        with Progress(TextColumn(f"[bold]{self.stage}[/] rank {rank}/{world}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True) as bar:
-            task = bar.add_task(what, total=len(todo), rate="")
+        with progress_bar(fields="{task.fields[rate]}", transient=True) as bar:
+            task = bar.add_task(f"{self.stage} rank {rank}/{world}", total=len(todo), rate="")
             for u in todo:
                 t0 = time.perf_counter()
                 stats = work(u)
@@ -122,7 +133,7 @@ class Job:
                 rows = rows_of(stats)
                 rows_total += rows
                 stats = {**stats, "unit": u, "name": self.units[u], "seconds": round(dt, 3), "rank": rank}
-                write_json_atomic(stats, self.unit_stats_path(u))
+                write_json_atomic(self.unit_stats_path(u), stats)
                 rate = rows_total / max(1e-9, time.perf_counter() - t_start)
                 self.log({"event": "unit_done", "unit": u, "rows": rows, "seconds": round(dt, 3),
                           "rows_per_s": round(rows / max(dt, 1e-9), 2), "rank": rank})
@@ -159,7 +170,7 @@ class Job:
             **sum_counters(stats),
             **extra,
         }
-        write_json_atomic(manifest, self.out / MANIFEST)
+        write_json_atomic(self.out / MANIFEST, manifest)
         return manifest
 
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 WORDLIST_DIR = Path(__file__).resolve().parent / "wordlists"
 
@@ -94,17 +95,14 @@ def _read_pairs(path: Path) -> list[list[str]]:
     return rows
 
 
-@lru_cache(maxsize=4)
-def load_lexicon(folder: str | None = None) -> Lexicon:
-    """Load the word lists from ``folder`` (default: the shipped ones); cached."""
-    root = Path(folder) if folder else WORDLIST_DIR
+def _nouns(root: Path) -> dict[str, Any]:
+    """Object categories, each noun's category, plurals (irregular list, else the regular rule), singulars."""
     objects = json.loads((root / "objects.json").read_text(encoding="utf-8"))
     categories = {k: list(v) for k, v in objects.items() if not k.startswith("_")}
     noun_category: dict[str, str] = {}
     for cat, nouns in categories.items():
         for n in nouns:
             noun_category.setdefault(n, cat)
-
     irregular: dict[str, str] = {}
     for parts in _read_pairs(root / "plurals.txt"):
         # multi-word entries are written as "w1 w2 w1 w2s": split the line in half
@@ -116,38 +114,45 @@ def load_lexicon(folder: str | None = None) -> Lexicon:
             plural_of[n] = irregular[n]
         else:
             head, _, last = n.rpartition(" ")
-            last_pl = irregular.get(last, regular_plural(last))
-            plural_of[n] = (head + " " if head else "") + last_pl
-    uncountable = frozenset(n for n, p in plural_of.items() if p == n)
+            plural_of[n] = (head + " " if head else "") + irregular.get(last, regular_plural(last))
     singular_of: dict[str, str] = {}
-    for s, p in plural_of.items():
-        if p != s:
-            singular_of.setdefault(p, s)
+    for sing, plur in plural_of.items():
+        if plur != sing:
+            singular_of.setdefault(plur, sing)
+    return {"categories": categories, "noun_category": noun_category, "plural_of": plural_of,
+            "singular_of": singular_of, "uncountable": frozenset(n for n, pl in plural_of.items() if pl == n)}
 
+
+def _attributes(root: Path) -> dict[str, Any]:
+    """Attribute word groups, their opposites, the categories each applies to, and each word's group."""
     attrs = json.loads((root / "attributes.json").read_text(encoding="utf-8"))
-    attr_groups, attr_opp, attr_applies, group_of = {}, {}, {}, {}
+    out: dict[str, Any] = {"attr_groups": {}, "attr_opposites": {}, "attr_applies": {}, "attr_group_of": {}}
     for g, spec in attrs.items():
         if g.startswith("_"):
             continue
-        attr_groups[g] = list(spec["words"])
-        attr_opp[g] = dict(spec.get("opposites", {}))
-        attr_applies[g] = frozenset(spec.get("applies_to", []))
+        out["attr_groups"][g] = list(spec["words"])
+        out["attr_opposites"][g] = dict(spec.get("opposites", {}))
+        out["attr_applies"][g] = frozenset(spec.get("applies_to", []))
         for w in spec["words"]:
-            group_of.setdefault(w, g)
+            out["attr_group_of"].setdefault(w, g)
+    return out
 
-    counts = {w: int(v) for w, v in _read_pairs(root / "counts.txt")}
+
+def _relations(root: Path) -> dict[str, Any]:
+    """Spatial relations and their opposites, transitive / intransitive verbs and each verb form's lemma."""
     rel = json.loads((root / "relations.json").read_text(encoding="utf-8"))
     vt = [tuple(v) for v in rel["transitive"]]
     vi = [tuple(v) for v in rel["intransitive"]]
     verb_form: dict[str, tuple[str, str]] = {}
-    for ing, s in vt + vi:
+    for ing, third in vt + vi:
         verb_form.setdefault(ing, (ing, "ing"))
-        verb_form.setdefault(s, (ing, "s"))
-    function_words = {}
-    for parts in _read_pairs(root / "function_words.txt"):
-        for w in parts[1:]:
-            function_words.setdefault(w, parts[0])
+        verb_form.setdefault(third, (ing, "s"))
+    return {"spatial": list(rel["spatial"]), "spatial_opposites": dict(rel.get("opposites", {})),
+            "verbs_transitive": vt, "verbs_intransitive": vi, "verb_form": verb_form}
 
+
+def _synonyms(root: Path) -> dict[str, Any]:
+    """Synonym groups (a word's group id: never a substitute for another member) and generic words."""
     syn_group: dict[str, int] = {}
     generic: set[str] = set()
     for line_no, line in enumerate((root / "synonyms.txt").read_text(encoding="utf-8").splitlines()):
@@ -159,21 +164,26 @@ def load_lexicon(folder: str | None = None) -> Lexicon:
             continue
         for w in line.split(","):
             syn_group.setdefault(w.strip(), line_no)
+    return {"synonym_group": syn_group, "generic": frozenset(generic)}
 
-    lex = Lexicon(
-        categories=categories, plural_of=plural_of, singular_of=singular_of, uncountable=uncountable,
-        noun_category=noun_category, attr_groups=attr_groups, attr_opposites=attr_opp, attr_applies=attr_applies,
-        attr_group_of=group_of, counts=counts, spatial=list(rel["spatial"]),
-        spatial_opposites=dict(rel.get("opposites", {})), verbs_transitive=vt, verbs_intransitive=vi,
-        verb_form=verb_form, function_words=function_words, synonym_group=syn_group, generic=frozenset(generic),
-    )
+
+@lru_cache(maxsize=4)
+def load_lexicon(folder: str | None = None) -> Lexicon:
+    """Load the word lists from ``folder`` (default: the shipped ones); cached."""
+    root = Path(folder) if folder else WORDLIST_DIR
+    function_words: dict[str, str] = {}
+    for parts in _read_pairs(root / "function_words.txt"):
+        for w in parts[1:]:
+            function_words.setdefault(w, parts[0])
+    lex = Lexicon(**_nouns(root), **_attributes(root), **_relations(root), **_synonyms(root),
+                  counts={w: int(v) for w, v in _read_pairs(root / "counts.txt")}, function_words=function_words)
     # Multi-word phrases for longest-match tagging. Single words are looked up directly by the tagger.
     for rel_phrase in lex.spatial:
         lex.phrases[tuple(rel_phrase.split())] = ("REL", rel_phrase)
-    for n in noun_category:
+    for n in lex.noun_category:
         lex.phrases.setdefault(tuple(n.split()), ("NOUN", n))
-        lex.phrases.setdefault(tuple(plural_of[n].split()), ("NOUN", n))
-    for w in group_of:
+        lex.phrases.setdefault(tuple(lex.plural_of[n].split()), ("NOUN", n))
+    for w in lex.attr_group_of:
         lex.phrases.setdefault(tuple(w.split()), ("ADJ", w))
     lex.max_phrase_words = max(len(k) for k in lex.phrases)
     return lex

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from tripletclip.errors import InputError
-from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, Negative, stable_hash
+from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, NegativeCaption, stable_hash
 from tripletclip.negatives.llm_backends import build_llm
 from tripletclip.negatives.prompts import NEGATIVE_PROMPT, REWRITE_PROMPT, PromptSpec, check_output, clean_output
 from tripletclip.negatives.rules import RulesGenerator
@@ -100,19 +100,19 @@ class LLMGenerator:
     def info(self) -> dict[str, Any]:
         return {**self._cfg, **({"fallback_tagger": self.fallback.tagger.name} if self.fallback else {})}
 
-    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[Negative]]:
+    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[NegativeCaption]]:
         keys = [k for k, _ in items]
         caps = [c for _, c in items]
-        out: list[list[Negative]] = []
+        out: list[list[NegativeCaption]] = []
         for (key, cap), res in zip(items, self.runner.run(keys, caps)):
             if res.text is not None:
-                out.append([Negative(res.text, "llm", self.label, "", res.attempts)])
+                out.append([NegativeCaption(res.text, "llm", self.label, "", res.attempts)])
                 continue
             negs = self.fallback.negatives_for(key, cap) if self.fallback else []
             if negs:
                 self.stats.add("fallback")
                 n = negs[0]
-                out.append([Negative(n.neg_caption, n.edit_type, "rules", n.detail, res.attempts, fallback=True)])
+                out.append([NegativeCaption(n.neg_caption, n.edit_type, "rules", n.detail, res.attempts, fallback=True)])
             else:
                 self.stats.add("failed")
                 out.append([])

@@ -12,18 +12,19 @@ import random
 import re
 from typing import Any, Optional, Sequence
 
-from tripletclip.data.contract import EDIT_TYPES
+from tripletclip.edit_types import CECLIP_TYPES, EDIT_TYPES, SUGARCREPE_TYPES
 from tripletclip.errors import InputError
-from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, Negative, stable_hash
-from tripletclip.negatives.edits import EDITS, Parsed
+from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, NegativeCaption, stable_hash
+from tripletclip.negatives.edits import CAPTION_EDITS, Parsed
 from tripletclip.negatives.lexicon import load_lexicon
 from tripletclip.negatives.tagger import build_tagger, detokenize, token_offsets, tokenize
 
+# CE-CLIP's "swap" = either swap, whichever applies; its other three types are one of ours each
+PSEUDO_TYPES = {"swap": CECLIP_TYPES["swap"]}
 PRESETS: dict[str, tuple[str, ...]] = {
-    "sugarcrepe": ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att"),
-    "ceclip": ("swap", "replace_att", "replace_obj", "replace_rel"),
+    "sugarcrepe": SUGARCREPE_TYPES,
+    "ceclip": tuple(name if name in PSEUDO_TYPES else ours[0] for name, ours in CECLIP_TYPES.items()),
 }
-PSEUDO_TYPES = {"swap": ("swap_obj", "swap_att")}  # CE-CLIP's "swap" = either swap, whichever applies
 
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
@@ -44,10 +45,10 @@ class RulesGenerator:
                  tagger: str = "auto", wordlists: Optional[str] = None, ordered: bool = False) -> None:
         if isinstance(types, str):
             types = PRESETS[types] if types in PRESETS else tuple(t for t in types.split(",") if t)
-        bad = [t for t in types if t not in EDITS and t not in PSEUDO_TYPES]
+        bad = [t for t in types if t not in CAPTION_EDITS and t not in PSEUDO_TYPES]
         if bad or not types:
             raise InputError(f"rules: unknown edit type {bad[0] if bad else '(none)'}; use "
-                             f"{', '.join(list(EDITS) + list(PSEUDO_TYPES))} or a preset ({', '.join(PRESETS)})")
+                             f"{', '.join(list(CAPTION_EDITS) + list(PSEUDO_TYPES))} or a preset ({', '.join(PRESETS)})")
         if per_caption < 1:
             raise InputError(f"rules: per_caption must be >= 1, got {per_caption}")
         self.types = tuple(types)
@@ -69,7 +70,7 @@ class RulesGenerator:
         lower = [t.lower() for t in toks]
         return toks, Parsed(lower, self.tagger.tag(lower, pos))
 
-    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[Negative]]:
+    def generate(self, items: Sequence[tuple[str, str]]) -> list[list[NegativeCaption]]:
         pos_all: list[Optional[list]] = [None] * len(items)
         if hasattr(self.tagger, "pos_for"):
             offs = [token_offsets(c) for _, c in items]
@@ -77,7 +78,7 @@ class RulesGenerator:
         return [self.negatives_for(k, c, pos) for (k, c), pos in zip(items, pos_all)]
 
     def negatives_for(self, key: str, caption: str, pos: Optional[list] = None,
-                      types: Optional[Sequence[str]] = None) -> list[Negative]:
+                      types: Optional[Sequence[str]] = None) -> list[NegativeCaption]:
         """Up to ``per_caption`` negatives of distinct types (fewer when the caption offers fewer sites)."""
         toks, parsed = self.parse(caption, pos)
         rng = random.Random(stable_hash(self.seed, key, caption))
@@ -85,13 +86,13 @@ class RulesGenerator:
         if not (self.ordered and types is None):
             rng.shuffle(order)
         src_norm = normalise(caption)
-        out: list[Negative] = []
+        out: list[NegativeCaption] = []
         seen = {src_norm}
         for t in order:
             if len(out) >= self.per_caption:
                 break
             for real in (rng.sample(PSEUDO_TYPES[t], len(PSEUDO_TYPES[t])) if t in PSEUDO_TYPES else (t,)):
-                res = EDITS[real](parsed, self.lex, rng)
+                res = CAPTION_EDITS[real](parsed, self.lex, rng)
                 if res is None:
                     self.stats.add(f"no_site:{real}")
                     continue
@@ -103,7 +104,7 @@ class RulesGenerator:
                     continue
                 seen.add(norm)
                 assert real in EDIT_TYPES
-                out.append(Negative(text, real, "rules", detail))
+                out.append(NegativeCaption(text, real, "rules", detail))
                 break
         return out
 

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from tripletclip.data.shard_reader import load_image, read_shard, shard_files
 from tripletclip.errors import InputError
-from tripletclip.negatives.io import read_parquet_rows, write_json_atomic
+from tripletclip.negatives.io import read_parquet_rows
 from tripletclip.negatives.lexicon import load_lexicon
 from tripletclip.negatives.tagger import LexiconTagger, tokenize
+from tripletclip.utils.files import write_json_atomic
 
 
 def _load(inp: str) -> tuple[list[dict[str, Any]], bool]:
@@ -30,15 +32,12 @@ def _load(inp: str) -> tuple[list[dict[str, Any]], bool]:
     is_shards = (p.is_dir() and any(p.glob("*.tar"))) or inp.endswith(".tar")
     if not is_shards:
         return read_parquet_rows(inp), False
-    from tripletclip.negatives.filter import shard_paths
-    from tripletclip.negatives.positives import iter_shard
-
     rows = []
-    for path in shard_paths(inp):
-        for s in iter_shard(path):
+    for path in shard_files(inp, "--in"):
+        for s in read_shard(path):
             for m, (nc, nt) in enumerate(zip(s.neg_captions, s.neg_types)):
                 rows.append({"key": s.key, "caption": s.captions[0], "neg_caption": nc, "edit_type": nt,
-                             "_image": s.image, "_neg_image": s.neg_images.get(m)})
+                             "_image": s.image, "_neg_image": s.neg_images[m] if m < len(s.neg_images) else None})
     return rows, True
 
 
@@ -91,13 +90,12 @@ def compute_stats(inp: str, out: str, model: str = "", pretrained: str = "", run
                                    "share_positive_wins": float((v > 0).mean()) if k.startswith("margin") else None}
                                for k, v in sims.items()}
     stats["plots"] = _plots(out_dir, stats, pos_len, neg_len, sims)
-    write_json_atomic(stats, out_dir / "stats.json")
+    write_json_atomic(out_dir / "stats.json", stats)
     return stats
 
 
 def _similarities(rows: list[dict[str, Any]], has_images: bool, model: str, pretrained: str, run: str, max_rows: int,
                   batch_size: int, device: str, seed: int, bundle: Any) -> dict[str, np.ndarray]:
-    from tripletclip.negatives.positives import decode
     from tripletclip.negatives.scoring import ClipScorer, load_bundle
 
     scorer = ClipScorer(bundle if bundle is not None else load_bundle(model, pretrained, run), device, batch_size)
@@ -107,13 +105,13 @@ def _similarities(rows: list[dict[str, Any]], has_images: bool, model: str, pret
     tp, tn = scorer.encode_texts(caps), scorer.encode_texts(negs)
     out = {"cos_text_pos_neg": (tp * tn).sum(-1)}
     if has_images:
-        img = scorer.encode_images([decode(r["_image"]) for r in sample])
+        img = scorer.encode_images([load_image(r["_image"]) for r in sample])
         out["s_image_pos"] = (img * tp).sum(-1)
         out["s_image_neg"] = (img * tn).sum(-1)
         out["margin_real"] = out["s_image_pos"] - out["s_image_neg"]
         with_neg = [i for i, r in enumerate(sample) if r.get("_neg_image")]
         if with_neg:
-            nimg = scorer.encode_images([decode(sample[i]["_neg_image"]) for i in with_neg])
+            nimg = scorer.encode_images([load_image(sample[i]["_neg_image"]) for i in with_neg])
             out["margin_synthetic"] = (nimg * tn[with_neg]).sum(-1) - (nimg * tp[with_neg]).sum(-1)
     return out
 

@@ -10,55 +10,72 @@ TripletCLIP where negatives are made from LaCLIP-rewritten captions (arXiv 2411.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tripletclip.negatives.base import TEXT_GENERATORS
-from tripletclip.negatives.io import CaptionInput, write_parquet_atomic
-from tripletclip.negatives.jobs import Job, resolve_shard
+from tripletclip.negatives.io import CaptionColumns, CaptionInput, write_parquet_atomic
+from tripletclip.negatives.jobs import JobOptions, ShardedJob, resolve_shard
+from tripletclip.negatives.llm import Rewriter
 
 _KEEP = ("original_caption",)
 _MAX_LISTED = 20
+_TEXT_COLUMNS = ("key", "caption", "neg_caption", "edit_type", "generator", "detail", "attempts", "fallback",
+                 "neg_index", "image", "original_caption")
 
 
-def _open_input(inp: str, key_col: str, caption_col: str, image_col: str, chunk_size: int) -> CaptionInput:
-    # carries the original caption through when the input is the output of ``rewrite``
-    return CaptionInput(inp, key_col, caption_col, image_col, chunk_size, keep_cols=_KEEP)
+@dataclass(kw_only=True)
+class TextJobOptions(JobOptions):
+    """``negatives text``: captions in ``inp``, negatives by the generator registered as ``generator``."""
+
+    inp: str
+    generator: str = "rules"
+    generator_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the generator
+    columns: CaptionColumns = field(default_factory=CaptionColumns)
+    batch_size: int = 256  # captions handed to the generator at once
 
 
-def _input_config(src: CaptionInput, chunk_size: int) -> dict[str, Any]:
-    return {"spec": src.spec, "kind": src.kind, "fingerprint": src.fingerprint(), "key_col": src.key_col,
-            "caption_col": src.caption_col, "image_col": src.image_col, "chunk_size": chunk_size}
+@dataclass(kw_only=True)
+class RewriteJobOptions(JobOptions):
+    """``negatives rewrite``: LaCLIP-style rewrites of the captions in ``inp`` by an LLM backend."""
+
+    inp: str
+    backend: str = "transformers"
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the Rewriter / backend
+    n: int = 1  # rewrites per caption
+    columns: CaptionColumns = field(default_factory=CaptionColumns)
 
 
-def run_text(inp: str, out: str, generator: str = "rules", options: Optional[dict[str, Any]] = None,
-             key_col: str = "key", caption_col: str = "caption", image_col: str = "auto", chunk_size: int = 10000,
-             batch_size: int = 256, shard: Optional[str] = None, overwrite: bool = False) -> dict[str, Any]:
-    """Generate negative captions for every caption of ``inp`` into ``out``; returns the manifest."""
-    rank, world = resolve_shard(shard)
-    src = _open_input(inp, key_col, caption_col, image_col, chunk_size)
-    gen = TEXT_GENERATORS.get(generator)(**(options or {}))
-    job = Job(out, "negatives-text", {"input": _input_config(src, chunk_size), "generator": gen.info()}, src.units,
-              overwrite=overwrite, world=world, rank=rank)
+def _input_config(src: CaptionInput) -> dict[str, Any]:
+    return {"spec": src.spec, "kind": src.kind, "fingerprint": src.fingerprint(), **asdict(src.columns)}
+
+
+def run_text(opts: TextJobOptions) -> dict[str, Any]:
+    """Generate negative captions for every caption of ``opts.inp`` into ``opts.out``; returns the manifest."""
+    rank, world = resolve_shard(opts.shard)
+    # keep_cols carries the original caption through when the input is the output of ``rewrite``
+    src = CaptionInput(opts.inp, opts.columns, keep_cols=_KEEP)
+    gen = TEXT_GENERATORS.get(opts.generator)(**opts.generator_options)
+    job = ShardedJob(opts.out, "negatives-text", {"input": _input_config(src), "generator": gen.info()}, src.units,
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         before = dict(src.skipped)
         rows = src.read(u)
-        cols: dict[str, list] = {k: [] for k in ("key", "caption", "neg_caption", "edit_type", "generator", "detail",
-                                                 "attempts", "fallback", "neg_index", "image", "original_caption")}
+        cols: dict[str, list] = {k: [] for k in _TEXT_COLUMNS}
         edit_types: dict[str, int] = {}
         no_neg: list[str] = []
-        for b in range(0, len(rows), batch_size):
-            batch = rows[b : b + batch_size]
+        for b in range(0, len(rows), opts.batch_size):
+            batch = rows[b : b + opts.batch_size]
             for row, negs in zip(batch, gen.generate([(r.key, r.caption) for r in batch])):
                 if not negs:
                     no_neg.append(row.key)
                 for j, n in enumerate(negs):
-                    for k, v in (("key", row.key), ("caption", row.caption), ("neg_caption", n.neg_caption),
-                                 ("edit_type", n.edit_type), ("generator", n.generator), ("detail", n.detail),
-                                 ("attempts", n.attempts), ("fallback", n.fallback), ("neg_index", j),
-                                 ("image", row.image),
-                                 ("original_caption", row.extra.get("original_caption") or row.caption)):
+                    values = (row.key, row.caption, n.neg_caption, n.edit_type, n.generator, n.detail, n.attempts,
+                              n.fallback, j, row.image, row.extra.get("original_caption") or row.caption)
+                    for k, v in zip(_TEXT_COLUMNS, values):
                         cols[k].append(v)
                     edit_types[n.edit_type] = edit_types.get(n.edit_type, 0) + 1
         write_parquet_atomic(cols, job.out / f"part-{u:06d}.parquet")
@@ -75,25 +92,23 @@ def run_text(inp: str, out: str, generator: str = "rules", options: Optional[dic
     return job.write_manifest(extra)
 
 
-def _examples(job: Job) -> list[str]:
+def _examples(job: ShardedJob) -> list[str]:
     out: list[str] = []
     for s in job.unit_stats():
         out.extend(s.get("keys_without_negative", []))
     return out[:_MAX_LISTED]
 
 
-def run_rewrite(inp: str, out: str, backend: str = "transformers", model: str = "",
-                options: Optional[dict[str, Any]] = None, n: int = 1, key_col: str = "key",
-                caption_col: str = "caption", image_col: str = "auto", chunk_size: int = 10000,
-                shard: Optional[str] = None, overwrite: bool = False, llm: Any = None) -> dict[str, Any]:
-    """LaCLIP-style rewrites of every caption of ``inp`` into ``out``; returns the manifest."""
-    from tripletclip.negatives.llm import Rewriter
+def run_rewrite(opts: RewriteJobOptions, llm: Any = None) -> dict[str, Any]:
+    """LaCLIP-style rewrites of every caption of ``opts.inp`` into ``opts.out``; returns the manifest.
 
-    rank, world = resolve_shard(shard)
-    src = CaptionInput(inp, key_col, caption_col, image_col, chunk_size)
-    rw = Rewriter(backend, model, n=n, llm=llm, **(options or {}))
-    job = Job(out, "negatives-rewrite", {"input": _input_config(src, chunk_size), "rewriter": rw.info()}, src.units,
-              overwrite=overwrite, world=world, rank=rank)
+    ``llm``: an already built backend (tests, notebooks) instead of ``opts.backend``.
+    """
+    rank, world = resolve_shard(opts.shard)
+    src = CaptionInput(opts.inp, opts.columns)
+    rw = Rewriter(opts.backend, opts.model, n=opts.n, llm=llm, **opts.options)
+    job = ShardedJob(opts.out, "negatives-rewrite", {"input": _input_config(src), "rewriter": rw.info()}, src.units,
+                     overwrite=opts.overwrite, world=world, rank=rank)
 
     def work(u: int) -> dict[str, Any]:
         rows = src.read(u)

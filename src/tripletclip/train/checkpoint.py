@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tripletclip.errors import NotFoundError, UserError
-from tripletclip.utils.provenance import sha256_file
+from tripletclip.utils.files import sha256_file
 
 log = logging.getLogger(__name__)
 

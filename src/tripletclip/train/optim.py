@@ -1,6 +1,6 @@
 """AdamW with open_clip's decay exclusion and a warmup + cosine schedule (TripletCLIP / open_clip recipe).
 
-Gains, biases, embeddings of norm layers and ``logit_scale`` are excluded from weight decay (methods.md 5):
+Gains, biases, embeddings of norm layers and ``logit_scale`` are excluded from weight decay (docs/methods.md section 3.2):
 decaying the temperature or LayerNorm gains is a known degradation.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Choosing the autocast dtype: bf16 where the hardware computes it natively, fp32 elsewhere.
 
-Master weights are always fp32 (methods.md 5: TripletCLIP's pure-bf16 weights degrade training). On CPUs
+Master weights are always fp32 (docs/methods.md section 3.2: TripletCLIP's pure-bf16 weights degrade training). On CPUs
 without native bf16 (no AVX512-BF16 / AMX), oneDNN emulates bf16 matmuls: measured on this project's
 2-core AVX2 machine, a 1024^3 bf16 matmul ran at 0.5 GFLOP/s against 30 GFLOP/s in fp32, so ``auto``
 picks fp32 there and bf16 on CUDA or bf16-capable CPUs.

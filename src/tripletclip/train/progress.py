@@ -1,24 +1,20 @@
 """A one-line progress bar for training (rich), with loss and pairs/s; silent on non-main ranks."""
 from __future__ import annotations
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import Any
+
+from tripletclip.utils.progress import progress_bar
 
 
 class StepProgress:
+    """Steps done of ``total``, the last loss and the measured pairs/s (started at ``start`` on resume)."""
+
     def __init__(self, total: int, start: int = 0, enabled: bool = True, label: str = "train") -> None:
         self.enabled = enabled
-        self._p: Progress | None = None
+        self._p: Any = None
         if not enabled:
             return
-        self._p = Progress(
-            TextColumn(f"[bold]{label}[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} pairs/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
+        self._p = progress_bar(fields="loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} pairs/s", elapsed=True)
         self._task = self._p.add_task(label, total=total, completed=start, loss=float("nan"), rate=0.0)
         self._p.start()
 

@@ -13,15 +13,16 @@ from typing import Any, Optional
 
 from tripletclip.config import RunConfig, config_to_dict
 from tripletclip.config.schema import DataConfig
+from tripletclip.data.source import Source
 from tripletclip.errors import ConflictError, NotFoundError
 from tripletclip.train.checkpoint import newest_intact, remove_partial_writes, step_folders, verified_checkpoint
 from tripletclip.utils.lock import FolderLock
-from tripletclip.utils.provenance import code_version, fingerprint_files, machine_info
+from tripletclip.utils.provenance import code_version, machine_info
 
 
-def data_fingerprint(cfg: DataConfig, files: list[str]) -> dict[str, Any]:
-    """Data hash of the files the loader resolved (brace patterns, globs, folders, ``::`` lists)."""
-    return {"type": cfg.type, "train": cfg.train, **fingerprint_files(files)}
+def data_fingerprint(cfg: DataConfig, source: Source) -> dict[str, Any]:
+    """The data's identity as the source resolved it (brace patterns, globs, folders, ``::`` lists)."""
+    return {"type": cfg.type, "train": cfg.train, **source.fingerprint()}
 
 
 def _run_dir(cfg: RunConfig, resume: Optional[str]) -> tuple[Path, Optional[Path]]:

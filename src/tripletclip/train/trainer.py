@@ -4,12 +4,12 @@
     torchrun --nproc_per_node 8 -m tripletclip.cli train --config ...      # same code path, W ranks
 
 Step-based; equal compute between objectives means equal steps and equal positives (TripletCLIP,
-arXiv 2411.02545, Sec. 4). Features of positives and negatives come from one forward pass (train/step.py);
+arXiv 2411.02545, Sec. 4). Features of positives and negatives come from one forward pass (train/forward.py);
 the loss all-gathers them with autograd (losses/). bf16 autocast keeps fp32 master weights (the official
-code's pure-bf16 weights degrade training, methods.md 5). Checkpoints hold the full state, so ``--resume``
-continues bitwise identically on CPU. The whole config is checked before anything is created (train/checks.py),
-the run folder is locked by one live process (train/provenance_run.py), and a run whose skipped or lost
-samples pass ``data.max_bad_fraction`` stops with a one-line error instead of training on what is left.
+code's pure-bf16 weights degrade training, docs/methods.md section 3.2). Checkpoints hold the full state, so
+``--resume`` continues bitwise identically on CPU. The whole config is checked before anything is created
+(train/checks.py), the run folder is locked by one live process (train/provenance_run.py), and a run whose skipped
+or lost samples pass ``data.max_bad_fraction`` stops with a one-line error instead of training on what is left.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,8 +25,8 @@ import torch
 
 from tripletclip.config import RunConfig, config_to_dict, save_config
 from tripletclip.data.contract import DataError
-from tripletclip.data.loader import build_train_loader
-from tripletclip.losses import build_loss
+from tripletclip.data.loader import TrainLoader, build_train_loader
+from tripletclip.losses import ContrastiveLoss, build_loss
 from tripletclip.models import apply_locks, create_model
 from tripletclip.models.trimmed import TrimmedClip
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -34,8 +35,8 @@ from tripletclip.train.metrics import MetricsLogger
 from tripletclip.train.optim import build_optimizer, build_scheduler
 from tripletclip.train.precision import autocast_dtype
 from tripletclip.train.progress import StepProgress
+from tripletclip.train.forward import forward_features, move_batch
 from tripletclip.train.provenance_run import data_fingerprint, open_run, write_run_info
-from tripletclip.train.step import forward_features, move_batch
 from tripletclip.utils.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -63,9 +64,75 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
 def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> dict[str, Any]:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    run = _setup(cfg, env, run_dir, resume_ckpt)
+    last = _loop(run)
+    # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
+    run.checkpoint()
+    if cfg.eval.benchmarks:
+        last.update(_periodic_eval(cfg, run.bundle, run.model, run.metrics, run.step, env.rank))
+    run.metrics.close()
+    if env.rank == 0:
+        (run.run_dir / "final_metrics.json").write_text(json.dumps({"step": run.step, **last}, indent=1))
+    cleanup()
+    return {"run_dir": str(run.run_dir), "step": run.step, "final": last}
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds between steps (built by :func:`_setup`)."""
+
+    cfg: RunConfig
+    env: DistEnv
+    run_dir: Path
+    bundle: Any
+    model: torch.nn.Module
+    forward_model: torch.nn.Module  # what the step calls: the model, text-trimmed and DDP-wrapped as configured
+    loss_fn: ContrastiveLoss
+    loader: TrainLoader
+    opt: torch.optim.Optimizer
+    sched: Any
+    autocast: Optional[torch.dtype]
+    use_nt: bool
+    use_ni: bool
+    metrics: MetricsLogger
+    meta: dict[str, Any]
+    step: int = 0
+    counters: dict[str, int] = field(
+        default_factory=lambda: {"real_pairs_seen": 0, "synthetic_images_seen": 0, "neg_texts_seen": 0})
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.env.world_size
+
+    def restore(self, ckpt: Path, device: torch.device) -> None:
+        """Continue from a checkpoint: weights, optimiser, schedule, loss buffers, data position, RNG, counters."""
+        weights, state, _ = load_checkpoint(ckpt, map_location=str(device), verified=True)
+        self.model.load_state_dict(weights)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.loss_fn.load_state_dict(state["loss"])
+        rank = self.env.rank
+        self.loader.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
+        self.counters = dict(state["counters"])
+        self.step = int(state["step"])
+        set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
+
+    def checkpoint(self) -> None:
+        """Save the full state of every rank (data positions and RNG gathered on rank 0)."""
+        data_states = _gather_objects(self.loader.state_dict(), self.env.world_size)
+        rngs = _gather_objects(rng_state(), self.env.world_size)
+        if self.env.rank == 0:
+            state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "loss": self.loss_fn.state_dict(), "data": data_states, "rng": rngs, "counters": self.counters}
+            save_checkpoint(self.run_dir, self.step, self.model, state, {**self.meta, "counters": self.counters},
+                            keep=self.cfg.train.keep_checkpoints)
+        barrier()
+
+
+def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> _Run:
+    """Model, objective, data, optimiser and loggers of a run in ``run_dir`` (restored when resuming)."""
     device = torch.device(env.device)
     autocast = autocast_dtype(cfg.train.precision, device)
-
     # Same seed on every rank for the initial weights (DDP also broadcasts them); data order differs by rank.
     torch.manual_seed(cfg.train.seed)
     bundle = create_model(cfg.model.name, cfg.model.pretrained, device=device,
@@ -83,110 +150,99 @@ def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
                                 seed=cfg.train.seed, rank=env.rank, world_size=env.world_size,
                                 context_length=bundle.context_length, require_negatives=True)
     opt = build_optimizer(model, cfg.optim)
-    sched = build_scheduler(opt, cfg.optim, cfg.train.steps)
-
-    step, counters = 0, {"real_pairs_seen": 0, "synthetic_images_seen": 0, "neg_texts_seen": 0}
-    if resume_ckpt is not None:
-        weights, state, _ = load_checkpoint(resume_ckpt, map_location=str(device), verified=True)
-        model.load_state_dict(weights)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        loss_fn.load_state_dict(state["loss"])
-        loader.load_state_dict(state["data"][env.rank] if isinstance(state["data"], list) else state["data"])
-        counters = dict(state["counters"])
-        step = int(state["step"])
-        set_rng_state(state["rng"][env.rank] if isinstance(state["rng"], list) else state["rng"])
-
-    if env.rank == 0 and resume_ckpt is None:
-        save_config(cfg, run_dir / "config.yaml")
-        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, list(loader.source.files)),
-                       autocast=str(autocast) if autocast else "fp32")
     # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
-    ddp_model = TrimmedClip(model) if cfg.model.trim_text else model
+    forward_model = TrimmedClip(model) if cfg.model.trim_text else model
     if env.world_size > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device] if device.type == "cuda" else None)
-    metrics = MetricsLogger(run_dir, enabled=env.rank == 0, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
-                            wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg), resume=resume_ckpt is not None)
-    metrics.truncate_after(step)
-    meta = {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size,
-            "autocast": str(autocast) if autocast else "fp32"}
-    global_b = cfg.train.batch_size * env.world_size
-    shapes = loss_fn.logits_shapes(cfg.train.batch_size, global_b, cfg.data.max_neg_text if use_nt else 0,
-                                   cfg.data.max_neg_image if use_ni else 0)
-    progress = StepProgress(cfg.train.steps, start=step, enabled=env.rank == 0 and cfg.train.progress, label=cfg.loss.name)
+        forward_model = torch.nn.parallel.DistributedDataParallel(
+            forward_model, device_ids=[device] if device.type == "cuda" else None)
+    precision = str(autocast) if autocast else "fp32"
+    run = _Run(cfg, env, run_dir, bundle, model, forward_model, loss_fn, loader, opt,
+               build_scheduler(opt, cfg.optim, cfg.train.steps), autocast, use_nt, use_ni,
+               MetricsLogger(run_dir, enabled=env.rank == 0, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
+                             wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg),
+                             resume=resume_ckpt is not None),
+               {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size,
+                "autocast": precision})
+    if resume_ckpt is not None:
+        run.restore(resume_ckpt, device)
+    elif env.rank == 0:
+        save_config(cfg, run_dir / "config.yaml")
+        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, loader.source), autocast=precision)
+    run.metrics.truncate_after(run.step)
+    return run
 
-    def checkpoint() -> None:
-        data_states = _gather_objects(loader.state_dict(), env.world_size)
-        rngs = _gather_objects(rng_state(), env.world_size)
-        if env.rank == 0:
-            state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "loss": loss_fn.state_dict(), "data": data_states, "rng": rngs, "counters": counters}
-            save_checkpoint(run_dir, step, model, state, {**meta, "counters": counters}, keep=cfg.train.keep_checkpoints)
-        barrier()
 
+def _loop(run: _Run) -> dict[str, Any]:
+    """Steps until ``train.steps``: forward, loss, update, counters; logs, checkpoints and evaluations on schedule."""
+    cfg, loader, model, env = run.cfg, run.loader, run.model, run.env
+    shapes = run.loss_fn.logits_shapes(cfg.train.batch_size, run.global_batch, cfg.data.max_neg_text if run.use_nt else 0,
+                                       cfg.data.max_neg_image if run.use_ni else 0)
+    progress = StepProgress(cfg.train.steps, start=run.step, enabled=env.rank == 0 and cfg.train.progress,
+                            label=cfg.loss.name)
     last: dict[str, Any] = {}
     epoch = loader.epoch
     t_window, wait_window, n_window = 0.0, 0.0, 0
     model.train()
-    while step < cfg.train.steps:
+    while run.step < cfg.train.steps:
         t0 = time.perf_counter()
         batch = next(loader)
         t_data = time.perf_counter() - t0
-        if loader.epoch != epoch:  # CE-CLIP resets its adaptive thresholds at each epoch start
+        if loader.epoch != epoch:  # e.g. CE-CLIP resets its adaptive thresholds
             epoch = loader.epoch
-            if hasattr(loss_fn, "reset_thresholds"):
-                loss_fn.reset_thresholds()
-        batch = move_batch(batch, device)
-        feats = forward_features(ddp_model, batch, use_nt, use_ni, autocast)
-        out = loss_fn(feats)
-        opt.zero_grad(set_to_none=True)
+            run.loss_fn.on_epoch_start(epoch)
+        batch = move_batch(batch, torch.device(env.device))
+        out = run.loss_fn(forward_features(run.forward_model, batch, run.use_nt, run.use_ni, run.autocast))
+        run.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
-        opt.step()
-        sched.step()
-        with torch.no_grad():  # s <= 100 (CLIP, methods.md 1)
+        run.opt.step()
+        run.sched.step()
+        with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
             model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))
-        step += 1
-        n_real = global_b
-        n_synth = int(batch["neg_image_mask"].sum()) * env.world_size if use_ni else 0
-        counters["real_pairs_seen"] += n_real
-        counters["synthetic_images_seen"] += n_synth
-        counters["neg_texts_seen"] += int(batch["neg_text_mask"].sum()) * env.world_size if use_nt else 0
+        run.step += 1
+        _count(run.counters, batch, run.global_batch, env.world_size, run.use_nt, run.use_ni)
         dt = time.perf_counter() - t0
         t_window, wait_window, n_window = t_window + dt, wait_window + t_data, n_window + 1
-        progress.update(step, float(out["loss"].detach()), global_b / dt)
-
+        progress.update(run.step, float(out["loss"].detach()), run.global_batch / dt)
+        step = run.step
         if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-            check_skipped(loader.stats(), cfg.data.max_bad_fraction, step == cfg.train.steps, device)
-            terms = {f"loss/{k}": float(all_reduce_mean(v.detach().float())) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
-            last = {
-                **terms,
-                "logit_scale": float(model.logit_scale.detach().exp()),
-                "lr": sched.get_last_lr()[0],
-                "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                "pairs_per_s": global_b * n_window / t_window,
-                "data_wait_frac": wait_window / t_window,
-                **counters,
-                "samples_seen": counters["real_pairs_seen"] + counters["synthetic_images_seen"],
-                **shapes,
-                **{f"data/{k}": v for k, v in loader.stats().items()},
-            }
-            metrics.log(step, last)
+            check_skipped(loader.stats(), cfg.data.max_bad_fraction, step == cfg.train.steps, torch.device(env.device))
+            last = {**_metrics_record(run, out, grad_norm, run.global_batch * n_window / t_window,
+                                      wait_window / t_window), **shapes}
+            run.metrics.log(step, last)
             t_window, wait_window, n_window = 0.0, 0.0, 0
         if cfg.train.save_every and step % cfg.train.save_every == 0 and step < cfg.train.steps:
-            checkpoint()
+            run.checkpoint()
         if cfg.eval.benchmarks and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:
-            _periodic_eval(cfg, bundle, model, metrics, step, env.rank)
-    # The official code never writes its final checkpoint (methods.md 5): we always do.
-    checkpoint()
-    if cfg.eval.benchmarks:
-        last.update(_periodic_eval(cfg, bundle, model, metrics, step, env.rank))
+            _periodic_eval(cfg, run.bundle, model, run.metrics, step, env.rank)
     progress.close()
-    metrics.close()
-    if env.rank == 0:
-        (run_dir / "final_metrics.json").write_text(json.dumps({"step": step, **last}, indent=1))
-    cleanup()
-    return {"run_dir": str(run_dir), "step": step, "final": last}
+    return last
+
+
+def _count(counters: dict[str, int], batch: dict[str, Any], global_b: int, world_size: int, use_nt: bool,
+           use_ni: bool) -> None:
+    """Real pairs, synthetic images and negative captions seen by all ranks (equal on every rank by construction)."""
+    counters["real_pairs_seen"] += global_b
+    counters["synthetic_images_seen"] += int(batch["neg_image_mask"].sum()) * world_size if use_ni else 0
+    counters["neg_texts_seen"] += int(batch["neg_text_mask"].sum()) * world_size if use_nt else 0
+
+
+def _metrics_record(run: _Run, out: dict[str, torch.Tensor], grad_norm: Optional[torch.Tensor], pairs_per_s: float,
+                    data_wait_frac: float) -> dict[str, Any]:
+    """One metrics.jsonl record: loss terms (mean over ranks), scale, lr, throughput, counters, data stats."""
+    terms = {f"loss/{k}": float(all_reduce_mean(v.detach().float())) for k, v in out.items()
+             if torch.is_tensor(v) and v.numel() == 1}
+    return {
+        **terms,
+        "logit_scale": float(run.model.logit_scale.detach().exp()),
+        "lr": run.sched.get_last_lr()[0],
+        "grad_norm": float(grad_norm) if grad_norm is not None else None,
+        "pairs_per_s": pairs_per_s,
+        "data_wait_frac": data_wait_frac,
+        **run.counters,
+        "samples_seen": run.counters["real_pairs_seen"] + run.counters["synthetic_images_seen"],
+        **{f"data/{k}": v for k, v in run.loader.stats().items()},
+    }
 
 
 # Below this many samples read, one bad sample is too large a fraction to judge the data by (except at the end).

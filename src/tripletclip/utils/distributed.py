@@ -5,7 +5,7 @@ they are absent, maps SLURM's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, first 
 A single process (WORLD_SIZE absent or 1) creates no process group, and every helper below degrades to the
 identity, so losses and the trainer never branch on "distributed or not".
 
-``all_gather_with_grad`` is the collective the contrastive losses rely on (methods.md section 2, "Distributed";
+``all_gather_with_grad`` is the collective the contrastive losses rely on (docs/methods.md section 2.6;
 TripletCLIP arXiv 2411.02545, CE-CLIP arXiv 2306.08832): it concatenates every rank's tensor along dim 0 and its
 backward sums the column gradients of all ranks back onto each rank's own rows. NOTE: the plain
 ``torch.distributed.all_gather`` is never used for features: it returns leaves without history and silently

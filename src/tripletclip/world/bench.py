@@ -17,12 +17,11 @@ Layout (TEAM.md, read by :mod:`tripletclip.eval`):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from tripletclip.utils.files import sha256_file, write_json_atomic, write_jsonl_atomic
 from tripletclip.world.generate import SUGARCREPE_TYPES, WorldGenerator
 from tripletclip.world.grammar import CaptionStyle, sample_description
 from tripletclip.world.rand import Rand
@@ -95,19 +94,6 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _dump(path: Path, obj: Any, jsonl: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if jsonl:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in obj))
-    else:
-        tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def bench_tasks(spec: WorldSpec, bench_dir: Path, n_bench: int, n_retrieval: int, seed: int, image_size: int,
                 retrieval_chunk: int = 250) -> list[BenchTask]:
     """The tasks of a benchmark: per category a seen and (if the spec holds out pairs) a held-out task."""
@@ -142,7 +128,7 @@ def write_bench(bench_dir: Path, results: Sequence[tuple[str, str, list[dict[str
     scenes = [{"image": r["filename"], "scene": r["scene"]} for rows in per_cat.values() for r in rows]
     scenes += [{"image": r["negative_filename"], "scene": r["negative_scene"]} for rows in per_cat.values() for r in rows]
     scenes += [{"image": r["image"], "scene": r.pop("scene")} for r in retrieval]
-    _dump(bench_dir / "scenes.jsonl", scenes, jsonl=True)
+    write_jsonl_atomic(bench_dir / "scenes.jsonl", scenes)
     counts: dict[str, dict[str, int]] = {}
     wino: list[dict[str, Any]] = []
     wino_counts: dict[str, dict[str, int]] = {}
@@ -160,18 +146,18 @@ def write_bench(bench_dir: Path, results: Sequence[tuple[str, str, list[dict[str
                 })
                 wc = wino_counts.setdefault(cat, {})
                 wc[r["split"]] = wc.get(r["split"], 0) + 1
-        _dump(bench_dir / "sugarcrepe" / f"{cat}.json", table)
+        write_json_atomic(bench_dir / "sugarcrepe" / f"{cat}.json", table)
         c = counts.setdefault(cat, {"seen": 0, "heldout": 0})
         for r in rows:
             c[r["split"]] += 1
-    _dump(bench_dir / "winoground" / "examples.jsonl", wino, jsonl=True)
-    _dump(bench_dir / "retrieval.json", retrieval)
+    write_jsonl_atomic(bench_dir / "winoground" / "examples.jsonl", wino)
+    write_json_atomic(bench_dir / "retrieval.json", retrieval)
     files = sorted(p for p in bench_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl")
                    and p.name != "manifest.json")
     images = sorted((bench_dir / "images").glob("*.png"))
     img_hash = hashlib.sha256()
     for p in images:
-        img_hash.update(f"{p.name} {_sha256(p)}\n".encode())
+        img_hash.update(f"{p.name} {sha256_file(p)}\n".encode())
     manifest = {
         "format": BENCH_FORMAT,
         "generator_version": version,
@@ -183,12 +169,12 @@ def write_bench(bench_dir: Path, results: Sequence[tuple[str, str, list[dict[str
         "winoground_counts": wino_counts,
         "retrieval": {"images": len(retrieval), "captions": sum(len(r["caption"]) for r in retrieval)},
         "failed_negatives": failed,
-        "files": {str(p.relative_to(bench_dir)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(bench_dir)): sha256_file(p) for p in files},
         "images": {"count": len(images), "sha256": img_hash.hexdigest(),
                    "rule": "sha256 over lines '<file name> <sha256 of file>' in sorted name order"},
         "protocol": "SugarCrepe: correct iff s(image, caption) > s(image, negative_caption), ties wrong; "
                     "category mean = unweighted mean of the seven categories",
         **extra,
     }
-    _dump(bench_dir / "manifest.json", manifest)
+    write_json_atomic(bench_dir / "manifest.json", manifest)
     return manifest

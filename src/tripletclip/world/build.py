@@ -10,9 +10,7 @@ processes; shard bytes are reproducible (ShardWriter fixes tar metadata).
 """
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -20,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from tripletclip.utils.files import write_json_atomic
 from tripletclip.world.bench import bench_tasks, run_bench_task, write_bench
 from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGenerator
 from tripletclip.world.grammar import CaptionStyle
@@ -205,9 +204,7 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
         "timings": timings,
         "train_triplets_per_s": n_train / timings["train_s"] if timings["train_s"] > 0 else None,
     }
-    tmp = out / f".world.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, out / "world.json")
+    write_json_atomic(out / "world.json", summary)
     return summary
 
 

@@ -3,7 +3,8 @@
 Used to check that data loading stays a small share of step time (the trainer also logs ``data_wait_frac``,
 the measured share of each step spent waiting for the next batch).
 
-    python -m tripletclip.data.bench --train '/d/train-{000000..000007}.tar' --model test-vit-tiny --workers 0 1 2
+    python -m tripletclip.data.throughput --train '/d/train-{000000..000007}.tar' --model test-vit-tiny --workers 0 1 2
+    python -m tripletclip.data.throughput --type synthetic --train 512     # the loader alone, no files
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The official TripletCLIP code runs two forward passes (real triplet, synthetic triplet); concatenating the
 positives with the valid negatives computes the same features in one pass, which is faster and keeps a single
-DDP forward per step (methods.md 2). Masked negatives are never encoded: their feature rows stay zero and the
+DDP forward per step (docs/methods.md section 2.4). Masked negatives are never encoded: their feature rows stay zero and the
 losses ignore them through the masks.
 """
 from __future__ import annotations
