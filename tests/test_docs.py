@@ -11,10 +11,7 @@ DOCS = ROOT / "docs"
 _MD_REF = re.compile(r"([\w./-]*\w)\.md\b")
 _SECTION_REF = re.compile(r"docs/(\w+)\.md,? sections? (\d+(?:\.\d+)*)")
 # Citations in modules the lead is rewriting right now (world/); remove an entry with its citation.
-PENDING = {
-    ("world/bench.py", "TEAM.md"),
-    ("world/oracle.py", "methods.md"),
-}
+PENDING: set[tuple[str, str]] = set()
 
 
 def _citations() -> list[tuple[str, int, str]]:

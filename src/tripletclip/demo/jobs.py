@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from tripletclip.world.generate import SUGARCREPE_TYPES
+from tripletclip.edit_types import SUGARCREPE_PP_TYPES, SUGARCREPE_TYPES
 
-SIM_CATEGORIES = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")
+SIM_CATEGORIES = SUGARCREPE_PP_TYPES  # replace and swap: the minimal pairs of Fig. 3
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import io
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from tripletclip.world.generate import SUGARCREPE_TYPES as CATEGORIES
+from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 
 NON_METHOD_KEYS = ("regime", "base", "paired", "units")
 PAIRED_METRICS = ("mean", "heldout_mean", "swap_mean", "replace_rel", "wino_image", "wino_group", "i2t_r1")

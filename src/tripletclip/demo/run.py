@@ -31,7 +31,7 @@ from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
 from tripletclip.errors import InputError
-from tripletclip.world.generate import SUGARCREPE_TYPES as CATEGORIES
+from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 
 
 def objectives() -> list[str]:
@@ -111,15 +111,10 @@ def _model_input_size(name: str, default: int = 64) -> int:
 
 @contextlib.contextmanager
 def _steps_bar(total: int, enabled: bool) -> Iterator[Callable[[int, str], None]]:
-    """A progress line over all training steps with the rate and an ETA from the measured step rate."""
-    if not enabled:
-        yield lambda completed, info: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """One progress line over all training steps: rate, elapsed time and an ETA from the measured step rate."""
+    from tripletclip.utils.progress import progress_bar
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()) as bar:
+    with progress_bar(unit="steps", fields="{task.fields[info]}", elapsed=True, enabled=enabled) as bar:
         task = bar.add_task("training steps (all runs)", total=total, info="")
         yield lambda completed, info: bar.update(task, completed=completed, info=info)
 

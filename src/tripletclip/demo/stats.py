@@ -13,10 +13,11 @@ import math
 import statistics
 from typing import Any, Mapping, Sequence
 
-from tripletclip.world.generate import SUGARCREPE_TYPES as CATEGORIES
+from tripletclip.edit_types import SUGARCREPE_CATEGORIES
+from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 
 # metric -> (how to read it from one run record, how many benchmark rows it rests on)
-SWAPS = ("swap_obj", "swap_att")
+SWAPS = SUGARCREPE_CATEGORIES["swap"]
 
 
 def run_metrics(record: Mapping[str, Any]) -> dict[str, float]:

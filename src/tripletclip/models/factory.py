@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -21,6 +20,7 @@ import open_clip
 import torch
 
 from tripletclip.errors import InputError
+from tripletclip.models.bundle import ModelBundle
 from tripletclip.models.weights import (
     WeightsError,
     WeightsSource,
@@ -71,23 +71,6 @@ def _quiet_random_init() -> Iterator[None]:
         yield
     finally:
         logging.getLogger().removeFilter(f)
-
-
-@dataclass
-class ModelBundle:
-    """A model with everything needed to feed it: transforms, tokenizer and an identity record."""
-
-    model: torch.nn.Module
-    preprocess_train: Callable[[Any], torch.Tensor]
-    preprocess_val: Callable[[Any], torch.Tensor]
-    tokenizer: Callable[[list[str]], torch.Tensor]
-    context_length: int
-    identity: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def image_size(self) -> int:
-        size = getattr(getattr(self.model, "visual", None), "image_size", 224)
-        return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
 def _tag_identity(name: str, pretrained: str, cache_dir: Optional[str]) -> dict[str, Any]:

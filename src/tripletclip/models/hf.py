@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from tripletclip.models.bundle import ModelBundle
 from tripletclip.models.weights import WeightsError, check_fits, locate_weights, read_state_dict
 from tripletclip.utils.files import sha256_file
 
@@ -296,7 +297,6 @@ def create_hf_model(
 ) -> Any:
     """A :class:`~tripletclip.models.factory.ModelBundle` for ``hf:spec``; ``pretrained`` (optional) is a tripletclip
     run or checkpoint folder fine-tuned from this model, whose weights replace the folder's."""
-    from tripletclip.models.factory import ModelBundle
 
     if image_size:
         raise WeightsError(f"hf:{spec}: a different image size is not supported for transformers models")

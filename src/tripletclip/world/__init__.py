@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from tripletclip.world.build import SPEC_PRESETS, WORLD_VERSION, build_world, make_spec, spec_preset, train_shards
 from tripletclip.world.caption import Description, ObjDesc, canonical, describe_fully, truth
-from tripletclip.world.edits import EDITS, EditContext, Negative, make_negative
+from tripletclip.world.edits import SCENE_EDITS, EditContext, SceneNegative, make_negative
 from tripletclip.world.generate import SUGARCREPE_TYPES, Triplet, WorldGenerator, measure_throughput
 from tripletclip.world.grammar import CaptionStyle, Captioned, Surface, realise, sample_description
 from tripletclip.world.oracle import analyse_world
@@ -43,7 +43,7 @@ from tripletclip.world.vocab import WorldSpec
 
 __all__ = [
     "SPEC_PRESETS", "WORLD_VERSION", "build_world", "make_spec", "spec_preset", "train_shards", "Description", "ObjDesc", "canonical",
-    "describe_fully", "truth", "EDITS", "EditContext", "Negative", "make_negative", "SUGARCREPE_TYPES",
+    "describe_fully", "truth", "SCENE_EDITS", "EditContext", "SceneNegative", "make_negative", "SUGARCREPE_TYPES",
     "Triplet", "WorldGenerator", "measure_throughput", "CaptionStyle", "Captioned", "Surface", "realise",
     "sample_description", "analyse_world", "parse_caption", "parse_caption_full", "Rand", "Renderer",
     "encode_image", "get_renderer", "Obj", "Scene", "sample_scene", "render_caption", "scene_for_description",

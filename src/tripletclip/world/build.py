@@ -2,7 +2,7 @@
 
 ``out_dir/train/``: webdataset shards written with :class:`tripletclip.data.shards.ShardWriter` (image, caption,
 negative captions with their edit types, negative images rendered from the edited scenes, and the scene graphs in
-the JSON meta). ``out_dir/bench/``: see :mod:`tripletclip.world.bench`. ``out_dir/world.json``: the spec, seed,
+the JSON meta). ``out_dir/bench/``: see :mod:`tripletclip.world.eval_set`. ``out_dir/world.json``: the spec, seed,
 counts, skipped negatives and timings.
 
 Work is cut into chunks seeded by (seed, chunk index), so the output is identical for any number of worker
@@ -10,16 +10,18 @@ processes; shard bytes are reproducible (ShardWriter fixes tar metadata).
 """
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from tripletclip.errors import ConflictError, InputError
 from tripletclip.utils.files import write_json_atomic
-from tripletclip.world.bench import bench_tasks, run_bench_task, write_bench
+from tripletclip.utils.progress import progress_bar
+from tripletclip.world.eval_set import bench_tasks, run_bench_task, write_bench
 from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGenerator
 from tripletclip.world.grammar import CaptionStyle
 from tripletclip.world.rand import Rand
@@ -91,7 +93,11 @@ SPEC_PRESETS: dict[str, dict[str, Any]] = {
 def spec_preset(name: str, seed: int = 0, **overrides: Any) -> WorldSpec:
     """The world spec of a named preset (see SPEC_PRESETS), with keyword overrides of make_spec."""
     if name not in SPEC_PRESETS:
-        raise ValueError(f"unknown world spec '{name}'; choose from {', '.join(SPEC_PRESETS)}")
+        raise InputError(f"unknown world spec '{name}'; choose from {', '.join(SPEC_PRESETS)}")
+    known = set(inspect.signature(make_spec).parameters) - {"seed"}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise InputError(f"world spec: unknown setting(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
     return make_spec(seed=seed, **{**SPEC_PRESETS[name], **overrides})
 
 
@@ -99,11 +105,11 @@ def make_spec(heldout_pairs: int = 8, seed: int = 0, shapes: Sequence[str] = SHA
               colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str] = TEXTURES,
               sizes: Sequence[str] = SIZES, backgrounds: Sequence[str] = tuple(BACKGROUNDS),
               min_objects: int = 1, max_objects: int = 3, object_scale: float = 1.0, ground_contrast: float = 1.0,
-              clutter: int = 0) -> WorldSpec:
+              clutter: int = 0, p_colour: Optional[float] = None) -> WorldSpec:
     """A world spec with ``heldout_pairs`` colour-shape pairs withheld (chosen from the seed)."""
     return WorldSpec(shapes=tuple(shapes), colours=tuple(colours), textures=tuple(textures), sizes=tuple(sizes),
                      backgrounds=tuple(backgrounds), min_objects=min_objects, max_objects=max_objects, object_scale=object_scale,
-                     ground_contrast=ground_contrast, clutter=clutter,
+                     ground_contrast=ground_contrast, clutter=clutter, p_colour=p_colour,
                      heldout_pairs=choose_heldout_pairs(tuple(colours), tuple(shapes), heldout_pairs, seed))
 
 
@@ -117,15 +123,6 @@ def _imap(fn, tasks: Sequence, workers: int) -> Iterator:
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     with ctx.Pool(min(workers, len(tasks))) as pool:
         yield from pool.imap(fn, tasks)
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
 
 
 def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, seed: int = 0, image_size: int = 64,
@@ -142,12 +139,12 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
     for name, v, lo in (("n_train", n_train, 0), ("n_bench", n_bench, 0), ("n_neg", n_neg, 0),
                         ("n_captions", n_captions, 1), ("n_retrieval", n_retrieval, 0), ("workers", workers, 1)):
         if v < lo:
-            raise ValueError(f"build_world: {name}={v} must be >= {lo}")
+            raise InputError(f"build_world: {name}={v} must be >= {lo}")
     if n_neg > len(train_edit_types):
-        raise ValueError(f"build_world: n_neg={n_neg} exceeds the {len(train_edit_types)} training edit types")
+        raise InputError(f"build_world: n_neg={n_neg} exceeds the {len(train_edit_types)} training edit types")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out}: not empty; pass overwrite=True (--overwrite) or choose a new folder")
+            raise ConflictError(f"{out}: not empty; pass overwrite=True (--overwrite) or choose a new folder")
         for sub in ("train", "bench"):
             shutil.rmtree(out / sub, ignore_errors=True)
     spec = spec or make_spec(heldout_pairs, seed)
@@ -160,28 +157,24 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
     b_tasks = bench_tasks(spec, bench_dir, n_bench, n_retrieval, seed, image_size)
     stats = GeneratorStats()
     timings: dict[str, float] = {}
-    with _progress(progress) as bar:
+    with progress_bar(unit="triplets", enabled=progress) as bar:
         t0 = time.perf_counter()
-        job = bar.add_task("world train", total=n_train, rate="") if bar else None
+        job = bar.add_task("world train", total=n_train)
         with ShardWriter(out / "train", prefix="train", shard_size=shard_size, image_format=image_format,
                          overwrite=overwrite) as writer:
-            done = 0
             for samples, st in _imap(run_train_chunk, train_tasks, workers):
                 for s in samples:
                     writer.write(**s)
                 stats.merge(st)
-                done += len(samples)
-                if bar is not None:
-                    bar.update(job, advance=len(samples), rate=f"{done / (time.perf_counter() - t0):.0f} triplets/s")
+                bar.update(job, advance=len(samples))
         timings["train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         total = sum(t.count for t in b_tasks)
-        job = bar.add_task("world bench", total=total, rate="") if bar else None
+        job = bar.add_task("world bench", total=total)
         results = []
         for r in _imap(run_bench_task, b_tasks, workers):
             results.append(r)
-            if bar is not None:
-                bar.update(job, advance=len(r[2]), rate="")
+            bar.update(job, advance=len(r[2]))
         manifest = write_bench(bench_dir, results, spec, seed, image_size, WORLD_VERSION,
                                extra={"n_bench_requested": n_bench})
         timings["bench_s"] = time.perf_counter() - t0

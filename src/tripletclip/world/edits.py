@@ -47,7 +47,7 @@ class EditContext:
 
 
 @dataclass(frozen=True, slots=True)
-class Negative:
+class SceneNegative:
     """A verified hard negative: caption y' (meaning + wording), edited scene x', edit type.
 
     ``positive_true_for_negative``: whether y is also true for x' (always the case for add edits, which only
@@ -69,7 +69,7 @@ class Negative:
 
 Proposal = tuple[Description, Surface, Scene]
 EditFn = Callable[[Captioned, Scene, EditContext, Rand], Optional[Proposal]]
-EDITS: Registry[EditFn] = Registry("world edit")
+SCENE_EDITS: Registry[EditFn] = Registry("world edit")
 
 
 def _pick(rng: Rand, seq: list):
@@ -84,7 +84,7 @@ def _fix_placement(scene: Scene, rng: Rand, moved: list[int]) -> Optional[Scene]
     return relocate(scene, rng, keep=keep)
 
 
-@EDITS.register("replace_obj")
+@SCENE_EDITS.register("replace_obj")
 def replace_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Change the shape of one described object ("a red circle" -> "a red star")."""
     i = rng.randint(len(cap.desc.objects))
@@ -95,7 +95,7 @@ def replace_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Op
     return cap.desc.with_object(i, replace(old, shape=shape)), cap.surface, new_scene
 
 
-@EDITS.register("replace_att")
+@SCENE_EDITS.register("replace_att")
 def replace_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Change one stated attribute of one described object ("a red circle" -> "a blue circle")."""
     options = [(i, a) for i, o in enumerate(cap.desc.objects) for a in o.stated()]
@@ -111,7 +111,7 @@ def replace_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Op
     return cap.desc.with_object(i, replace(old, **{a: value})), cap.surface, new_scene
 
 
-@EDITS.register("replace_rel")
+@SCENE_EDITS.register("replace_rel")
 def replace_rel(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Change one stated relation to one that is false in x ("left of" -> "right of" / "above")."""
     if not cap.desc.relations:
@@ -150,7 +150,7 @@ def _swap_pair(cap: Captioned, rng: Rand, attr: str) -> Optional[tuple[int, int]
     return _pick(rng, pairs) if pairs else None
 
 
-@EDITS.register("swap_obj")
+@SCENE_EDITS.register("swap_obj")
 def swap_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Exchange the shapes of two described objects; attributes stay in place
     ("a red circle and a blue square" -> "a red square and a blue circle")."""
@@ -166,7 +166,7 @@ def swap_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optio
     return desc, cap.surface, new_scene
 
 
-@EDITS.register("swap_att")
+@SCENE_EDITS.register("swap_att")
 def swap_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Exchange one attribute between two described objects, words and all
     ("a red circle and a blue square" -> "a blue circle and a red square")."""
@@ -199,7 +199,7 @@ def swap_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optio
     return desc, surf, new_scene
 
 
-@EDITS.register("add_obj")
+@SCENE_EDITS.register("add_obj")
 def add_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """Mention one more object, absent from x ("a red circle" -> "a red circle and a green star")."""
     if len(scene) >= MAX_SCENE_OBJECTS:
@@ -219,7 +219,7 @@ def add_obj(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Option
     return desc, add_object_surface(cap.surface, rng), scene.with_objects(scene.objects + (obj,))
 
 
-@EDITS.register("add_att")
+@SCENE_EDITS.register("add_att")
 def add_att(cap: Captioned, scene: Scene, ctx: EditContext, rng: Rand) -> Optional[Proposal]:
     """State one more attribute of a described object, with a value it does not have
     ("a circle" -> "a striped circle")."""
@@ -248,14 +248,14 @@ def verify(cap: Captioned, scene: Scene, proposal: Proposal, ctx: EditContext) -
 
 
 def make_negative(cap: Captioned, scene: Scene, edit_type: str, ctx: EditContext, rng: Rand,
-                  tries: int = 6) -> Optional[Negative]:
+                  tries: int = 6) -> Optional[SceneNegative]:
     """A verified negative of the given type for (x, y), or None if this caption does not admit one."""
-    edit = EDITS.get(edit_type)
+    edit = SCENE_EDITS.get(edit_type)
     for _ in range(tries):
         proposal = edit(cap, scene, ctx, rng)
         if proposal is None:
             return None  # structural: this caption has nothing to edit of this kind
         if verify(cap, scene, proposal, ctx):
             desc, surf, new_scene = proposal
-            return Negative(edit_type, desc, surf, new_scene, truth(cap.desc, new_scene) is True)
+            return SceneNegative(edit_type, desc, surf, new_scene, truth(cap.desc, new_scene) is True)
     return None

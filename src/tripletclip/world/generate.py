@@ -15,17 +15,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tripletclip.world.edits import EditContext, Negative, make_negative
+from tripletclip.errors import InputError
+from tripletclip.edit_types import SUGARCREPE_TYPES
+from tripletclip.world.edits import EditContext, SceneNegative, make_negative
 from tripletclip.world.grammar import Captioned, CaptionStyle, sample_description
 from tripletclip.world.rand import Rand
 from tripletclip.world.render import encode_image, get_renderer
 from tripletclip.world.scene import Scene, sample_scene
 from tripletclip.world.vocab import WorldSpec
 
-# SugarCrepe's seven categories: exactly the first seven names of tripletclip.data.contract.EDIT_TYPES (a test
-# checks it). NOTE: not imported from there, because the contract imports torch and the world must stay light.
-SUGARCREPE_TYPES: tuple[str, ...] = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att",
-                                     "add_obj", "add_att")
 _CAPTIONS_PER_SCENE = 4  # captions tried on one scene before drawing a new scene
 _MAX_ATTEMPTS = 40
 
@@ -36,7 +34,7 @@ class Triplet:
 
     scene: Scene
     caption: Captioned
-    negatives: list[Negative]
+    negatives: list[SceneNegative]
     extra: list[Captioned] = field(default_factory=list)
     split: str = "train"
 
@@ -81,7 +79,7 @@ class WorldGenerator:
                  edit_types: Sequence[str] = SUGARCREPE_TYPES) -> None:
         bad = [t for t in edit_types if t not in SUGARCREPE_TYPES]
         if bad or not edit_types:
-            raise ValueError(f"WorldGenerator: edit types must be a non-empty subset of {SUGARCREPE_TYPES}, got {bad}")
+            raise InputError(f"WorldGenerator: edit types must be a non-empty subset of {SUGARCREPE_TYPES}, got {bad}")
         self.spec = spec
         self.style = self.fit_style(style)
         self.edit_types = tuple(edit_types)
@@ -94,7 +92,8 @@ class WorldGenerator:
         """``style`` without the attributes that take a single value in this world (they carry no information,
         so captions never state them)."""
         return replace(style, p_texture=style.p_texture if self.spec.varies("texture") else 0.0,
-                       p_size=style.p_size if self.spec.varies("size") else 0.0)
+                       p_size=style.p_size if self.spec.varies("size") else 0.0,
+                       p_colour=style.p_colour if self.spec.p_colour is None else self.spec.p_colour)
 
     def triplet(self, rng: Rand, n_neg: int = 1, n_captions: int = 1, types: Optional[Sequence[str]] = None,
                 split: str = "train") -> Triplet:
@@ -108,7 +107,7 @@ class WorldGenerator:
             types = [self.edit_types[i] for i in order]
         heldout = split == "heldout"
         ctx = self._heldout_ctx if heldout else self._train_ctx
-        best: Optional[tuple[Scene, Captioned, list[Negative]]] = None
+        best: Optional[tuple[Scene, Captioned, list[SceneNegative]]] = None
         scene: Optional[Scene] = None
         for attempt in range(_MAX_ATTEMPTS):
             self.stats.attempts += 1

@@ -1,4 +1,4 @@
-"""Brute-force oracles that measure the regime of the world (methods.md section 6).
+"""Brute-force oracles that measure the regime of the world (docs/world_experiments.md, "The world").
 
 The argument of TripletCLIP (arXiv 2411.02545) and ARO (arXiv 2210.01936) is that in-batch contrast on real
 data is solvable by bag-of-words features, so CLIP stays a bag of words, while hard negatives force binding.
@@ -9,7 +9,7 @@ The world is built to reproduce that regime; this module measures it:
   present in x minus the number absent. It should solve in-batch retrieval at training batch sizes and sit at
   chance on swaps (and on left/right replacements, whose words are both present whenever two objects are).
 - **text-only prior**: a smoothed bigram language model of the training captions, scoring a caption without
-  the image (methods.md 5: should sit near 50% on a good hard-negative set; far above flags artefacts).
+  the image (docs/methods.md section 5: near 50% on a good hard-negative set; far above flags artefacts).
 - **coverage**: how many distinct caption meanings a training run sees, and how often a benchmark caption's
   meaning was seen in training (near 0: the concept space is far larger than a run covers).
 Ties count as half correct (the expectation under random tie breaking) and are reported separately.
@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from typing import Any, Sequence
 
+from tripletclip.errors import InputError
 from tripletclip.world.caption import Description, canonical, concept_words, truth
 from tripletclip.world.generate import SUGARCREPE_TYPES, Triplet, WorldGenerator
 from tripletclip.world.grammar import CaptionStyle
@@ -74,7 +75,7 @@ def bow_inbatch_retrieval(triplets: Sequence[Triplet], batch_size: int) -> dict[
                 acc[f"{name}_t2i"] += _credit([s[j][i] for j in range(len(batch))], i)
         n += len(batch)
     if n == 0:
-        raise ValueError(f"bow_inbatch_retrieval: need at least {batch_size} triplets, got {len(triplets)}")
+        raise InputError(f"bow_inbatch_retrieval: need at least {batch_size} triplets, got {len(triplets)}")
     return {**{k: 100 * v / n for k, v in acc.items()}, "batch_size": batch_size, "pairs": n}
 
 

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from tripletclip.errors import InputError
 from tripletclip.world.rand import Rand
 from tripletclip.world.scene import Obj, Scene
 from tripletclip.world.vocab import BACKGROUNDS, COLOURS
@@ -61,7 +62,7 @@ class Renderer:
 
     def __init__(self, size: int = 64, noise_seed: int = 0, ground_contrast: float = 1.0, clutter: int = 0) -> None:
         if size < 16:
-            raise ValueError(f"Renderer: image size {size} is too small (need >= 16 pixels)")
+            raise InputError(f"Renderer: image size {size} is too small (need >= 16 pixels)")
         self.size = size
         self.clutter = clutter
         self._palette = np.array([[255.0 * c for c in v] for v in COLOURS.values()], dtype=np.float32)
@@ -277,7 +278,7 @@ def encode_image(array: np.ndarray, fmt: str = "png", quality: int = 95) -> byte
         buf = io.BytesIO()
         Image.fromarray(array, mode="RGB").save(buf, format="JPEG", quality=quality, subsampling=0)
         return buf.getvalue()
-    raise ValueError(f"encode_image: unknown format '{fmt}' (use png or jpg)")
+    raise InputError(f"encode_image: unknown format '{fmt}' (use png or jpg)")
 
 
 _DEFAULT: dict[tuple[int, int, float, int], Renderer] = {}

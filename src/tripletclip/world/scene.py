@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tripletclip.errors import InputError
 from tripletclip.world.rand import Rand
 from tripletclip.world.vocab import RELATION_AXIS, WorldSpec
 
@@ -215,7 +216,7 @@ def sample_scene(spec: WorldSpec, rng: Rand, n_objects: Optional[int] = None,
         if heldout:
             held = spec.allowed_pairs(heldout=True)
             if not held:
-                raise ValueError("sample_scene(heldout=True): the spec has no held-out pairs")
+                raise InputError("sample_scene(heldout=True): the spec has no held-out pairs")
             attrs[0] = sample_attributes(spec, rng, held)
         radii = [sample_radius(a[3], rng, spec.object_scale) for a in attrs]
         background = rng.choice(spec.backgrounds) if spec.backgrounds else None

@@ -13,6 +13,7 @@ from typing import Optional
 
 from PIL import Image
 
+from tripletclip.errors import InputError
 from tripletclip.world.caption import Description, truth
 from tripletclip.world.parser import parse_caption
 from tripletclip.world.rand import Rand
@@ -62,12 +63,12 @@ def render_caption(text: str, seed: int = 0, size: int = 64, extra_objects: int 
     """
     desc = parse_caption(text)
     if desc is None:
-        raise ValueError(f"render_caption: {text!r} is not a caption of the world grammar "
+        raise InputError(f"render_caption: {text!r} is not a caption of the world grammar "
                          "(e.g. 'a red circle to the left of a small blue striped square'); see tripletclip.world.grammar")
     rng = Rand([seed, 7])
     scene = scene_for_description(desc, rng, extra_objects=extra_objects)
     if scene is None:
-        raise ValueError(f"render_caption: no scene satisfies {text!r} (contradictory relations or > "
+        raise InputError(f"render_caption: no scene satisfies {text!r} (contradictory relations or > "
                          f"{MAX_SCENE_OBJECTS} objects)")
     return get_renderer(size).render_pil(scene, rng)
 

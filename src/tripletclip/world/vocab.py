@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Sequence, Optional
 
 import numpy as np
+from tripletclip.errors import InputError
 
 # Attribute values (canonical names). Order matters only for determinism.
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "heart", "crescent")
@@ -104,6 +105,10 @@ class WorldSpec:
     object_scale: float = 1.0  # radii x this (larger objects: easier shapes for tiny models)
     ground_contrast: float = 1.0  # amplitude of the background textures (lower: easier perception)
     clutter: int = 0  # coloured specks scattered over the ground (colour must then be read at the objects)
+    # how often a caption states an object's colour (None: the caption style's rate). NOTE: captions that leave
+    # colours out can only be matched by shapes (and positions): in-batch contrast then needs shapes, which a
+    # model otherwise learns late because colour alone tells most captions apart (docs/world_experiments.md)
+    p_colour: Optional[float] = None
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -118,22 +123,24 @@ class WorldSpec:
             # are what the benchmark's object and attribute categories are about
             least = 2 if name in ("shapes", "colours") else 1
             if bad or len(values) < least:
-                raise ValueError(f"WorldSpec.{name}: need >= {least} values from {known}, got {values}")
+                raise InputError(f"WorldSpec.{name}: need >= {least} values from {known}, got {values}")
         if not 0.5 <= self.object_scale <= 1.5:
-            raise ValueError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
+            raise InputError(f"WorldSpec.object_scale: {self.object_scale} must be in [0.5, 1.5]")
         if not 0.0 <= self.ground_contrast <= 2.0:
-            raise ValueError(f"WorldSpec.ground_contrast: {self.ground_contrast} must be in [0, 2]")
+            raise InputError(f"WorldSpec.ground_contrast: {self.ground_contrast} must be in [0, 2]")
+        if self.p_colour is not None and not 0.0 <= self.p_colour <= 1.0:
+            raise InputError(f"WorldSpec.p_colour: {self.p_colour} must be in [0, 1]")
         if not 0 <= self.clutter <= 200:
-            raise ValueError(f"WorldSpec.clutter: {self.clutter} must be in [0, 200]")
+            raise InputError(f"WorldSpec.clutter: {self.clutter} must be in [0, 200]")
         if not 1 <= self.min_objects <= self.max_objects <= 3:
-            raise ValueError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
+            raise InputError(f"WorldSpec: need 1 <= min_objects <= max_objects <= 3, got "
                              f"{self.min_objects}..{self.max_objects}")
         bad = [b for b in self.backgrounds if b not in BACKGROUNDS]
         if bad:
-            raise ValueError(f"WorldSpec.backgrounds: unknown {bad}; known: {tuple(BACKGROUNDS)}")
+            raise InputError(f"WorldSpec.backgrounds: unknown {bad}; known: {tuple(BACKGROUNDS)}")
         for c, s in self.heldout_pairs:
             if c not in self.colours or s not in self.shapes:
-                raise ValueError(f"WorldSpec.heldout_pairs: ({c}, {s}) is not a (colour, shape) of this spec")
+                raise InputError(f"WorldSpec.heldout_pairs: ({c}, {s}) is not a (colour, shape) of this spec")
 
     @property
     def attribute_values(self) -> dict[str, tuple[str, ...]]:
@@ -165,6 +172,7 @@ class WorldSpec:
             "object_scale": self.object_scale,
             "ground_contrast": self.ground_contrast,
             "clutter": self.clutter,
+            "p_colour": self.p_colour,
             "heldout_pairs": [list(p) for p in self.heldout_pairs],
         }
 
@@ -181,6 +189,7 @@ class WorldSpec:
             object_scale=float(d.get("object_scale", 1.0)),
             ground_contrast=float(d.get("ground_contrast", 1.0)),
             clutter=int(d.get("clutter", 0)),
+            p_colour=None if d.get("p_colour") is None else float(d["p_colour"]),
             heldout_pairs=tuple(tuple(p) for p in d["heldout_pairs"]),  # type: ignore[misc]
         )
 
@@ -198,7 +207,7 @@ def choose_heldout_pairs(colours: Sequence[str], shapes: Sequence[str], n: int, 
     A seeded Latin-square diagonal: pair k is (colour[p_c(k)], shape[p_s(k)]) for two random permutations.
     """
     if n < 0 or n > len(colours) * len(shapes) // 2:
-        raise ValueError(f"heldout pairs: n={n} must be in [0, {len(colours) * len(shapes) // 2}]")
+        raise InputError(f"heldout pairs: n={n} must be in [0, {len(colours) * len(shapes) // 2}]")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     pc = rng.permutation(len(colours))
     ps = rng.permutation(len(shapes))

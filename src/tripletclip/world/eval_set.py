@@ -1,6 +1,6 @@
 """The world benchmark folder: SugarCrepe-format JSON per category, Winoground-format groups, retrieval, manifest.
 
-Layout (TEAM.md, read by :mod:`tripletclip.eval`):
+Layout (docs/methods.md section 4.9, read by :mod:`tripletclip.eval`):
 
 - ``images/<name>.png``: every benchmark image (positives and rendered negatives), lossless PNG.
 - ``sugarcrepe/<category>.json``: SugarCrepe's own format (arXiv 2306.14610, RAIVNLab/sugar-crepe ``data/``):
