@@ -146,3 +146,42 @@ def test_paired_differences_and_the_real_rule():
     assert not p["negclip"]["clip"]["wino_text"]["real"]
     assert "clip" not in p["clip"] and "negclip" not in p["negclip"]  # never against itself
     assert p["clip"]["negclip"]["mean"]["mean"] == pytest.approx(-d["mean"])
+
+
+def test_shipped_base_keeps_every_token_of_the_world_and_round_trips(tmp_path, monkeypatch):
+    """The compact base stores only the token rows world captions use: captions of every edit type and form
+    encode exactly as with the full model, and install_shipped rebuilds it into the cache."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tripletclip.demo import base as base_mod
+    from tripletclip.models import create_model
+    from tripletclip.world import Rand, WorldGenerator, spec_preset
+
+    torch.manual_seed(0)
+    bundle = create_model("world-cnn")
+    keep = set(base_mod.world_token_ids(bundle.tokenizer))
+    gen, rng = WorldGenerator(spec_preset("full")), Rand(3)  # the full grammar: every word the world can say
+    texts = []
+    for _ in range(300):
+        t = gen.triplet(rng, n_neg=2)
+        texts += [t.caption.text] + [n.text for n in t.negatives]
+    assert set(bundle.tokenizer(texts).flatten().tolist()) <= keep
+    # a fake cached base -> ship -> install: features of world captions are unchanged
+    monkeypatch.setenv("TRIPLETCLIP_CACHE", str(tmp_path / "cache"))
+    cfg = load_demo_config("demo")
+    identity = base_mod.base_identity(cfg, spec_preset("demo").to_json(), 48)
+    key = base_mod.base_key(identity)
+    cached = tmp_path / "cached"
+    cached.mkdir()
+    save_file({k: v.contiguous() for k, v in bundle.model.state_dict().items()}, str(cached / base_mod.BASE_FILE))
+    (cached / "base.json").write_text(json.dumps({"key": key, "weights_sha256": "x", "config": {"model": {"name": "world-cnn"}}}))
+    monkeypatch.setattr(base_mod, "shipped_dir", lambda: tmp_path / "bases")
+    shipped = base_mod.ship_base(cached)
+    assert shipped.stat().st_size < 2_000_000  # about a megabyte, not the 13.7 MB of the full embedding
+    folder = base_mod.install_shipped(identity)
+    assert folder is not None and base_mod.cached_base(identity) == folder
+    restored = create_model("world-cnn", str(folder / base_mod.BASE_FILE)).model.eval()
+    tokens = bundle.tokenizer(texts[:64])
+    with torch.no_grad():
+        assert torch.allclose(restored.encode_text(tokens), bundle.model.eval().encode_text(tokens), atol=1e-6)

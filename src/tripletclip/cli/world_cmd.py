@@ -136,9 +136,10 @@ def stats(n_train: int, n_bench: int, seed: int, speed: int, spec_name: str, ima
               help="Scratch folder for the pretraining shards and run (default: a temporary folder).")
 @click.option("--workers", default=1, show_default=True, help="World-building processes.")
 @click.option("--force", is_flag=True, help="Pretrain again even when a cached base exists (replaces it).")
+@click.option("--ship", is_flag=True, help="Maintainers: also write its compact copy into the package (demo/bases/).")
 @click.option("--no-progress", is_flag=True)
 def pretrain(overrides: tuple[str, ...], preset: str | None, world_seed: int | None, work: str | None, workers: int,
-             force: bool, no_progress: bool) -> None:
+             force: bool, ship: bool, no_progress: bool) -> None:
     """Pretrain the fine-tuning regime's CLIP base on the world once; cached under the user cache directory.
 
     OVERRIDES are dotted demo-preset keys, e.g. base.train.steps=800."""
@@ -157,4 +158,8 @@ def pretrain(overrides: tuple[str, ...], preset: str | None, world_seed: int | N
     with tempfile.TemporaryDirectory(prefix="tripletclip-pretrain-") as tmp:
         base = ensure_base(cfg, spec.to_json(), size, Path(work or tmp), workers, force=force,
                            progress=not no_progress, echo=click.echo)
+    if ship:
+        from tripletclip.demo.base import ship_base
+
+        base["shipped_as"] = str(ship_base(Path(base["path"]).parent))
     click.echo(json.dumps(base, indent=1))

@@ -8,6 +8,11 @@ data are scenes drawn with a seed of their own, never the fine-tuning set or the
 ``tripletclip world pretrain`` (and the demo, when the base is missing) trains it deterministically and stores
 ``model.safetensors`` + ``base.json`` under the user cache directory, keyed by the world spec, world seed,
 pretraining config and code version (:func:`base_key`), so that every demo run with the same key reuses it.
+
+The base of the default demo is also shipped in the package (``demo/bases/<key>.safetensors``, about 1 MB): the
+world's captions use a few dozen of the tokenizer's 49,408 tokens, so only those rows of the token embedding
+are stored (:func:`compact_state`); the others are zeros when it is expanded into the cache. Every world caption
+is encoded exactly as by the pretrained model (a test checks the kept rows cover the world's vocabulary).
 """
 from __future__ import annotations
 
@@ -23,6 +28,93 @@ import tripletclip
 from tripletclip.demo.config import DemoConfig
 
 BASE_FILE = "model.safetensors"
+TOKEN_KEY = "token_embedding.weight"
+KEPT_KEY = "tripletclip.kept_token_ids"
+
+
+def shipped_dir() -> Path:
+    return Path(__file__).resolve().parent / "bases"
+
+
+def world_token_ids(tokenizer: Callable[[list[str]], Any]) -> list[int]:
+    """Every token id a world caption can contain (all words and phrases of the grammar, punctuation, SOT/EOT)."""
+    from tripletclip.world import vocab
+
+    words: set[str] = {",", "and", "is", "which", "there", "a", "an"}
+    for group in (vocab.SHAPES, vocab.COLOURS, vocab.TEXTURES, vocab.SIZES, vocab.PREFIXES):
+        words.update(group)
+    for table in (vocab.SIZE_WORDS, vocab.TEXTURE_ADJECTIVES, vocab.TEXTURE_WITH, vocab.BACKGROUND_PHRASES,
+                  vocab.RELATION_PHRASES):
+        for phrases in table.values():
+            words.update(phrases)
+    ids = tokenizer(sorted(w for w in words if w.strip()))
+    return sorted({int(i) for i in ids.flatten().tolist()})
+
+
+def compact_state(state: dict[str, Any], keep: list[int]) -> dict[str, Any]:
+    """``state`` with only the ``keep`` rows of the token embedding (and their ids)."""
+    import torch
+
+    out = {k: v for k, v in state.items() if k != TOKEN_KEY}
+    idx = torch.tensor(keep, dtype=torch.long)
+    out[TOKEN_KEY] = state[TOKEN_KEY].index_select(0, idx).contiguous()
+    out[KEPT_KEY] = idx
+    return out
+
+
+def expand_state(compact: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+    """Inverse of :func:`compact_state`: the full token embedding, zeros outside the kept rows."""
+    import torch
+
+    out = {k: v for k, v in compact.items() if k not in (TOKEN_KEY, KEPT_KEY)}
+    rows = compact[TOKEN_KEY]
+    full = torch.zeros(vocab_size, rows.shape[1], dtype=rows.dtype)
+    full[compact[KEPT_KEY]] = rows
+    out[TOKEN_KEY] = full
+    return out
+
+
+def install_shipped(identity: dict[str, Any]) -> Optional[Path]:
+    """Expand the shipped base of this key into the cache (its folder), or None when none is shipped."""
+    from safetensors.torch import load_file, save_file
+
+    from tripletclip.utils.files import sha256_file
+
+    key = base_key(identity)
+    src = shipped_dir() / f"{key}.safetensors"
+    if not src.is_file():
+        return None
+    meta = json.loads((shipped_dir() / f"{key}.json").read_text())
+    state = expand_state(load_file(str(src)), int(meta["vocab_size"]))
+    folder = cache_root() / "world-base" / key
+    tmp = folder.with_name(f".{key}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(state, str(tmp / BASE_FILE))
+    meta = {**meta, "weights_sha256": sha256_file(tmp / BASE_FILE), "installed_from": str(src)}
+    (tmp / "base.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def ship_base(folder: Path, out_dir: Optional[Path] = None) -> Path:
+    """Write the compact copy of a cached base into the package's ``bases/`` (maintainers: after a pretrain)."""
+    from safetensors.torch import load_file, save_file
+
+    from tripletclip.models import create_model
+
+    meta = json.loads((folder / "base.json").read_text())
+    bundle = create_model(meta["config"]["model"]["name"])
+    state = load_file(str(folder / BASE_FILE))
+    vocab_size = int(state[TOKEN_KEY].shape[0])
+    out_dir = out_dir or shipped_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(compact_state(state, world_token_ids(bundle.tokenizer)), str(out_dir / f"{meta['key']}.safetensors"))
+    shipped = {k: v for k, v in meta.items() if k != "weights_sha256"}
+    shipped.update(vocab_size=vocab_size, pretrained_weights_sha256=meta["weights_sha256"])
+    (out_dir / f"{meta['key']}.json").write_text(json.dumps(shipped, indent=1, default=str) + "\n")
+    return out_dir / f"{meta['key']}.safetensors"
 
 
 def cache_root() -> Path:

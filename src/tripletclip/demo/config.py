@@ -34,7 +34,12 @@ class DemoConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_bench: int = 200  # benchmark rows per SugarCrepe category (half seen, half held-out compositions)
     n_retrieval: int = 500
+    n_neg: int = 1  # hard negatives (distinct edit types) generated per training triplet
+    train_edit_types: list[str] = field(default_factory=list)  # edit types of training negatives ([]: all seven)
     epochs: int = 1  # scratch regime: passes over one fixed training set (1 = every scene fresh)
+    # fine-tuning regime: start from these weights (a run folder, checkpoint folder or weights file) instead of
+    # the cached base pretrained by `tripletclip world pretrain`
+    base_from: str = ""
     run: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +54,13 @@ class DemoConfig:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.n_retrieval < 0:
             problems.append(f"n_retrieval: must be >= 0, got {self.n_retrieval}")
+        from tripletclip.edit_types import SUGARCREPE_TYPES
+
+        bad = [t for t in self.train_edit_types if t not in SUGARCREPE_TYPES]
+        if bad:
+            problems.append(f"train_edit_types: unknown {bad}; choose from {', '.join(SUGARCREPE_TYPES)}")
+        if not 1 <= self.n_neg <= len(self.train_edit_types or SUGARCREPE_TYPES):
+            problems.append(f"n_neg: must be in [1, number of training edit types], got {self.n_neg}")
         if problems:
             raise ConfigError("demo preset: " + "; ".join(problems))
 

@@ -60,13 +60,14 @@ def _isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def build_world_data(out: Path, n_train: int, seed: int, spec_json: dict[str, Any], image_size: int, workers: int,
-                     n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, progress: bool = True) -> dict[str, Any]:
+                     n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, edit_types: Sequence[str] = (),
+                     progress: bool = True) -> dict[str, Any]:
     """Training shards (and a benchmark when ``n_bench``) of a world spec; ``seed`` draws the scenes."""
-    from tripletclip.world import WorldSpec, build_world
+    from tripletclip.world import SUGARCREPE_TYPES, WorldSpec, build_world
 
     return build_world(out, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size, n_neg=n_neg,
                        n_retrieval=n_retrieval, spec=WorldSpec.from_json(spec_json), workers=workers,
-                       overwrite=True, progress=progress)
+                       train_edit_types=tuple(edit_types) or SUGARCREPE_TYPES, overwrite=True, progress=progress)
 
 
 def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, spec_json: dict[str, Any],
@@ -82,12 +83,22 @@ def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, sp
 def ensure_base(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, work: Path, workers: int = 1,
                 force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """The fine-tuning regime's CLIP base: from the cache, else pretrained now (and cached)."""
-    from tripletclip.demo.base import BASE_FILE, base_identity, base_key, cached_base
+    from tripletclip.demo.base import BASE_FILE, base_identity, base_key, cached_base, install_shipped
 
+    if cfg.base_from:
+        from tripletclip.models.weights import locate_weights
+
+        src = locate_weights(cfg.base_from)  # a run folder, checkpoint folder or file; one-line error otherwise
+        return {"path": cfg.base_from, "key": None, "source": "given (base_from)",
+                "weights_sha256": src.identity()["weights_sha256"],
+                "pretrain_train_s": None, "seconds": 0.0, "reproduce": None}
     identity = base_identity(cfg, spec_json, image_size)
     folder = None if force else cached_base(identity)
     source = "cache"
     t0 = time.perf_counter()
+    if folder is None and not force:
+        folder = install_shipped(identity)
+        source = "shipped with the package"
     if folder is None:
         echo(f"[demo] no cached CLIP base for this world (key {base_key(identity)}): pretraining it once")
         folder = Path(_isolated(_pretrain_isolated, cfg, identity, work, spec_json, image_size, workers, progress))
@@ -182,7 +193,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     world_summary = _isolated(build_world_data, out / "world", n_train, cfg.world_seed, spec.to_json(), image_size,
-                              jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, progress=progress)
+                              jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
+                              edit_types=cfg.train_edit_types, progress=progress)
     timings["world_build_s"] = time.perf_counter() - t0
     base = None
     if cfg.regime == "finetune":

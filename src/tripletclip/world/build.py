@@ -70,9 +70,9 @@ def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorSt
 # Named world specs (make_spec keyword arguments). "full": every shape, colour, texture and background.
 # "demo": the world of `tripletclip demo`, built so that perception is easy and binding is the hard part
 # (docs/world_experiments.md, "The world"): five clearly distinct shapes, five well separated colours, one size,
-# one texture, two objects per scene on an unnamed grey ground, large objects. Its captions differ in
-# which objects, attributes and relations they state, so in-batch contrast is mostly solvable by a bag of
-# words, as on real data.
+# one texture, two large objects per scene on an unnamed grey ground. Half the objects a caption names come
+# without their colour, so that in-batch contrast needs shapes (else colour alone tells most captions apart and
+# shapes are learned late); captions differ in which objects, attributes and relations they state.
 SPEC_PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
     "demo": {
@@ -86,6 +86,7 @@ SPEC_PRESETS: dict[str, dict[str, Any]] = {
         "max_objects": 2,
         "object_scale": 1.3,
         "ground_contrast": 0.35,
+        "p_colour": 0.5,
     },
 }
 
