@@ -128,7 +128,13 @@ def base_identity(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int) -
     """Everything that determines the base's weights (the cache key is its hash)."""
     from tripletclip.world import WORLD_VERSION
 
-    return {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size, "pretrain": cfg.base_dict(),
+    raw = cfg.base_dict()
+    train = raw.get("train", {})
+    # only what changes the base's weights: the fine-tuning settings (negatives, steps, logging) do not
+    pretrain = {"model": raw.get("model", {}), "optim": raw.get("optim", {}),
+                "train": {k: train.get(k) for k in ("steps", "batch_size", "precision")},
+                "data": {k: v for k, v in raw.get("data", {}).items() if not k.startswith(("max_neg", "use_neg"))}}
+    return {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size, "pretrain": pretrain,
             "world_version": WORLD_VERSION, "code_version": tripletclip.__version__}
 
 
