@@ -1,0 +1,176 @@
+"""The words of a report: the verdict paragraph at its top and the short provenance summary.
+
+The verdict states what the numbers show and nothing more: whether CLIP is in the bag-of-words regime
+(perceives: replace-obj/att >= 90%; does not bind: swaps <= 65%; Yuksekgonul et al., ICLR 2023), and which
+paired per-seed differences are real (same sign on every seed and larger than the benchmark's sampling error).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any, Mapping, Optional, Sequence
+
+from tripletclip.report.labels import (
+    BAG_OF_WORDS_CEILING, BINDING, PERCEPTION, PERCEPTION_TARGET, category_name, method_items, method_name,
+    metric_name, seed_values,
+)
+from tripletclip.report.tables import fmt_diff
+
+
+def _mean(entry: Mapping[str, Any], cats: Sequence[str]) -> Optional[float]:
+    vals = [statistics.fmean(v) for c in cats if (v := seed_values(entry, "seen", c))]
+    return statistics.fmean(vals) if len(vals) == len(cats) else None
+
+
+def _regime(entry: Mapping[str, Any]) -> Optional[tuple[str, str, float]]:
+    """(state, 'replace-obj X%, replace-att Y%', swap mean) with state 'blind', 'binds' or 'bag-of-words'."""
+    per = {c: statistics.fmean(v) for c in PERCEPTION if (v := seed_values(entry, "seen", c))}
+    swap = _mean(entry, BINDING)
+    if len(per) < len(PERCEPTION) or swap is None:
+        return None
+    seen = ", ".join(f"{category_name(c)} {v:.1f}%" for c, v in per.items())
+    state = "blind" if min(per.values()) < PERCEPTION_TARGET else "binds" if swap > BAG_OF_WORDS_CEILING else "bag-of-words"
+    return state, seen, swap
+
+
+def regime_sentence(name: str, entry: Mapping[str, Any]) -> str:
+    """Where one model stands between perception and binding, in numbers (a clause, no final stop)."""
+    found = _regime(entry)
+    if found is None:
+        return ""
+    state, seen, swap = found
+    if state == "blind":
+        return (f"{name} does not yet perceive ({seen}; target {PERCEPTION_TARGET:.0f}%), so its swap mean of "
+                f"{swap:.1f}% says little about binding")
+    if state == "binds":
+        return f"{name} perceives ({seen}) and binds beyond a bag of words (swap mean {swap:.1f}%)"
+    return (f"{name} is in the bag-of-words regime: it perceives ({seen}) but does not bind (swap mean "
+            f"{swap:.1f}%, ceiling {BAG_OF_WORDS_CEILING:.0f}%)")
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _split_real(paired: Mapping[str, Any], against: str, metric: str, by_metric: bool = False) -> tuple[list, list]:
+    """'name +diff' items whose difference is real / within noise (per method, or per metric of TripletCLIP)."""
+    real: list[str] = []
+    noise: list[str] = []
+    items = (((k, d) for k, d in ((paired.get("tripletclip") or {}).get(against) or {}).items()) if by_metric else
+             ((m, (refs or {}).get(against, {}).get(metric)) for m, refs in paired.items() if isinstance(refs, Mapping)))
+    for key, d in items:
+        if isinstance(d, Mapping) and d.get("mean") is not None:
+            name = metric_name(key) if by_metric else method_name(key)
+            (real if d.get("real") else noise).append(f"{name} {fmt_diff(d['mean'])}")
+    return real, noise
+
+
+def _real_noise(real: list[str], noise: list[str], word: str = "for") -> str:
+    return ", ".join(part for part in (f"real {word} {_and(real)}" if real else "",
+                                       f"noise {word} {_and(noise)}" if noise else "") if part)
+
+
+def sampling_error(paired: Mapping[str, Any]) -> Optional[float]:
+    """The largest sampling error recorded with the paired differences (points)."""
+    errors = [d["sampling_error"] for refs in paired.values() if isinstance(refs, Mapping)
+              for metrics in refs.values() if isinstance(metrics, Mapping)
+              for d in metrics.values() if isinstance(d, Mapping) and d.get("sampling_error") is not None]
+    return max(errors) if errors else None
+
+
+def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
+    """Gains over CLIP (swap mean, 7-category mean), TripletCLIP vs NegCLIP on every metric, and what real means."""
+    out = []
+    vs_clip = [f"on the {metric_name(k)}, {text}" for k in ("swap_mean", "mean")
+               if (text := _real_noise(*_split_real(paired, "clip", k)))]
+    if vs_clip:
+        out.append("Paired against CLIP (points): " + "; ".join(vs_clip) + ".")
+    head = _real_noise(*_split_real(paired, "negclip", "", by_metric=True), word="on")
+    if head:
+        out.append(f"TripletCLIP vs NegCLIP: {head}.")
+    if out:
+        err = sampling_error(paired)
+        out.append("Real: the same sign on every seed and beyond the " +
+                   (f"±{err:.1f}-point sampling error." if err is not None else "benchmark's sampling error."))
+    return out
+
+
+def verdict(results: Mapping[str, Any]) -> str:
+    """One paragraph: regime, bag-of-words position of CLIP (and the base), paired differences."""
+    methods = dict(method_items(results))
+    parts = [{"finetune": "Fine-tuning regime: every objective fine-tunes the same pretrained CLIP base at equal "
+                          "compute.",
+              "scratch": "From-scratch regime: every objective trains the same model from random weights at equal "
+                         "compute."}.get(str(results.get("regime")), "")]
+    clip = _regime(methods["clip"]) if "clip" in methods else None
+    base = _regime(results["base"]) if isinstance(results.get("base"), Mapping) else None
+    clauses = [regime_sentence("CLIP", methods["clip"]) if clip else ""]
+    if base and clip and base[0] == clip[0]:
+        clauses.append(f"so is the pretrained base ({base[1]}; swap mean {base[2]:.1f}%)")
+    elif base:
+        clauses.append(regime_sentence("the pretrained base", results["base"]))
+    if any(clauses):
+        text = "; ".join(c for c in clauses if c) + "."
+        parts.append(text[0].upper() + text[1:])
+    paired = results.get("paired")
+    if isinstance(paired, Mapping) and paired:
+        parts += _paired_sentences(paired)
+    else:
+        means = sorted(((e.get("mean"), m) for m, e in methods.items() if e.get("mean") is not None), reverse=True)
+        if means:
+            parts.append(f"Highest 7-category mean: {method_name(means[0][1])} {means[0][0]:.1f}%. No paired per-seed "
+                         "differences were recorded, so whether any gap is real cannot be said; compare the ± spreads.")
+    return " ".join(p for p in parts if p)
+
+
+def _seeds(results: Mapping[str, Any]) -> list[str]:
+    seeds: list[str] = []
+    for _, e in method_items(results):
+        seeds += [str(s) for s in (e.get("seeds") or e.get("per_seed") or []) if str(s) not in seeds]
+    return seeds
+
+
+def _code(meta: Mapping[str, Any]) -> str:
+    cv = meta.get("code_version")
+    if not isinstance(cv, Mapping):
+        return "not recorded"
+    commit = cv.get("git_commit")
+    return f"tripletclip {cv.get('package', '?')}" + (f", git {commit[:10]}" if commit else "") + (
+        " (uncommitted changes)" if cv.get("git_dirty") else "")
+
+
+def provenance_rows(results: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) lines of the human provenance summary."""
+    cfg = meta.get("config") or {}
+    train, model, optim = cfg.get("train") or {}, cfg.get("model") or {}, cfg.get("optim") or {}
+    methods = [m for m, _ in method_items(results)]
+    first = results[methods[0]] if methods else {}
+    world = meta.get("world") or {}
+    spec = meta.get("world_spec")
+    rows = [
+        ("objectives", ", ".join(method_name(m) for m in methods) + " (each run sets loss.name; all else is shared)"),
+        ("regime", {"finetune": "fine-tuning a pretrained CLIP base", "scratch": "from scratch"}.get(
+            str(results.get("regime")), "from scratch" if results.get("regime") is None else str(results.get("regime")))),
+        ("steps x batch", f"{train.get('steps', first.get('steps', '?'))} x {train.get('batch_size', '?')}"),
+        ("model", str(model.get("name", "?")) + (f" from {model['pretrained']}" if model.get("pretrained") else "")),
+        ("optimiser", ", ".join(f"{k} {optim[k]}" for k in ("lr", "weight_decay", "warmup_steps") if k in optim) or "?"),
+        ("seeds", ", ".join(_seeds(results)) or "?"),
+        ("world", (", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, Mapping) else str(spec or "?")) +
+         (f"; world seed {world['seed']}" if "seed" in world else "") +
+         (f", {world['image_size']} px" if "image_size" in world else "")),
+        ("code version", _code(meta)),
+        ("data hash", str(((world.get("train") or {}).get("dataset_hash") or meta.get("data_hash") or "not recorded"))),
+    ]
+    if meta.get("wall_time_s") is not None:
+        rows.append(("wall time", f"{float(meta['wall_time_s']):.0f} s"))
+    return rows
+
+
+def provenance_json(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """The full provenance record, with the shared config's ``loss.name`` replaced by the per-run objectives
+    (the base config's loss is not what any one comparison row used)."""
+    doc = json.loads(json.dumps(meta, default=str))
+    loss = (doc.get("config") or {}).get("loss")
+    if isinstance(loss, dict) and "name" in loss:
+        loss["name"] = "per run: " + ", ".join(m for m, _ in method_items(results))
+    return json.dumps(doc, indent=1)
