@@ -186,8 +186,8 @@ def read_eval_config(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def headline_table(doc: dict[str, Any]) -> str:
     """Every headline number of every benchmark run, in percent, as an aligned table (terminal output)."""
-    rows = [(name, key, f"{100 * float(v):.2f}") for name, rec in doc["benchmarks"].items()
-            for key, v in rec.get("headline", {}).items() if isinstance(v, (int, float))]
+    rows = [(name if i == 0 else "", key, f"{100 * float(v):.2f}") for name, rec in doc["benchmarks"].items()
+            for i, (key, v) in enumerate((k, v) for k, v in rec.get("headline", {}).items() if isinstance(v, (int, float)))]
     notes = [f"{name}: skipped {rec['skipped_missing']} rows (missing images)"
              for name, rec in doc["benchmarks"].items() if rec.get("skipped_missing")]
     head = ("benchmark", "metric", "%")

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 from tripletclip.report import plots
 from tripletclip.report.labels import (
     BAG_OF_WORDS_CEILING, BINDING, CHANCE, PERCEPTION, PERCEPTION_TARGET, RELATION, category_name, method_items,
-    part_of,
+    method_name, part_of,
 )
 from tripletclip.report.summary import provenance_json, provenance_rows, sampling_error, verdict
 from tripletclip.report.tables import paired_table, scores_and_cost_table, split_table
@@ -80,7 +80,7 @@ def _provenance(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
 
 def _regime_figure(results: Mapping[str, Any]) -> str:
     models = ([("base", results["base"])] if isinstance(results.get("base"), Mapping) else []) + method_items(results)
-    per_seed = {name: recs for name, e in models if (recs := _per_seed_records(e, "seen"))}
+    per_seed = {method_name(name): recs for name, e in models if (recs := _per_seed_records(e, "seen"))}
     if not per_seed:
         return ""
     png = plots.regime_chart(per_seed, PERCEPTION, BINDING, RELATION, PERCEPTION_TARGET, BAG_OF_WORDS_CEILING, CHANCE)
