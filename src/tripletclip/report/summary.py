@@ -133,37 +133,39 @@ def _seeds(results: Mapping[str, Any]) -> list[str]:
 def _code(meta: Mapping[str, Any]) -> str:
     cv = meta.get("code_version")
     if not isinstance(cv, Mapping):
-        return "not recorded"
+        return ""
     commit = cv.get("git_commit")
     return f"tripletclip {cv.get('package', '?')}" + (f", git {commit[:10]}" if commit else "") + (
         " (uncommitted changes)" if cv.get("git_dirty") else "")
 
 
 def provenance_rows(results: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) lines of the human provenance summary."""
+    """(label, value) lines of the human provenance summary; what ``meta`` does not hold is 'not recorded'."""
     cfg = meta.get("config") or {}
     train, model, optim = cfg.get("train") or {}, cfg.get("model") or {}, cfg.get("optim") or {}
     methods = [m for m, _ in method_items(results)]
-    first = results[methods[0]] if methods else {}
+    steps = train.get("steps", (results[methods[0]] if methods else {}).get("steps"))
     world = meta.get("world") or {}
     spec = meta.get("world_spec")
+    regime = results.get("regime")
+    world_text = ", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, Mapping) else str(spec or "")
+    world_text += (f"; world seed {world['seed']}" if "seed" in world else "") + (
+        f", {world['image_size']} px" if "image_size" in world else "")
     rows = [
         ("objectives", ", ".join(method_name(m) for m in methods) + " (each run sets loss.name; all else is shared)"),
-        ("regime", {"finetune": "fine-tuning a pretrained CLIP base", "scratch": "from scratch"}.get(
-            str(results.get("regime")), "from scratch" if results.get("regime") is None else str(results.get("regime")))),
-        ("steps x batch", f"{train.get('steps', first.get('steps', '?'))} x {train.get('batch_size', '?')}"),
-        ("model", str(model.get("name", "?")) + (f" from {model['pretrained']}" if model.get("pretrained") else "")),
-        ("optimiser", ", ".join(f"{k} {optim[k]}" for k in ("lr", "weight_decay", "warmup_steps") if k in optim) or "?"),
-        ("seeds", ", ".join(_seeds(results)) or "?"),
-        ("world", (", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, Mapping) else str(spec or "?")) +
-         (f"; world seed {world['seed']}" if "seed" in world else "") +
-         (f", {world['image_size']} px" if "image_size" in world else "")),
+        ("regime", {"finetune": "fine-tuning a pretrained CLIP base", "scratch": "from scratch"}.get(str(regime), regime)),
+        ("steps x batch", f"{steps} x {train['batch_size']}" if steps and "batch_size" in train else None),
+        ("model", (str(model["name"]) + (f" from {model['pretrained']}" if model.get("pretrained") else ""))
+         if "name" in model else None),
+        ("optimiser", ", ".join(f"{k} {optim[k]}" for k in ("lr", "weight_decay", "warmup_steps") if k in optim)),
+        ("seeds", ", ".join(_seeds(results))),
+        ("world", world_text.lstrip("; ")),
         ("code version", _code(meta)),
-        ("data hash", str(((world.get("train") or {}).get("dataset_hash") or meta.get("data_hash") or "not recorded"))),
+        ("data hash", (world.get("train") or {}).get("dataset_hash") or meta.get("data_hash")),
     ]
     if meta.get("wall_time_s") is not None:
         rows.append(("wall time", f"{float(meta['wall_time_s']):.0f} s"))
-    return rows
+    return [(k, str(v) if v else "not recorded") for k, v in rows]
 
 
 def provenance_json(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
