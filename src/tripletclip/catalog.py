@@ -1,58 +1,27 @@
 """What ``tripletclip eval --list`` and ``tripletclip models list`` print, answered without importing torch.
 
-The benchmark registry and the model factory import torch and open_clip (8-9 s before the first line). The
-listings read the same facts where they are defined instead: each evaluator's ``@register_benchmark(...)``
-line and signature, parsed with ``ast`` from ``tripletclip/eval/*.py`` (names, summaries, options, defaults);
-our model configs in ``models/configs/*.json``; open_clip's JSON configs, found by path without importing it.
-Only the words a reader needs live here: what each option means and which files each benchmark reads.
-``tests/test_startup.py`` checks every listed fact against the live registries.
+The benchmark registry and the model factory import torch and open_clip (8-9 s before the first line), so the
+listings read a table instead: for each benchmark its summary, whether ``--blind`` applies, the files it reads
+and its own options with default and meaning (:data:`BENCHMARKS`); model names come from our JSON configs and
+open_clip's, found by path without importing open_clip. ``tests/test_listings.py`` checks the table against the
+live registry (names, summaries, options, defaults): a new benchmark fails that test until it is listed here.
 """
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-PACKAGE = Path(__file__).resolve().parent
-EVAL_DIR = PACKAGE / "eval"
-MODEL_CONFIG_DIR = PACKAGE / "models" / "configs"
-INTERNAL_OPTIONS = ("encoder", "benchmark")  # not user options: the model wrapper, the result name of composites
-REQUIRED = object()
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "models" / "configs"
+COMMON_OPTIONS = ("annotations", "images", "skip_missing", "blind")  # every benchmark's; described once
 
 # ------------------------------------------------------------------------------------------------ benchmarks
 
-NEEDS = {
-    "sugarcrepe": "--annotations: folder of SugarCrepe's 7 JSON files (add_att.json ... swap_obj.json); "
-                  "--images: COCO val2017",
-    "sugarcrepe_pp": "--annotations: folder of SugarCrepe++'s 5 JSON files (replace_*, swap_*); --images: COCO val2017",
-    "valse": "--annotations: folder of VALSE's instrument JSON files; --images: every source root (Visual7W, "
-             "COCO 2017 and 2014, SWiG, VisDial), --images repeated",
-    "aro_vg_relation": "--annotations: visual_genome_relation.json; --images: the folder of its image_path files "
-                       "(Visual Genome)",
-    "aro_vg_attribution": "--annotations: visual_genome_attribution.json; --images: the folder of its image_path "
-                          "files (Visual Genome)",
-    "aro_coco_order": "--annotations: coco_karpathy_test.json; --images: the COCO folder (2014 or 2017 names)",
-    "aro_flickr_order": "--annotations: flickr30k_test.json; --images: the Flickr30k image folder",
-    "retrieval": "--annotations: a Karpathy-style list [{image, caption: [...]}] or a COCO captions file; "
-                 "--images: its image folder",
-    "winoground": "--annotations: Winoground's examples.jsonl (or its folder); --images: its images folder",
-    "tripletdata_wino": "--annotations: TripletData shards with negative images (folder, file or {000..009} "
-                        "pattern); no --images",
-    "world": "--annotations: DIR/bench of `tripletclip world build --out DIR` (images inside); no --images",
-    "zeroshot": "--images: an ImageFolder or a CLIP_benchmark webdataset folder; --annotations (optional): folder "
-                "with en_classnames.json and en_zeroshot_classification_templates.json",
-}
-
 OPTION_HELP = {
-    "annotations": "annotation file or folder (--annotations)",
-    "images": "image folder(s), searched in order (--images)",
-    "skip_missing": "skip rows whose image is missing, counted in the result, instead of failing (--skip-missing)",
-    "blind": "text-only baseline: every image replaced by an image-free query (--blind)",
     "seed": "seed of the random word-order scrambles",
     "max_words": "captions are cut to this many words after normalisation (ARO's pre_caption)",
     "tagger": "part-of-speech tagger for the scrambles: auto (spaCy if installed, else the lexicon tagger), "
@@ -71,89 +40,70 @@ OPTION_HELP = {
     "templates": "file of prompt templates with {c}, one per line (overrides the dataset's)",
     "max_per_class": "score at most this many images per class",
 }
-OPTION_HELP_BY_BENCHMARK = {
-    ("zeroshot", "split"): "webdataset split folder under --images",
-    ("zeroshot", "annotations"): "folder with CLIP_benchmark's en_classnames.json and templates JSON (optional)",
-}
-
-
-@dataclass(frozen=True)
-class OptionInfo:
-    name: str
-    default: Any  # REQUIRED when the option has no default
-    help: str
-
-    def default_text(self) -> str:
-        if self.default is REQUIRED:
-            return "required"
-        if isinstance(self.default, (tuple, list)):
-            return ",".join(str(v) for v in self.default)
-        return "unset" if self.default is None else str(self.default)
+OPTION_HELP_BY_BENCHMARK = {("zeroshot", "split"): "webdataset split folder under --images"}
+_ARO_ORDER = {"seed": 1, "max_words": 30, "tagger": "auto", "spacy_model": "en_core_web_sm"}
 
 
 @dataclass(frozen=True)
 class BenchmarkInfo:
+    """One benchmark as ``eval --list`` shows it; ``options``: its own options (not the common four) and their
+    defaults (None: unset); ``annotations_required``: False where --annotations is optional."""
+
     name: str
     summary: str
     blind: bool
     needs: str
-    options: list[OptionInfo] = field(default_factory=list)
+    options: dict[str, Any]
+    annotations_required: bool = True
+
+    def option_help(self, option: str) -> str:
+        return OPTION_HELP_BY_BENCHMARK.get((self.name, option), OPTION_HELP.get(option, ""))
 
 
-def _literal(node: ast.expr, constants: dict[str, Any]) -> Any:
-    """The value of a default: a literal, or a module-level constant holding one."""
-    if isinstance(node, ast.Name) and node.id in constants:
-        return constants[node.id]
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return ast.unparse(node)
+BENCHMARKS = (
+    BenchmarkInfo("aro_coco_order", "ARO COCO-Order: caption vs its 4 word-order scrambles, precision@1", True,
+                  "--annotations: coco_karpathy_test.json; --images: the COCO folder (2014 or 2017 names)", _ARO_ORDER),
+    BenchmarkInfo("aro_flickr_order", "ARO Flickr30k-Order: caption vs its 4 word-order scrambles, precision@1", True,
+                  "--annotations: flickr30k_test.json; --images: the Flickr30k image folder", _ARO_ORDER),
+    BenchmarkInfo("aro_vg_attribution", "ARO VG-Attribution: true vs swapped attributes on the box crop", True,
+                  "--annotations: visual_genome_attribution.json; --images: the folder of its image_path files "
+                  "(Visual Genome)", {}),
+    BenchmarkInfo("aro_vg_relation", "ARO VG-Relation: true vs swapped relation on the box crop, macro over relations",
+                  True, "--annotations: visual_genome_relation.json; --images: the folder of its image_path files "
+                  "(Visual Genome)", {}),
+    BenchmarkInfo("retrieval", "Image-text retrieval: R@1/5/10 both directions, several captions per image", False,
+                  "--annotations: a Karpathy-style list [{image, caption: [...]}] or a COCO captions file; "
+                  "--images: its image folder", {"ks": (1, 5, 10)}),
+    BenchmarkInfo("sugarcrepe", "SugarCrepe: 7 hard-negative subsets, s(I,pos) > s(I,neg)", True,
+                  "--annotations: folder of SugarCrepe's 7 JSON files (add_att.json ... swap_obj.json); "
+                  "--images: COCO val2017", {"subsets": None, "split": None}),
+    BenchmarkInfo("sugarcrepe_pp", "SugarCrepe++: ITT (image-to-text) and TOT (text-only) with two positives", True,
+                  "--annotations: folder of SugarCrepe++'s 5 JSON files (replace_*, swap_*); --images: COCO val2017",
+                  {"subsets": None}),
+    BenchmarkInfo("tripletdata_wino", "Winoground-style text/image/group scores on TripletData shards", False,
+                  "--annotations: TripletData shards with negative images (folder, file or {000..009} pattern); "
+                  "no --images", {"limit": None, "skip_types": ("add_obj", "add_att")}),
+    BenchmarkInfo("valse", "VALSE: caption vs foil on the valid rows, per instrument and phenomenon", True,
+                  "--annotations: folder of VALSE's instrument JSON files; --images: every source root (Visual7W, "
+                  "COCO 2017 and 2014, SWiG, VisDial), --images repeated", {"instruments": None, "valid_only": True}),
+    BenchmarkInfo("winoground", "Winoground: text / image / group scores from examples.jsonl", False,
+                  "--annotations: Winoground's examples.jsonl (or its folder); --images: its images folder",
+                  {"split": None}),
+    BenchmarkInfo("world", "Embedded world: SugarCrepe + Winoground per split (seen/heldout) + retrieval", True,
+                  "--annotations: DIR/bench of `tripletclip world build --out DIR` (images inside); no --images",
+                  {"splits": None}),
+    BenchmarkInfo("zeroshot", "Zero-shot classification (ImageFolder or webdataset), acc1/acc5/mean per-class recall",
+                  False, "--images: an ImageFolder or a CLIP_benchmark webdataset folder; --annotations (optional): "
+                  "folder with en_classnames.json and en_zeroshot_classification_templates.json",
+                  {"dataset": None, "classnames": None, "templates": None, "split": "test", "max_per_class": None},
+                  annotations_required=False),
+)
 
 
-def _module_constants(tree: ast.Module) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
-
-
-def _registration(fn: ast.FunctionDef) -> Optional[dict[str, Any]]:
-    """The arguments of a ``@register_benchmark(name, blind=..., summary=...)`` decorator, if ``fn`` has one."""
-    for deco in fn.decorator_list:
-        if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register_benchmark":
-            kw = {k.arg: ast.literal_eval(k.value) for k in deco.keywords}
-            summary = kw.get("summary") or (ast.get_docstring(fn) or "").strip().splitlines()[0]
-            return {"name": ast.literal_eval(deco.args[0]), "blind": kw.get("blind", True), "summary": summary}
-    return None
-
-
-def _options(name: str, fn: ast.FunctionDef, constants: dict[str, Any]) -> list[OptionInfo]:
-    args = fn.args.args + fn.args.kwonlyargs
-    defaults = [REQUIRED] * (len(fn.args.args) - len(fn.args.defaults)) + [_literal(d, constants) for d in fn.args.defaults]
-    defaults += [REQUIRED if d is None else _literal(d, constants) for d in fn.args.kw_defaults]
-    return [OptionInfo(a.arg, d, OPTION_HELP_BY_BENCHMARK.get((name, a.arg), OPTION_HELP.get(a.arg, "")))
-            for a, d in zip(args, defaults) if a.arg not in INTERNAL_OPTIONS]
-
-
-def benchmark_catalog() -> list[BenchmarkInfo]:
-    """Every registered benchmark, sorted by name, read from the evaluator modules' source."""
-    found = []
-    for path in sorted(EVAL_DIR.glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        constants = _module_constants(tree)
-        for node in tree.body:
-            reg = _registration(node) if isinstance(node, ast.FunctionDef) else None
-            if reg:
-                found.append(BenchmarkInfo(reg["name"], reg["summary"], reg["blind"], NEEDS.get(reg["name"], ""),
-                                           _options(reg["name"], node, constants)))
-    return sorted(found, key=lambda b: b.name)
-
-
-COMMON_OPTIONS = ("annotations", "images", "skip_missing", "blind")
+def _default_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return "unset" if value is None else str(value)
 
 
 def format_benchmarks() -> str:
@@ -162,18 +112,17 @@ def format_benchmarks() -> str:
     lines = ["Every benchmark reads --annotations and --images (as listed under 'needs'); --skip-missing skips rows",
              "whose image is missing (counted); --blind scores captions with the text tower only, where marked.",
              "Options: --option BENCHMARK.KEY=VALUE (or KEY=VALUE for every benchmark given).", ""]
-    for b in benchmark_catalog():
-        lines.append(f"{b.name}: {b.summary}")
-        lines.append(f"    needs: {b.needs or 'see the module docstring'}")
-        lines.append(f"    --blind: {'yes' if b.blind else 'no (every score needs an image)'}")
-        own = [o for o in b.options if o.name not in COMMON_OPTIONS or (b.name, o.name) in OPTION_HELP_BY_BENCHMARK]
-        if own:
-            width = max(len(o.name) for o in own)
-            dwidth = max(len(o.default_text()) for o in own) + len("default ")
+    for b in BENCHMARKS:
+        lines += [f"{b.name}: {b.summary}", f"    needs: {b.needs}",
+                  f"    --blind: {'yes' if b.blind else 'no (every score needs an image)'}"]
+        if b.options:
+            width = max(len(o) for o in b.options)
+            dwidth = max(len(_default_text(v)) for v in b.options.values()) + len("default ")
             lines.append("    options:")
-            for o in own:
-                lead = f"      {o.name:<{width}}  {'default ' + o.default_text():<{dwidth}}  "
-                lines += textwrap.wrap(o.help, 110, initial_indent=lead, subsequent_indent=" " * len(lead))
+            for option, default in b.options.items():
+                lead = f"      {option:<{width}}  {'default ' + _default_text(default):<{dwidth}}  "
+                lines += textwrap.wrap(b.option_help(option), 110, initial_indent=lead,
+                                       subsequent_indent=" " * len(lead))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

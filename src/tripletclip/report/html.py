@@ -20,7 +20,7 @@ from tripletclip.report.labels import (
     BAG_OF_WORDS_CEILING, BINDING, CHANCE, PERCEPTION, PERCEPTION_TARGET, RELATION, category_name, method_items,
     method_name, part_of,
 )
-from tripletclip.report.summary import provenance_json, provenance_rows, sampling_error, verdict
+from tripletclip.report.summary import provenance_json, provenance_rows, verdict
 from tripletclip.report.tables import paired_table, scores_and_cost_table, split_table
 
 _CSS = """*{box-sizing:border-box}
@@ -71,7 +71,8 @@ def _per_seed_records(entry: Mapping[str, Any], part: str) -> list[Mapping[str, 
 
 def _provenance(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     rows = provenance_rows(results, meta)
-    short = "; ".join(f"{k} {v}" for k, v in rows if k in ("steps x batch", "model", "seeds"))
+    short = "; ".join(f"{k} {v.split(',')[0] if k == 'model' else v}" for k, v in rows
+                      if k in ("steps x batch", "model", "seeds"))
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
     return (f"<details><summary>Provenance: {html.escape(short)} (click to open)</summary>"
             f"<dl class='prov'>{items}</dl><details><summary>full record (JSON)</summary>"
@@ -96,13 +97,11 @@ def _paired_section(results: Mapping[str, Any]) -> str:
     paired = results.get("paired")
     if not isinstance(paired, Mapping) or not paired:
         return ""
-    error = sampling_error(paired)
-    err = f"±{error:.1f} points" if error is not None else "the benchmark's sampling error"
     parts = ["<h2>Paired differences (points)</h2>",
              "<p class='caption'>Each cell: the mean over seeds of (method − reference) measured on the same seed, "
-             f"then <span class='real'>real</span> when the sign is the same on every seed and the mean exceeds "
-             f"the sampling error ({err}), else <span class='noise'>noise</span>; underneath, the per-seed "
-             "differences.</p>"]
+             "then <span class='real'>real</span> when the sign is the same on every seed and the mean exceeds "
+             "that metric's sampling error, else <span class='noise'>noise</span>; underneath, the sampling error "
+             "(±, 1.96 binomial standard errors of the difference) and the per-seed differences.</p>"]
     for against, label in (("clip", "CLIP"), ("negclip", "NegCLIP")):
         table = paired_table(paired, against)
         if table:

@@ -13,6 +13,8 @@ NON_METHOD_KEYS = frozenset({"regime", "base", "paired", "units", "unit", "forma
 
 METHOD_NAMES = {"clip": "CLIP", "negclip": "NegCLIP", "negimage": "NegImage", "tripletclip": "TripletCLIP",
                 "ceclip": "CE-CLIP", "base": "base (pretrained CLIP)"}
+# the paired differences a reader is shown (results.json may hold more, e.g. per category)
+PAIRED_METRICS = ("mean", "heldout_mean", "swap_mean", "replace_rel", "wino_image", "wino_group", "i2t_r1")
 METRIC_NAMES = {"mean": "7-category mean", "heldout_mean": "held-out mean", "swap_mean": "swap mean",
                 "replace_rel": "replace-rel", "wino_text": "Wino text", "wino_image": "Wino image",
                 "wino_group": "Wino group", "i2t_r1": "i2t R@1", "t2i_r1": "t2i R@1"}

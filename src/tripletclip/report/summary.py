@@ -11,8 +11,8 @@ import statistics
 from typing import Any, Mapping, Optional, Sequence
 
 from tripletclip.report.labels import (
-    BAG_OF_WORDS_CEILING, BINDING, PERCEPTION, PERCEPTION_TARGET, category_name, method_items, method_name,
-    metric_name, seed_values,
+    BAG_OF_WORDS_CEILING, BINDING, PAIRED_METRICS, PERCEPTION, PERCEPTION_TARGET, category_name, method_items,
+    method_name, metric_name, seed_values,
 )
 from tripletclip.report.tables import fmt_diff
 
@@ -53,10 +53,12 @@ def _and(items: Sequence[str]) -> str:
 
 
 def _split_real(paired: Mapping[str, Any], against: str, metric: str, by_metric: bool = False) -> tuple[list, list]:
-    """'name +diff' items whose difference is real / within noise (per method, or per metric of TripletCLIP)."""
+    """'name +diff' items whose difference is real / within noise (per method on ``metric``, or, with
+    ``by_metric``, TripletCLIP on each shown metric)."""
     real: list[str] = []
     noise: list[str] = []
-    items = (((k, d) for k, d in ((paired.get("tripletclip") or {}).get(against) or {}).items()) if by_metric else
+    block = (paired.get("tripletclip") or {}).get(against) or {}
+    items = (((k, block.get(k)) for k in PAIRED_METRICS) if by_metric else
              ((m, (refs or {}).get(against, {}).get(metric)) for m, refs in paired.items() if isinstance(refs, Mapping)))
     for key, d in items:
         if isinstance(d, Mapping) and d.get("mean") is not None:
@@ -70,16 +72,17 @@ def _real_noise(real: list[str], noise: list[str], word: str = "for") -> str:
                                        f"noise {word} {_and(noise)}" if noise else "") if part)
 
 
-def sampling_error(paired: Mapping[str, Any]) -> Optional[float]:
-    """The largest sampling error recorded with the paired differences (points)."""
+def sampling_error(paired: Mapping[str, Any], metric: str, against: str = "clip") -> Optional[float]:
+    """The largest sampling error (points) recorded for ``metric`` against ``against`` (it depends on the
+    metric's row count and on the accuracies compared)."""
     errors = [d["sampling_error"] for refs in paired.values() if isinstance(refs, Mapping)
-              for metrics in refs.values() if isinstance(metrics, Mapping)
-              for d in metrics.values() if isinstance(d, Mapping) and d.get("sampling_error") is not None]
+              if isinstance(d := (refs.get(against) or {}).get(metric), Mapping) and d.get("sampling_error") is not None]
     return max(errors) if errors else None
 
 
 def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
-    """Gains over CLIP (swap mean, 7-category mean), TripletCLIP vs NegCLIP on every metric, and what real means."""
+    """Gains over CLIP (swap mean, 7-category mean), TripletCLIP vs NegCLIP on the shown metrics, and what real
+    means with the sampling errors of the two means."""
     out = []
     vs_clip = [f"on the {metric_name(k)}, {text}" for k in ("swap_mean", "mean")
                if (text := _real_noise(*_split_real(paired, "clip", k)))]
@@ -89,9 +92,10 @@ def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
     if head:
         out.append(f"TripletCLIP vs NegCLIP: {head}.")
     if out:
-        err = sampling_error(paired)
-        out.append("Real: the same sign on every seed and beyond the " +
-                   (f"±{err:.1f}-point sampling error." if err is not None else "benchmark's sampling error."))
+        errors = [f"±{e:.1f} for the {metric_name(k)}" for k in ("mean", "swap_mean")
+                  if (e := sampling_error(paired, k)) is not None]
+        out.append("Real: the same sign on every seed and beyond the metric's sampling error" +
+                   (f" ({', '.join(errors)})." if errors else "."))
     return out
 
 
@@ -106,7 +110,8 @@ def verdict(results: Mapping[str, Any]) -> str:
     base = _regime(results["base"]) if isinstance(results.get("base"), Mapping) else None
     clauses = [regime_sentence("CLIP", methods["clip"]) if clip else ""]
     if base and clip and base[0] == clip[0]:
-        clauses.append(f"so is the pretrained base ({base[1]}; swap mean {base[2]:.1f}%)")
+        lead = {"blind": "nor does", "binds": "so does"}.get(base[0], "so is")
+        clauses.append(f"{lead} the pretrained base ({base[1]}; swap mean {base[2]:.1f}%)")
     elif base:
         clauses.append(regime_sentence("the pretrained base", results["base"]))
     if any(clauses):
@@ -139,29 +144,53 @@ def _code(meta: Mapping[str, Any]) -> str:
         " (uncommitted changes)" if cv.get("git_dirty") else "")
 
 
+def _world_text(meta: Mapping[str, Any]) -> str:
+    """The world spec in one line: list-valued fields as counts (5 shapes), the rest as key=value."""
+    spec, world = meta.get("world_spec"), meta.get("world") or {}
+    named = (meta.get("demo_config") or {}).get("world_spec")
+    parts = [f"{named} spec"] if isinstance(named, str) else []
+    if isinstance(spec, Mapping):
+        parts += [f"{len(v)} {k}" if isinstance(v, (list, tuple)) else f"{k}={v}" for k, v in spec.items()
+                  if v is not None]
+    elif spec:
+        parts.append(str(spec))
+    text = ", ".join(parts)
+    text += (f"; world seed {world['seed']}" if "seed" in world else "") + (
+        f", {world['image_size']} px" if "image_size" in world else "")
+    return text.lstrip("; ")
+
+
+def _model_text(model: Mapping[str, Any], base: Any) -> str:
+    if "name" not in model:
+        return ""
+    if isinstance(base, Mapping) and base.get("weights_sha256"):
+        how = f" `{base['reproduce']}`" if base.get("reproduce") else ""
+        return f"{model['name']}, fine-tuned from the pretrained base (weights {base['weights_sha256'][:12]}…;{how})"
+    return str(model["name"]) + (f" from {model['pretrained']}" if model.get("pretrained") else "")
+
+
 def provenance_rows(results: Mapping[str, Any], meta: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) lines of the human provenance summary; what ``meta`` does not hold is 'not recorded'."""
-    cfg = meta.get("config") or {}
+    """(label, value) lines of the human provenance summary; what ``meta`` does not hold is 'not recorded'.
+
+    ``meta`` keys read: ``config`` or ``run_config`` (the shared training config), ``world_spec``, ``world``
+    (the build summary), ``demo_config``, ``base``, ``code_version``, ``data_hash``, ``preset``, ``wall_time_s``.
+    """
+    cfg = meta.get("config") or meta.get("run_config") or {}
     train, model, optim = cfg.get("train") or {}, cfg.get("model") or {}, cfg.get("optim") or {}
     methods = [m for m, _ in method_items(results)]
     steps = train.get("steps", (results[methods[0]] if methods else {}).get("steps"))
-    world = meta.get("world") or {}
-    spec = meta.get("world_spec")
     regime = results.get("regime")
-    world_text = ", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, Mapping) else str(spec or "")
-    world_text += (f"; world seed {world['seed']}" if "seed" in world else "") + (
-        f", {world['image_size']} px" if "image_size" in world else "")
     rows = [
         ("objectives", ", ".join(method_name(m) for m in methods) + " (each run sets loss.name; all else is shared)"),
         ("regime", {"finetune": "fine-tuning a pretrained CLIP base", "scratch": "from scratch"}.get(str(regime), regime)),
         ("steps x batch", f"{steps} x {train['batch_size']}" if steps and "batch_size" in train else None),
-        ("model", (str(model["name"]) + (f" from {model['pretrained']}" if model.get("pretrained") else ""))
-         if "name" in model else None),
+        ("model", _model_text(model, meta.get("base"))),
         ("optimiser", ", ".join(f"{k} {optim[k]}" for k in ("lr", "weight_decay", "warmup_steps") if k in optim)),
         ("seeds", ", ".join(_seeds(results))),
-        ("world", world_text.lstrip("; ")),
+        ("world", _world_text(meta)),
         ("code version", _code(meta)),
-        ("data hash", (world.get("train") or {}).get("dataset_hash") or meta.get("data_hash")),
+        ("data hash", ((meta.get("world") or {}).get("train") or {}).get("dataset_hash") or meta.get("data_hash")),
+        ("preset", meta.get("preset")),
     ]
     if meta.get("wall_time_s") is not None:
         rows.append(("wall time", f"{float(meta['wall_time_s']):.0f} s"))

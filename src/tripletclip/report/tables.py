@@ -9,7 +9,9 @@ from __future__ import annotations
 import html
 from typing import Any, Collection, Mapping, Optional, Sequence
 
-from tripletclip.report.labels import category_name, method_items, method_name, metric_name, seed_values
+from tripletclip.report.labels import (
+    PAIRED_METRICS, category_name, method_items, method_name, metric_name, seed_values,
+)
 
 
 def fmt_pm(values: Sequence[float]) -> str:
@@ -107,14 +109,12 @@ def scores_and_cost_table(results: Mapping[str, Any]) -> str:
 def paired_table(paired: Mapping[str, Any], against: str) -> str:
     """Per-seed paired differences (points) of each method against ``against`` (clip or negclip), per metric.
 
-    A cell shows the mean difference, 'real' when its sign is the same on every seed and it exceeds the
-    benchmark's sampling error, and the per-seed differences underneath.
+    A cell shows the mean difference and 'real' (its sign is the same on every seed and it exceeds the sampling
+    error) or 'noise'; underneath, the sampling error and the per-seed differences.
     """
-    metrics: list[str] = []
     methods = [m for m, refs in paired.items() if isinstance(refs, Mapping) and against in refs]
-    for m in methods:
-        metrics += [k for k in paired[m][against] if k not in metrics]
-    if not methods:
+    metrics = [k for k in PAIRED_METRICS if any(k in paired[m][against] for m in methods)]
+    if not methods or not metrics:
         return ""
     out = ["<div class='scroll'><table class='paired'><thead><tr><th>method</th>" +
            "".join(f"<th>{html.escape(metric_name(k))}</th>" for k in metrics) + "</tr></thead><tbody>"]
@@ -126,7 +126,8 @@ def paired_table(paired: Mapping[str, Any], against: str) -> str:
                 cells.append("<td>–</td>")
                 continue
             verdict = "<span class='real'>real</span>" if d.get("real") else "<span class='noise'>noise</span>"
+            err = f"<br><small>±{d['sampling_error']:.1f}</small>" if d.get("sampling_error") is not None else ""
             seeds = ", ".join(fmt_diff(v) for v in (d.get("per_seed") or {}).values())
-            cells.append(f"<td>{fmt_diff(d['mean'])} {verdict}<br><small>{html.escape(seeds)}</small></td>")
+            cells.append(f"<td>{fmt_diff(d['mean'])} {verdict}{err}<br><small>{html.escape(seeds)}</small></td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(out) + "</tbody></table></div>"

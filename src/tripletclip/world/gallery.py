@@ -36,10 +36,6 @@ class GalleryEntry:
     neg_caption: str
     edited: tuple[int, ...]
 
-    @property
-    def neg_words(self) -> list[str]:
-        return self.neg_caption.split()
-
 
 def edited_words(caption: str, negative: str) -> tuple[int, ...]:
     """Indices of the words of ``negative`` that a word-level alignment with ``caption`` does not match.
