@@ -172,6 +172,18 @@ def test_provenance_summary_names_what_produced_the_numbers():
     assert rows["data hash"] == "ab" * 32
 
 
+def test_provenance_reads_the_demo_meta_of_a_finetuning_run():
+    meta = {"run_config": {"model": {"name": "world-cnn", "pretrained": "/cache/base/model.safetensors"},
+                           "train": {"steps": 12, "batch_size": 32}},
+            "demo_config": {"world_spec": "demo"}, "world_spec": {"shapes": ["circle", "star"], "p_colour": None},
+            "base": {"weights_sha256": "06c02adb5e8b" + "0" * 52, "reproduce": "tripletclip world pretrain --world-seed 1"}}
+    rows = dict(provenance_rows(synthetic_results(), meta))
+    assert rows["steps x batch"] == "12 x 32" and rows["world"] == "demo spec, 2 shapes"
+    assert rows["model"] == ("world-cnn, fine-tuned from the pretrained base (weights 06c02adb5e8b…; "
+                             "`tripletclip world pretrain --world-seed 1`)")
+    assert rows["code version"] == "not recorded"  # never guessed
+
+
 def test_edited_words_mark_the_edit():
     assert edited_words("a red cube left of a blue ball", "a blue cube left of a red ball") == (1, 6)
     assert edited_words("a red cube", "a red striped cube") == (2,)
