@@ -184,6 +184,14 @@ def test_provenance_reads_the_demo_meta_of_a_finetuning_run():
     assert rows["code version"] == "not recorded"  # never guessed
 
 
+def test_gallery_marks_runs_of_edited_words():
+    from tripletclip.report.html import _marked
+
+    words = "a cross is over a triangle, and a yellow star".split()
+    assert _marked(words, {6, 7, 8, 9}) == "a cross is over a triangle, <mark>and a yellow star</mark>"
+    assert _marked(["a", "<b>", "c"], {1}) == "a <mark>&lt;b&gt;</mark> c"
+
+
 def test_edited_words_mark_the_edit():
     assert edited_words("a red cube left of a blue ball", "a blue cube left of a red ball") == (1, 6)
     assert edited_words("a red cube", "a red striped cube") == (2,)

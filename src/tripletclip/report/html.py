@@ -109,13 +109,26 @@ def _paired_section(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _marked(words: Sequence[str], edited: set[int]) -> str:
+    """The words as HTML, each run of consecutive edited words in one <mark>."""
+    out, run = [], []
+    for i, w in enumerate(list(words) + [None]):
+        if w is not None and i in edited:
+            run.append(html.escape(w))
+            continue
+        if run:
+            out.append(f"<mark>{' '.join(run)}</mark>")
+            run = []
+        if w is not None:
+            out.append(html.escape(w))
+    return " ".join(out)
+
+
 def _gallery_section(gallery: Sequence[Any]) -> str:
     """Triplets with captions as text; the words of y' that the edit changed are marked."""
     rows = []
     for e in gallery:
-        words = e.neg_caption.split()
-        marked = " ".join(f"<mark>{html.escape(w)}</mark>" if i in set(e.edited) else html.escape(w)
-                          for i, w in enumerate(words))
+        marked = _marked(e.neg_caption.split(), set(e.edited))
         rows.append(
             "<div class='triplet'>"
             f"<div class='pair'><img alt='x: {html.escape(e.caption)}' src='{_data_uri(_png(e.image))}'>"
