@@ -53,7 +53,7 @@ def test_clip_folder_features_equal_transformers(tmp_path, eos):
         got_t = bundle.model.encode_text(bundle.tokenizer(texts))
     assert torch.allclose(got_i, want_i, atol=1e-5) and torch.allclose(got_t, want_t, atol=1e-5)
     assert bundle.identity["format"] == "hf-clip" and bundle.identity["tokenizer"] == bundle.identity["transform"] == "folder"
-    from tripletclip.utils.provenance import sha256_file
+    from tripletclip.utils.files import sha256_file
 
     assert bundle.identity["weights_sha256"] == sha256_file(folder / "model.safetensors")
 

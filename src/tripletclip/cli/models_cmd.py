@@ -12,11 +12,21 @@ def models() -> None:
 @models.command("list")
 @click.option("--prefix", default="", help="Only names starting with this.")
 def list_cmd(prefix: str) -> None:
-    """Print every model name the factory accepts."""
-    from tripletclip.models import list_models
+    """Every model name the factory accepts: ours first, described, then open_clip's (without importing torch)."""
+    import shutil
 
-    for name in list_models(prefix):
-        click.echo(name)
+    from tripletclip.catalog import model_catalog
+
+    ours, theirs = model_catalog(prefix)
+    click.echo(f"tripletclip's model configs ({len(ours)}; src/tripletclip/models/configs):")
+    width = max((len(n) for n, _ in ours), default=0)
+    for name, description in ours:
+        click.echo(f"  {name:<{width}}  {description}")
+    click.echo(f"\nopen_clip's model configs ({len(theirs)}; add --pretrained TAG or a weights file for trained weights):")
+    col = max((len(n) for n in theirs), default=0) + 2
+    per_line = max(1, (shutil.get_terminal_size((100, 20)).columns - 2) // col)
+    for i in range(0, len(theirs), per_line):
+        click.echo("  " + "".join(n.ljust(col) for n in theirs[i:i + per_line]).rstrip())
 
 
 @models.command("init")

@@ -89,7 +89,7 @@ def negatives() -> None:
 @_OVERWRITE
 def text(**o: Any) -> None:
     """Negative captions (one parquet row per negative)."""
-    from tripletclip.negatives.text_job import TextJobOptions, run_text
+    from tripletclip.negatives.text_job import TextJobOptions, describe_text_output, run_text
 
     if o["generator"] == "rules":
         gen = {"types": o["types"], "per_caption": o["per_caption"] or (4 if o["types"] == "ceclip" else 1),
@@ -100,8 +100,7 @@ def text(**o: Any) -> None:
     m = run_text(TextJobOptions(inp=o["inp"], out=o["out"], generator=o["generator"], generator_options=gen,
                                 columns=_columns(o), batch_size=o["batch_size"], shard=o["shard"],
                                 overwrite=o["overwrite"]))
-    _report(m, ("complete", "units_done", "units_total", "rows", "negatives", "edit_types", "captions_without_negative",
-                "generator_counts", "input_skipped", "last_run"))
+    click.echo(describe_text_output(m, o["out"]))
 
 
 @negatives.command()

@@ -97,9 +97,9 @@ def render(caption: str, out_path: str, seed: int, size: int, scale: int) -> Non
 @click.option("--split", type=click.Choice(["seen", "heldout"]), default="seen", show_default=True)
 def gallery(out_path: str, per_type: int, seed: int, size: int, split: str) -> None:
     """Draw triplets (x, y) | (x', y') of every edit type into one PNG."""
-    from tripletclip.world.gallery import gallery_image, gallery_triplets
+    from tripletclip.world.gallery import gallery_entries, gallery_image
 
-    gallery_image(gallery_triplets(per_type=per_type, seed=seed, image_size=size, split=split)).save(out_path)
+    gallery_image(gallery_entries(per_type=per_type, seed=seed, image_size=size, split=split)).save(out_path)
     click.echo(out_path)
 
 

@@ -1,9 +1,8 @@
 """What the demo shows a person: the printed tables (paper Table 4 style, percent) and the HTML report."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 
@@ -46,23 +45,20 @@ def print_tables(document: Mapping[str, Any], echo: Callable[[str], None] = prin
         echo(paired_text(document["paired"]))
 
 
-def gallery_png(world_summary: Mapping[str, Any]) -> Optional[bytes]:
-    """A PNG of one triplet per edit type of the demo's world (illustration: None when it cannot be drawn)."""
+def gallery(world_summary: Mapping[str, Any]) -> list:
+    """One triplet per edit type of the demo's world, captions as text and the edited words of y' marked."""
     from tripletclip.world import WorldSpec
-    from tripletclip.world.gallery import gallery_image, gallery_triplets
+    from tripletclip.world.gallery import gallery_entries
 
     spec = WorldSpec.from_json(world_summary["spec"])
-    image = gallery_image(gallery_triplets(spec, seed=int(world_summary.get("seed", 0)) + 99,
-                                           image_size=int(world_summary.get("image_size", 64))))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return gallery_entries(spec, seed=int(world_summary.get("seed", 0)) + 99,
+                           image_size=int(world_summary.get("image_size", 64)))
 
 
 def write_html(out: Path, document: Mapping[str, Any], meta: Mapping[str, Any], sims: Mapping[str, Any],
                curves: Mapping[str, Any], world_summary: Mapping[str, Any], echo: Callable[[str], None]) -> None:
-    """report.html next to results.json."""
+    """report.html next to results.json (the whole document: the report reads regime, base and paired)."""
     from tripletclip.report import write_report
 
-    write_report(out / "report.html", method_table(document), CATEGORIES, meta, sims=sims, curves=curves,
-                 gallery_png=gallery_png(world_summary))
+    write_report(out / "report.html", document, CATEGORIES, meta, sims=sims, curves=curves,
+                 gallery=gallery(world_summary))

@@ -23,6 +23,9 @@ from tripletclip.utils.files import write_json_atomic, write_jsonl_atomic
 from tripletclip.utils.provenance import code_version
 
 RESULT_FORMAT = "tripletclip-eval/1"
+# Result files keep every score at full precision as a fraction; what a person reads (the terminal, the demo's
+# tables and report) is the same number in percent.
+UNIT = "fraction: accuracies, recalls and scores in [0, 1]; printed x100 as percent"
 
 
 def _names(names: str | Sequence[str]) -> list[str]:
@@ -153,6 +156,7 @@ def run_eval(
     results = evaluate(benchmarks, encoder, args, per_row=per_row, blind=blind or None, skip_missing=skip_missing)
     doc = {
         "format": RESULT_FORMAT,
+        "unit": UNIT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 3),
         "code_version": code_version(),
@@ -178,6 +182,19 @@ def read_eval_config(path: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
         raise InputError(f"{path}: expected a mapping {{benchmark: {{annotations: ..., images: ...}}}}")
     return config
+
+
+def headline_table(doc: dict[str, Any]) -> str:
+    """Every headline number of every benchmark run, in percent, as an aligned table (terminal output)."""
+    rows = [(name if i == 0 else "", key, f"{100 * float(v):.2f}") for name, rec in doc["benchmarks"].items()
+            for i, (key, v) in enumerate((k, v) for k, v in rec.get("headline", {}).items() if isinstance(v, (int, float)))]
+    notes = [f"{name}: skipped {rec['skipped_missing']} rows (missing images)"
+             for name, rec in doc["benchmarks"].items() if rec.get("skipped_missing")]
+    head = ("benchmark", "metric", "%")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines + notes)
 
 
 def _parse_value(text: str) -> Any:

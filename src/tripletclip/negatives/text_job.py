@@ -92,6 +92,38 @@ def run_text(opts: TextJobOptions) -> dict[str, Any]:
     return job.write_manifest(extra)
 
 
+def describe_text_output(manifest: dict[str, Any], out: str | Path, n_examples: int = 5) -> str:
+    """What ``negatives text`` wrote, for a person: totals, negatives per edit type, a few example rows
+    (caption -> negative, one per edit type first), and where the full manifest is."""
+    from tripletclip.negatives.io import read_parquet_rows
+
+    total = int(manifest.get("negatives", 0))
+    lines = [f"{total:,} negatives for {int(manifest.get('rows', 0)):,} captions "
+             f"({int(manifest.get('captions_without_negative', 0)):,} without a negative); units "
+             f"{manifest.get('units_done')}/{manifest.get('units_total')}"
+             + (", complete" if manifest.get("complete") else ", INCOMPLETE: run the same command again to finish")]
+    counts = sorted((manifest.get("edit_types") or {}).items(), key=lambda kv: -kv[1])
+    if counts:
+        width = max(len(k) for k, _ in counts)
+        lines.append("negatives per edit type:")
+        lines += [f"  {k:<{width}}  {v:>8,}  {100 * v / max(1, total):5.1f}%" for k, v in counts]
+    if manifest.get("generator_counts"):
+        lines.append("generator counters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(manifest["generator_counts"].items())))
+    parts = sorted(Path(out).glob("part-*.parquet"))
+    rows = read_parquet_rows(str(parts[0]), ["caption", "neg_caption", "edit_type"]) if parts else []
+    first: dict[str, dict[str, Any]] = {}
+    for r in rows:  # the first row of each edit type, then more rows if there are fewer types than examples
+        first.setdefault(r["edit_type"], r)
+    picked = list(first.values())[:n_examples]
+    picked += [r for r in rows if r not in picked][: n_examples - len(picked)]
+    if picked:
+        lines.append("examples (caption -> negative, edit type):")
+        for r in picked:
+            lines += [f"  [{r['edit_type']}] {r['caption']}", f"  {' ' * (len(r['edit_type']) + 2)} -> {r['neg_caption']}"]
+    lines.append(f"manifest: {Path(out) / 'manifest.json'}")
+    return "\n".join(lines)
+
+
 def _examples(job: ShardedJob) -> list[str]:
     out: list[str] = []
     for s in job.unit_stats():

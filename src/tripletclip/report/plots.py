@@ -7,7 +7,7 @@ them and stays one self-contained file. Inputs are plain dicts/lists as written 
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -33,27 +33,69 @@ def _colour(method: str, i: int) -> str:
     return METHOD_COLOURS.get(method, plt.get_cmap("tab10")(i % 10))
 
 
+def _reference_line(ax, y: float, label: str, colour: str = "black", style: str = "--") -> None:
+    """A horizontal reference line with its label written on the plot (and in the legend)."""
+    ax.axhline(y, color=colour, linestyle=style, linewidth=0.9, label=label, zorder=3)
+    ax.annotate(label, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(3, 0), textcoords="offset points",
+                va="center", ha="left", fontsize=7, color=colour)
+
+
+def _bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Sequence[float]]], colours: Mapping[str, Any]
+          ) -> None:
+    """Grouped bars: ``series[name][g]`` are the per-seed values of group ``g``; height = mean, whiskers =
+    min..max over seeds; a missing group is left empty."""
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, (name, per_group) in enumerate(series.items()):
+        mean = np.array([np.mean(v) if len(v) else np.nan for v in per_group])
+        lo = np.array([np.mean(v) - np.min(v) if len(v) else 0.0 for v in per_group])
+        hi = np.array([np.max(v) - np.mean(v) if len(v) else 0.0 for v in per_group])
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=[lo, hi], capsize=2, label=name,
+               color=colours[name], edgecolor="black", linewidth=0.3)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+
+
 def category_bars(per_seed: Mapping[str, Sequence[Mapping[str, float]]], categories: Sequence[str],
                   title: str, chance: float = 50.0) -> bytes:
     """Grouped bars: for each category (and the mean) one bar per method, height = mean over seeds, whiskers =
     min..max over seeds. ``per_seed[method]`` is a list of {category: accuracy %} (one per seed)."""
     cats = list(categories) + ["mean"]
-    methods = list(per_seed)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(cats) + 2), 3.6))
-    width = 0.8 / max(1, len(methods))
-    x = np.arange(len(cats))
-    for i, m in enumerate(methods):
-        vals = np.array([[s.get(c, np.nan) for c in cats] for s in per_seed[m]], dtype=float)
-        mean = np.nanmean(vals, axis=0)
-        lo, hi = mean - np.nanmin(vals, axis=0), np.nanmax(vals, axis=0) - mean
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, mean, width, yerr=[lo, hi], capsize=2,
-               label=m, color=_colour(m, i), edgecolor="black", linewidth=0.3)
-    ax.axhline(chance, color="black", linestyle="--", linewidth=0.8)
-    ax.set_xticks(x, [CATEGORY_LABELS.get(c, c) for c in cats], fontsize=8)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(cats) + 2), 3.8))
+    series = {m: [[s[c] for s in seeds if c in s] for c in cats] for m, seeds in per_seed.items()}
+    _bars(ax, cats, series, {m: _colour(m, i) for i, m in enumerate(series)})
+    _reference_line(ax, chance, f"chance {chance:.0f}%")
+    ax.set_xticks(np.arange(len(cats)), [CATEGORY_LABELS.get(c, c) for c in cats], fontsize=8)
+    ax.set_xlabel("SugarCrepe category of the hard negative")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.legend(fontsize=7, ncol=min(6, len(series) + 1), loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    return _png(fig)
+
+
+REGIME_COLOURS = {"replace_obj": "#9ecae1", "replace_att": "#3182bd", "swap_obj": "#fdae6b", "swap_att": "#e6550d",
+                  "replace_rel": "#31a354"}
+
+
+def regime_chart(per_seed: Mapping[str, Sequence[Mapping[str, float]]], perception: Sequence[str],
+                 binding: Sequence[str], relation: Sequence[str], perception_target: float = 90.0,
+                 ceiling: float = 65.0, chance: float = 50.0) -> bytes:
+    """The bag-of-words regime (Yuksekgonul et al., ICLR 2023): per model, perception categories (replace) next
+    to binding categories (swap) and relations, with the perception target, the bag-of-words ceiling for swaps
+    and chance as labelled lines. ``per_seed[model]`` is a list of {category: accuracy %} (one per seed)."""
+    cats = list(perception) + list(binding) + list(relation)
+    models = list(per_seed)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(models) + 2.5), 3.9))
+    series = {CATEGORY_LABELS.get(c, c).replace("\n", " "): [[s[c] for s in per_seed[m] if c in s] for m in models]
+              for c in cats}
+    _bars(ax, models, series, {CATEGORY_LABELS.get(c, c).replace("\n", " "): REGIME_COLOURS.get(c, _colour(c, i))
+                               for i, c in enumerate(cats)})
+    _reference_line(ax, perception_target, f"perception target {perception_target:.0f}%", "#08519c", ":")
+    _reference_line(ax, ceiling, f"bag-of-words ceiling {ceiling:.0f}%", "#a63603", "-.")
+    _reference_line(ax, chance, f"chance {chance:.0f}%")
+    ax.set_xticks(np.arange(len(models)), models, fontsize=8)
+    ax.set_xlabel("model (objective)")
+    ax.set_title("perception (replace) vs binding (swap) and relations, seen compositions", fontsize=10)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _png(fig)
 
 
@@ -68,7 +110,9 @@ def similarity_histograms(sims: Mapping[str, Mapping[str, Sequence[float]]]) -> 
         s = sims[m]
         ax = axes[r][0]
         ax.hist(s["text"], bins=bins, color=_colour(m, r), alpha=0.8)
-        ax.set_ylabel(m, fontsize=9)
+        ax.set_ylabel(f"{m}\npairs (count)", fontsize=8)
+        axes[r][1].set_ylabel("pairs (count)", fontsize=7)
+        axes[r][2].set_ylabel("pairs (count)", fontsize=7)
         ax = axes[r][1]
         ax.hist(s["vision"], bins=bins, color=_colour(m, r), alpha=0.8)
         ax = axes[r][2]
@@ -81,7 +125,8 @@ def similarity_histograms(sims: Mapping[str, Mapping[str, Sequence[float]]]) -> 
             ax.legend(fontsize=7)
         for a in axes[r]:
             a.tick_params(labelsize=7)
-            a.set_yticks([])
+    for a in axes[-1]:
+        a.set_xlabel("cosine similarity", fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

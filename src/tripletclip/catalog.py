@@ -1,0 +1,183 @@
+"""What ``tripletclip eval --list`` and ``tripletclip models list`` print, answered without importing torch.
+
+The benchmark registry and the model factory import torch and open_clip (8-9 s before the first line), so the
+listings read a table instead: for each benchmark its summary, whether ``--blind`` applies, the files it reads
+and its own options with default and meaning (:data:`BENCHMARKS`); model names come from our JSON configs and
+open_clip's, found by path without importing open_clip. ``tests/test_listings.py`` checks the table against the
+live registry (names, summaries, options, defaults): a new benchmark fails that test until it is listed here.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "models" / "configs"
+COMMON_OPTIONS = ("annotations", "images", "skip_missing", "blind")  # every benchmark's; described once
+
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+OPTION_HELP = {
+    "seed": "seed of the random word-order scrambles",
+    "max_words": "captions are cut to this many words after normalisation (ARO's pre_caption)",
+    "tagger": "part-of-speech tagger for the scrambles: auto (spaCy if installed, else the lexicon tagger), "
+              "spacy (required) or fallback (the lexicon tagger)",
+    "spacy_model": "spaCy model used when the tagger is spaCy",
+    "ks": "the k of recall@k, comma-separated",
+    "subsets": "only these subset files, comma-separated (unset: every file present)",
+    "split": "only rows whose 'split' field equals this (files without the field: leave unset)",
+    "instruments": "only these VALSE instruments (file names without .json), comma-separated",
+    "valid_only": "keep only rows two of three annotators validated (VALSE's protocol)",
+    "limit": "score at most this many groups",
+    "skip_types": "negative edit types left out (add edits keep y true for x', so they are no Winoground group)",
+    "splits": "world benchmark splits to score, comma-separated (unset: every split present, seen and heldout)",
+    "dataset": "dataset name whose class names and templates are looked up under --annotations",
+    "classnames": "file of class names, one per line (overrides the dataset's)",
+    "templates": "file of prompt templates with {c}, one per line (overrides the dataset's)",
+    "max_per_class": "score at most this many images per class",
+}
+OPTION_HELP_BY_BENCHMARK = {("zeroshot", "split"): "webdataset split folder under --images"}
+_ARO_ORDER = {"seed": 1, "max_words": 30, "tagger": "auto", "spacy_model": "en_core_web_sm"}
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    """One benchmark as ``eval --list`` shows it; ``options``: its own options (not the common four) and their
+    defaults (None: unset); ``annotations_required``: False where --annotations is optional."""
+
+    name: str
+    summary: str
+    blind: bool
+    needs: str
+    options: dict[str, Any]
+    annotations_required: bool = True
+
+    def option_help(self, option: str) -> str:
+        return OPTION_HELP_BY_BENCHMARK.get((self.name, option), OPTION_HELP.get(option, ""))
+
+
+BENCHMARKS = (
+    BenchmarkInfo("aro_coco_order", "ARO COCO-Order: caption vs its 4 word-order scrambles, precision@1", True,
+                  "--annotations: coco_karpathy_test.json; --images: the COCO folder (2014 or 2017 names)", _ARO_ORDER),
+    BenchmarkInfo("aro_flickr_order", "ARO Flickr30k-Order: caption vs its 4 word-order scrambles, precision@1", True,
+                  "--annotations: flickr30k_test.json; --images: the Flickr30k image folder", _ARO_ORDER),
+    BenchmarkInfo("aro_vg_attribution", "ARO VG-Attribution: true vs swapped attributes on the box crop", True,
+                  "--annotations: visual_genome_attribution.json; --images: the folder of its image_path files "
+                  "(Visual Genome)", {}),
+    BenchmarkInfo("aro_vg_relation", "ARO VG-Relation: true vs swapped relation on the box crop, macro over relations",
+                  True, "--annotations: visual_genome_relation.json; --images: the folder of its image_path files "
+                  "(Visual Genome)", {}),
+    BenchmarkInfo("retrieval", "Image-text retrieval: R@1/5/10 both directions, several captions per image", False,
+                  "--annotations: a Karpathy-style list [{image, caption: [...]}] or a COCO captions file; "
+                  "--images: its image folder", {"ks": (1, 5, 10)}),
+    BenchmarkInfo("sugarcrepe", "SugarCrepe: 7 hard-negative subsets, s(I,pos) > s(I,neg)", True,
+                  "--annotations: folder of SugarCrepe's 7 JSON files (add_att.json ... swap_obj.json); "
+                  "--images: COCO val2017", {"subsets": None, "split": None}),
+    BenchmarkInfo("sugarcrepe_pp", "SugarCrepe++: ITT (image-to-text) and TOT (text-only) with two positives", True,
+                  "--annotations: folder of SugarCrepe++'s 5 JSON files (replace_*, swap_*); --images: COCO val2017",
+                  {"subsets": None}),
+    BenchmarkInfo("tripletdata_wino", "Winoground-style text/image/group scores on TripletData shards", False,
+                  "--annotations: TripletData shards with negative images (folder, file or {000..009} pattern); "
+                  "no --images", {"limit": None, "skip_types": ("add_obj", "add_att")}),
+    BenchmarkInfo("valse", "VALSE: caption vs foil on the valid rows, per instrument and phenomenon", True,
+                  "--annotations: folder of VALSE's instrument JSON files; --images: every source root (Visual7W, "
+                  "COCO 2017 and 2014, SWiG, VisDial), --images repeated", {"instruments": None, "valid_only": True}),
+    BenchmarkInfo("winoground", "Winoground: text / image / group scores from examples.jsonl", False,
+                  "--annotations: Winoground's examples.jsonl (or its folder); --images: its images folder",
+                  {"split": None}),
+    BenchmarkInfo("world", "Embedded world: SugarCrepe + Winoground per split (seen/heldout) + retrieval", True,
+                  "--annotations: DIR/bench of `tripletclip world build --out DIR` (images inside); no --images",
+                  {"splits": None}),
+    BenchmarkInfo("zeroshot", "Zero-shot classification (ImageFolder or webdataset), acc1/acc5/mean per-class recall",
+                  False, "--images: an ImageFolder or a CLIP_benchmark webdataset folder; --annotations (optional): "
+                  "folder with en_classnames.json and en_zeroshot_classification_templates.json",
+                  {"dataset": None, "classnames": None, "templates": None, "split": "test", "max_per_class": None},
+                  annotations_required=False),
+)
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return "unset" if value is None else str(value)
+
+
+def format_benchmarks() -> str:
+    """The text of ``tripletclip eval --list``: per benchmark its summary, the files it reads, and its own
+    options with default and meaning (the four common ones are described once, at the top)."""
+    lines = ["Every benchmark reads --annotations and --images (as listed under 'needs'); --skip-missing skips rows",
+             "whose image is missing (counted); --blind scores captions with the text tower only, where marked.",
+             "Options: --option BENCHMARK.KEY=VALUE (or KEY=VALUE for every benchmark given).", ""]
+    for b in BENCHMARKS:
+        lines += [f"{b.name}: {b.summary}", f"    needs: {b.needs}",
+                  f"    --blind: {'yes' if b.blind else 'no (every score needs an image)'}"]
+        if b.options:
+            width = max(len(o) for o in b.options)
+            dwidth = max(len(_default_text(v)) for v in b.options.values()) + len("default ")
+            lines.append("    options:")
+            for option, default in b.options.items():
+                lead = f"      {option:<{width}}  {'default ' + _default_text(default):<{dwidth}}  "
+                lines += textwrap.wrap(b.option_help(option), 110, initial_indent=lead,
+                                       subsequent_indent=" " * len(lead))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+MODEL_PURPOSE = {
+    "test-vit-tiny": "tests: a real ViT CLIP that runs in milliseconds on CPU",
+    "world-resnet-tiny": "embedded world: a small CNN image tower",
+    "world-vit-tiny": "embedded world: a tiny ViT image tower",
+}
+
+
+def _architecture(cfg: dict[str, Any]) -> str:
+    """A short description of a model config: image tower, input size, text tower, embedding width."""
+    v, t = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+    if v.get("timm_model_name"):
+        tower = f"timm {v['timm_model_name']} ({v.get('timm_pool') or 'no'} pool)"
+    else:
+        tower = f"ViT {v.get('layers', '?')} layers x {v.get('width', '?')}, patch {v.get('patch_size', '?')}"
+    size = v.get("image_size", "?")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    text = f"text {t.get('layers', '?')} layers x {t.get('width', '?')}"
+    return f"{tower}, {size} px; {text}; embed {cfg.get('embed_dim', '?')}"
+
+
+def _natural(name: str) -> list[Any]:
+    """open_clip's order of model names (numbers compare as numbers)."""
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name.lower())]
+
+
+def _is_model_config(path: Path) -> bool:
+    """open_clip registers a JSON file as a model only when it has these three keys."""
+    cfg = json.loads(path.read_text())
+    return all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg"))
+
+
+def open_clip_config_dir() -> Optional[Path]:
+    """open_clip's ``model_configs`` folder, located without importing open_clip (and so torch)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model_configs"
+    return folder if folder.is_dir() else None
+
+
+def model_catalog(prefix: str = "") -> tuple[list[tuple[str, str]], list[str]]:
+    """(ours as (name, one-line description), open_clip's names), each filtered by ``prefix``."""
+    ours = []
+    for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
+        if path.stem.startswith(prefix):
+            arch = _architecture(json.loads(path.read_text()))
+            purpose = MODEL_PURPOSE.get(path.stem)
+            ours.append((path.stem, f"{purpose} [{arch}]" if purpose else arch))
+    folder = open_clip_config_dir()
+    theirs = sorted((p.stem for p in (folder.glob("*.json") if folder else []) if _is_model_config(p)), key=_natural)
+    mine = {n for n, _ in ours}
+    return ours, [n for n in theirs if n.startswith(prefix) and n not in mine]
