@@ -131,8 +131,9 @@ def format_benchmarks() -> str:
 
 MODEL_PURPOSE = {
     "test-vit-tiny": "tests: a real ViT CLIP that runs in milliseconds on CPU",
-    "world-resnet-tiny": "embedded world: a small CNN image tower",
-    "world-vit-tiny": "embedded world: a tiny ViT image tower",
+    "world-cnn": "embedded world (the demo's model): a small CNN whose readout keeps positions",
+    "world-resnet-tiny": "embedded world, earlier design: a small CNN with average pooling (loses positions)",
+    "world-vit-tiny": "embedded world, earlier design: a tiny ViT (learns shapes too slowly)",
 }
 
 
