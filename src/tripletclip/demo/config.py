@@ -6,7 +6,7 @@ A preset (``demo/presets/NAME.yaml``, shipped with the package, or any YAML path
 - ``run``: every objective's training (fine-tuning from the base, or from scratch);
 - ``base``: the CLIP base's pretraining (fine-tuning regime only), merged over ``run``.
 
-Regimes (docs/world_experiments.md, "Regimes"):
+Regimes (docs/methods.md section 4.10; measurements in docs/world_experiments.md, section 3):
 
 - ``finetune``: NegCLIP (arXiv 2210.01936), CE-CLIP (arXiv 2306.08832) and TripletCLIP Table 7 (arXiv 2411.02545):
   a CLIP base pretrained once on the world, then every objective fine-tunes it at equal compute.

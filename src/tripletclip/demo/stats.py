@@ -5,7 +5,7 @@ one seed share the world, the positives and their order, so seed-wise difference
 exceeds the benchmark's sampling error: 1.96 x the standard error of a difference of two binomial accuracies
 on the rows that metric is measured on (unpaired, hence conservative). At 100 rows (one category of one split
 at the default 200 rows per category) that is about ±13.9 points at 50% accuracy; for the seven-category mean
-of one split (700 rows) about ±5.2 points (docs/world_experiments.md, "Protocol").
+of one split (700 rows) about ±5.2 points (docs/methods.md section 4.10).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ but throws away "left of"; the relations of the world (SugarCrepe's replace-rel,
 be represented at all. Here the last feature map is flattened and projected (one weight per position and
 channel), so the embedding is a position-aware sum of local colour x shape conjunction features: attribute
 binding is local (conv features) and relations are readable from positions (docs/world_experiments.md,
-"The tower").
+section 1).
 
 GroupNorm, not BatchNorm: BatchNorm statistics would mix x and x' of one forward (TripletCLIP's single
 forward over positives and negatives) and differ per rank under DDP.

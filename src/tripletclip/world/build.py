@@ -69,7 +69,7 @@ def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorSt
 
 # Named world specs (make_spec keyword arguments). "full": every shape, colour, texture and background.
 # "demo": the world of `tripletclip demo`, built so that perception is easy and binding is the hard part
-# (docs/world_experiments.md, "The world"): five clearly distinct shapes, five well separated colours, one size,
+# (docs/world_experiments.md, section 2): five clearly distinct shapes, five well separated colours, one size,
 # one texture, two large objects per scene on an unnamed grey ground. Half the objects a caption names come
 # without their colour, so that in-batch contrast needs shapes (else colour alone tells most captions apart and
 # shapes are learned late); captions differ in which objects, attributes and relations they state.

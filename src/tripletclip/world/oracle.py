@@ -1,4 +1,4 @@
-"""Brute-force oracles that measure the regime of the world (docs/world_experiments.md, "The world").
+"""Brute-force oracles that measure the regime of the world (docs/world_experiments.md, section 2).
 
 The argument of TripletCLIP (arXiv 2411.02545) and ARO (arXiv 2210.01936) is that in-batch contrast on real
 data is solvable by bag-of-words features, so CLIP stays a bag of words, while hard negatives force binding.

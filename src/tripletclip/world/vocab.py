@@ -107,7 +107,7 @@ class WorldSpec:
     clutter: int = 0  # coloured specks scattered over the ground (colour must then be read at the objects)
     # how often a caption states an object's colour (None: the caption style's rate). NOTE: captions that leave
     # colours out can only be matched by shapes (and positions): in-batch contrast then needs shapes, which a
-    # model otherwise learns late because colour alone tells most captions apart (docs/world_experiments.md)
+    # model otherwise learns late because colour alone tells most captions apart (docs/world_experiments.md, sections 1-2)
     p_colour: Optional[float] = None
     heldout_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
