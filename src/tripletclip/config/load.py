@@ -125,7 +125,7 @@ def _build(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     return cls(**kwargs)
 
 
-build_dataclass = _build  # public name for other config schemas (the demo's)
+build_dataclass = _build  # public names for other config schemas (the demo's)
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,6 +136,9 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
         else:
             out[k] = v
     return out
+
+
+deep_merge = _deep_merge
 
 
 def read_yaml_preset(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:

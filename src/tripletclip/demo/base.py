@@ -165,7 +165,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     renders in a separate process).
     """
     from tripletclip.config import config_from_dict, config_to_dict
-    from tripletclip.config.load import _deep_merge
+    from tripletclip.config.load import deep_merge
     from tripletclip.train import train
     from tripletclip.utils.files import sha256_file
     from tripletclip.world import train_shards
@@ -178,7 +178,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     # NOTE: a seed of its own: the base never sees the fine-tuning scenes or the benchmark's
     build(data_dir, steps * batch, 10_000 + cfg.world_seed)
     world_s = time.perf_counter() - t0
-    run = config_from_dict(_deep_merge(raw, {
+    run = config_from_dict(deep_merge(raw, {
         "data": {"train": train_shards(data_dir), "use_neg_text": False, "use_neg_image": False},
         "train": {"output_dir": str(run_root), "name": f"base-{key}", "seed": 0, "progress": progress,
                   "save_every": 0, "keep_checkpoints": 1}}), where="demo base")

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tripletclip.config.load import ConfigError, _deep_merge, apply_overrides, build_dataclass, read_yaml_preset
+from tripletclip.config.load import ConfigError, apply_overrides, build_dataclass, deep_merge, read_yaml_preset
 
 REGIMES = ("finetune", "scratch")
 
@@ -70,7 +70,7 @@ class DemoConfig:
 
     def base_dict(self) -> dict[str, Any]:
         """The base's pretraining run config: ``run`` with ``base`` merged over it, always plain CLIP."""
-        return _deep_merge(_deep_merge(dict(self.run), self.base), {"loss": {"name": "clip", "kwargs": {}}})
+        return deep_merge(deep_merge(dict(self.run), self.base), {"loss": {"name": "clip", "kwargs": {}}})
 
 
 def preset_dir() -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from tripletclip.config import config_from_dict, config_to_dict
-from tripletclip.config.load import _deep_merge
+from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
@@ -200,7 +200,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     if cfg.regime == "finetune":
         base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo)
         timings["base_s"] = base["seconds"]
-        run_base = _deep_merge(run_base, {"model": {"pretrained": base["path"]}})
+        run_base = deep_merge(run_base, {"model": {"pretrained": base["path"]}})
     from tripletclip.world import train_shards
 
     shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
@@ -244,7 +244,7 @@ def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: P
     name = f"{method}-seed{seed}"
     if (runs_dir / name).exists():
         shutil.rmtree(runs_dir / name)  # a demo always starts its runs afresh
-    cfg = config_from_dict(_deep_merge(run_base, {
+    cfg = config_from_dict(deep_merge(run_base, {
         "loss": {"name": "clip" if method == "base" else method},
         "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,
                                              "progress": False}}), where=f"demo run {name}")
