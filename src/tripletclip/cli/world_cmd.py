@@ -147,14 +147,14 @@ def pretrain(overrides: tuple[str, ...], preset: str | None, world_seed: int | N
     from pathlib import Path
 
     from tripletclip.demo import ensure_base, load_demo_config
-    from tripletclip.demo.run import _model_input_size
+    from tripletclip.models.factory import model_input_size
     from tripletclip.world import spec_preset
 
     cfg = load_demo_config(preset, overrides)
     if world_seed is not None:
         cfg.world_seed = world_seed
     spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
-    size = _model_input_size(cfg.run_dict().get("model", {}).get("name", "world-cnn"))
+    size = model_input_size(cfg.run_dict().get("model", {}).get("name", "world-cnn"))
     with tempfile.TemporaryDirectory(prefix="tripletclip-pretrain-") as tmp:
         base = ensure_base(cfg, spec.to_json(), size, Path(work or tmp), workers, force=force,
                            progress=not no_progress, echo=click.echo)

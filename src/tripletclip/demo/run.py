@@ -31,6 +31,7 @@ from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
 from tripletclip.errors import InputError
+from tripletclip.models.factory import model_input_size
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 
 
@@ -109,17 +110,6 @@ def ensure_base(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, wor
             "seconds": time.perf_counter() - t0, "reproduce": meta.get("reproduce")}
 
 
-def _model_input_size(name: str, default: int = 64) -> int:
-    """The image side of a model config (open_clip name or one of ours); ``default`` for hub/local models."""
-    import open_clip
-
-    from tripletclip.models.factory import _ensure_registered
-
-    _ensure_registered()
-    size = (open_clip.get_model_config(name) or {}).get("vision_cfg", {}).get("image_size", default)
-    return int(size if isinstance(size, int) else size[0])
-
-
 @contextlib.contextmanager
 def _steps_bar(total: int, enabled: bool) -> Iterator[Callable[[int, str], None]]:
     """One progress line over all training steps: rate, elapsed time and an ETA from the measured step rate."""
@@ -188,7 +178,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     n_train, steps = _plan(cfg)
     run_base = cfg.run_dict()
     model_name = run_base.get("model", {}).get("name", "world-cnn")
-    image_size = _model_input_size(model_name)  # rendered at the model's input size: no resampling
+    image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
     spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -51,6 +51,13 @@ def _ensure_registered() -> None:
         register_model_configs()
 
 
+def model_input_size(name: str, default: int = 64) -> int:
+    """The image side a model config expects (open_clip's or ours); ``default`` for hub and local ids."""
+    _ensure_registered()
+    size = (open_clip.get_model_config(name) or {}).get("vision_cfg", {}).get("image_size", default)
+    return int(size if isinstance(size, int) else size[0])
+
+
 def list_models(prefix: str = "") -> list[str]:
     """Every model name the factory accepts (open_clip's and ours)."""
     _ensure_registered()
