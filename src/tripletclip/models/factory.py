@@ -219,12 +219,37 @@ def apply_locks(
     image_unlocked_groups: int = 0,
     lock_text: bool = False,
     text_unlocked_layers: int = 0,
+    model_name: str = "",
 ) -> None:
-    """Freeze towers as in LiT / TripletCLIP Table 8 (open_clip's lock_* methods)."""
-    if lock_image:
-        model.lock_image_tower(unlocked_groups=image_unlocked_groups, freeze_bn_stats=True)
-    if lock_text:
-        model.lock_text_tower(unlocked_layers=text_unlocked_layers, freeze_layer_norm=True)
+    """Freeze towers as in LiT / TripletCLIP Table 8 (open_clip's lock_* methods; groups as open_clip counts them).
+
+    A setting that cannot do what it says is an :class:`InputError` naming the key: a tower that cannot be split
+    into groups, or so many unlocked groups that nothing is frozen (the run would silently train everything).
+    """
+    what = f" of {model_name}" if model_name else ""
+    for on, key, n, lock in (
+        (lock_image, "model.lock_image_unlocked_groups", image_unlocked_groups,
+         lambda: model.lock_image_tower(unlocked_groups=image_unlocked_groups, freeze_bn_stats=True)),
+        (lock_text, "model.lock_text_unlocked_layers", text_unlocked_layers,
+         lambda: model.lock_text_tower(unlocked_layers=text_unlocked_layers, freeze_layer_norm=True)),
+    ):
+        if not on:
+            continue
+        before = {name for name, p in model.named_parameters() if p.requires_grad}
+        tower = "image" if key.endswith("groups") else "text"
+        try:
+            lock()
+        except (AttributeError, NotImplementedError, AssertionError, ValueError, RuntimeError) as e:
+            if not n:
+                raise  # locking a whole tower never needs groups: a failure here is a bug
+            raise InputError(f"{key}={n}: the {tower} tower{what} cannot be split into groups "
+                             f"({type(e).__name__}: {e}); lock the whole tower ({key}=0)") from None
+        # NOTE: open_clip turns BatchNorms of a timm trunk into frozen ones (their parameters become buffers), and
+        # all of them when no group is locked; only parameters that stay parameters show what really froze
+        after = dict(model.named_parameters())
+        if not any(name in after and not after[name].requires_grad for name in before):
+            raise InputError(f"{key}={n}: keeps every group of the {tower} tower{what} trainable, so nothing is "
+                             f"locked; use a smaller value, or model.lock_{tower}=false")
 
 
 def save_random_weights(name: str, out: str | Path, seed: int = 0) -> Path:

@@ -70,7 +70,12 @@ class SpatialCNN(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return {"stem": r"^stem", "blocks": [(r"^stages\.(\d+)", None), (r"^(pool|reduce)", (99,))]}
+        """timm's layer groups, used by open_clip's ``lock(unlocked_groups=N)``: stem, each stage, the 1x1 reduction,
+        then the unmatched ``head`` (the projection to ``embed_dim``) last; N=1 trains the head only.
+
+        NOTE: every capture group of a pattern becomes part of a numeric ordinal in timm (``float(group)``), so
+        the reduction's pattern captures nothing (a named alternative gave ``could not convert 'reduce'``)."""
+        return {"stem": r"^stem", "blocks": [(r"^stages\.(\d+)", None), (r"^reduce\.", (99,))]}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:  # too small to need it
         return None
