@@ -21,6 +21,10 @@ def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, 
     """The whole method offline on the embedded compositional world, in minutes on CPU.
 
     OVERRIDES are dotted preset keys, e.g. run.train.steps=200 base.train.steps=800 n_bench=400."""
+    from tripletclip.demo.config import load_demo_config
+
+    # the preset and every override checked first, in a second, before torch is even imported (a typo is one line)
+    load_demo_config(preset or ("demo-quick" if quick else None), overrides)
     from tripletclip.demo import run_demo
 
     run_demo(out, preset=preset, overrides=overrides, quick=quick,

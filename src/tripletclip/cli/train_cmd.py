@@ -22,6 +22,8 @@ def train(config_path: str | None, resume: str | None, print_config: bool, overr
         click.echo(dump_config(cfg))
         return
     from tripletclip.train import train as run_train
+    from tripletclip.train.preflight import preflight
 
+    preflight(cfg)  # model, locks, optimiser groups and objective on a dry batch: a bad setting fails in seconds
     result = run_train(cfg, resume=resume)
     click.echo(f"run folder: {result['run_dir']} (step {result['step']})")

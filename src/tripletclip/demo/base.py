@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import tripletclip
+from tripletclip.config.schema import RunConfig
 from tripletclip.demo.config import DemoConfig
 
 BASE_FILE = "model.safetensors"
@@ -124,18 +125,41 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tripletclip"
 
 
+# resolved base-config keys that never change the base's weights (where it is written, how it logs, what a
+# plain-CLIP pretraining ignores): left out of the identity, so that only what shapes the base keys the cache
+NOT_WEIGHTS = {
+    "data": ("train", "max_neg_text", "max_neg_image", "validate_first", "prefetch_factor", "max_bad_fraction"),
+    "model": ("grad_checkpointing",),
+    "train": ("log_every", "save_every", "keep_checkpoints", "eval_every", "output_dir", "name", "tensorboard",
+              "wandb", "wandb_project", "progress", "threads"),
+    "eval": "*", "notes": "*",
+}
+
+
+def pretrain_identity(base: RunConfig) -> dict[str, Any]:
+    """What of the typed, resolved base config shapes its weights (every key not in :data:`NOT_WEIGHTS`).
+
+    Computed from the typed config, defaults filled in: an explicit default and an absent key are the same base.
+    A new schema field enters the identity by default (a needless pretraining, never a wrong reuse).
+    """
+    from tripletclip.config import config_to_dict
+
+    out: dict[str, Any] = {}
+    for section, values in config_to_dict(base).items():
+        skip = NOT_WEIGHTS.get(section, ())
+        if skip == "*":
+            continue
+        out[section] = {k: v for k, v in values.items() if k not in skip} if isinstance(values, dict) else values
+    return out
+
+
 def base_identity(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int) -> dict[str, Any]:
     """Everything that determines the base's weights (the cache key is its hash)."""
     from tripletclip.world import WORLD_VERSION
 
-    raw = cfg.base_dict()
-    train = raw.get("train", {})
-    # only what changes the base's weights: the fine-tuning settings (negatives, steps, logging) do not
-    pretrain = {"model": raw.get("model", {}), "optim": raw.get("optim", {}),
-                "train": {k: train.get(k) for k in ("steps", "batch_size", "precision")},
-                "data": {k: v for k, v in raw.get("data", {}).items() if not k.startswith(("max_neg", "use_neg"))}}
-    return {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size, "pretrain": pretrain,
-            "world_version": WORLD_VERSION, "code_version": tripletclip.__version__}
+    return {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size,
+            "pretrain": pretrain_identity(cfg.base_config()), "world_version": WORLD_VERSION,
+            "code_version": tripletclip.__version__}
 
 
 def base_key(identity: dict[str, Any]) -> str:
@@ -171,7 +195,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     from tripletclip.world import train_shards
 
     key = base_key(identity)
-    raw = cfg.base_dict()
+    raw = config_to_dict(cfg.base_config())  # typed: defaults filled in, as in the identity
     steps, batch = int(raw["train"]["steps"]), int(raw["train"]["batch_size"])
     data_dir, run_root = work / "base-world", work / "base-run"
     t0 = time.perf_counter()
@@ -179,9 +203,11 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     build(data_dir, steps * batch, 10_000 + cfg.world_seed)
     world_s = time.perf_counter() - t0
     run = config_from_dict(deep_merge(raw, {
-        "data": {"train": train_shards(data_dir), "use_neg_text": False, "use_neg_image": False},
-        "train": {"output_dir": str(run_root), "name": f"base-{key}", "seed": 0, "progress": progress,
+        "data": {"train": train_shards(data_dir)},
+        "train": {"output_dir": str(run_root), "name": f"base-{key}", "progress": progress,
                   "save_every": 0, "keep_checkpoints": 1}}), where="demo base")
+    # what trains is what the key says (only keys outside the identity were set above)
+    assert pretrain_identity(run) == identity["pretrain"], "base pretraining config differs from its identity"
     echo(f"[demo] pretraining the CLIP base ({steps} steps x batch {batch}, key {key}); cached for later runs")
     import torch
 

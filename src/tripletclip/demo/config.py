@@ -4,7 +4,14 @@ A preset (``demo/presets/NAME.yaml``, shipped with the package, or any YAML path
 (:class:`DemoConfig`) plus two run-config blocks in the format of ``tripletclip train`` presets:
 
 - ``run``: every objective's training (fine-tuning from the base, or from scratch);
-- ``base``: the CLIP base's pretraining (fine-tuning regime only), merged over ``run``.
+- ``base``: the CLIP base's pretraining (fine-tuning regime only).
+
+What the base takes from ``run`` is decided by key, never by merging the blocks (:meth:`DemoConfig.base_config`):
+the architecture keys (:data:`ARCHITECTURE_KEYS`) are shared, since the runs load the base's weights; the
+machine's execution settings (:data:`RUNTIME_KEYS`) are shared unless ``base.*`` sets them; every other key
+(locks, negatives, steps, batch, learning rate, loss, ...) is a fine-tuning knob that reaches the base only when
+given as ``base.*``, over the run-config defaults. So ``run.model.lock_image=true`` locks the fine-tuning runs'
+image tower, never the base's.
 
 Regimes (docs/methods.md section 4.10; measurements in docs/world_experiments.md, section 3):
 
@@ -21,8 +28,16 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tripletclip.config.load import ConfigError, apply_overrides, build_dataclass, deep_merge, read_yaml_preset
+from tripletclip.config.schema import RunConfig
 
 REGIMES = ("finetune", "scratch")
+# shared by the base and the runs: the runs fine-tune the base's weights, so the network must be the same one
+ARCHITECTURE_KEYS = ("model.name", "model.force_quick_gelu")
+# how the trainings run on this machine, not what they learn: the base takes the runs' values unless base.* sets them
+RUNTIME_KEYS = ("data.type", "data.workers", "data.prefetch_factor", "train.precision", "train.threads",
+                "train.log_every", "model.trim_text", "model.grad_checkpointing")
+# always so for the base: plain CLIP on positives (never an objective's negatives)
+BASE_FIXED = {"loss": {"name": "clip", "kwargs": {}}, "data": {"use_neg_text": False, "use_neg_image": False}}
 
 
 @dataclass
@@ -68,9 +83,67 @@ class DemoConfig:
         """The objectives' run config (a RunConfig as a nested dict, before per-job settings)."""
         return dict(self.run)
 
+    def run_config(self) -> RunConfig:
+        """The objectives' typed run config (defaults filled in; ``data.train`` is set per demo later)."""
+        from tripletclip.config import config_from_dict
+
+        return config_from_dict(self.run, where="run")
+
     def base_dict(self) -> dict[str, Any]:
-        """The base's pretraining run config: ``run`` with ``base`` merged over it, always plain CLIP."""
-        return deep_merge(deep_merge(dict(self.run), self.base), {"loss": {"name": "clip", "kwargs": {}}})
+        """The base's pretraining run config as a nested dict: architecture and runtime keys of ``run``, then
+        ``base``, then :data:`BASE_FIXED` (plain CLIP)."""
+        run = self.run_config()  # typed: a typo in run.* is reported here, before anything is built
+        shared = {}
+        for key in ARCHITECTURE_KEYS + RUNTIME_KEYS:
+            section, name = key.split(".")
+            shared.setdefault(section, {})[name] = getattr(getattr(run, section), name)
+        for key in ARCHITECTURE_KEYS:
+            section, name = key.split(".")
+            given = self.base.get(section, {}).get(name) if isinstance(self.base.get(section), dict) else None
+            if given is not None and given != shared[section][name]:
+                raise ConfigError(f"demo preset: base.{key}={given!r} differs from run.{key}="
+                                  f"{shared[section][name]!r}: the runs fine-tune the base, so the architecture is "
+                                  f"shared; set run.{key} (it applies to both)")
+        return deep_merge(deep_merge(shared, self.base), BASE_FIXED)
+
+    def base_config(self) -> RunConfig:
+        """The base's typed pretraining config (defaults filled in; ``data.train`` is set when it is pretrained)."""
+        from tripletclip.config import config_from_dict
+
+        return config_from_dict(self.base_dict(), where="base")
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree and prefix.rsplit(".", 1)[-1] not in ("kwargs", "args", "aug"):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: tree}
+
+
+def settings_diff(cfg: DemoConfig, preset: DemoConfig) -> dict[str, dict[str, list[Any]]]:
+    """Resolved settings of ``cfg`` that differ from its ``preset`` as read: ``{"demo"|"run"|"base": {dotted key:
+    [preset value, value]}}``; the base's entry is empty when the overrides leave the base as the preset has it."""
+    from tripletclip.config import config_to_dict
+
+    pairs = {"demo": ({k: v for k, v in config_to_dict(preset).items() if k not in ("run", "base")},
+                      {k: v for k, v in config_to_dict(cfg).items() if k not in ("run", "base")}),
+             "run": (config_to_dict(preset.run_config()), config_to_dict(cfg.run_config())),
+             "base": (config_to_dict(preset.base_config()), config_to_dict(cfg.base_config()))}
+    out: dict[str, dict[str, list[Any]]] = {}
+    for part, (old, new) in pairs.items():
+        a, b = _flat(old), _flat(new)
+        out[part] = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    return out
+
+
+def describe_diff(diff: dict[str, dict[str, list[Any]]], preset: str, regime: str) -> list[str]:
+    """A few lines for the start of the demo: what differs from the preset, for the runs and for the base."""
+    lines = []
+    for part, label in (("demo", "demo"), ("run", "runs"), ("base", "base")):
+        if part == "base" and regime != "finetune":
+            continue
+        changes = ", ".join(f"{k}={new!r} (preset {old!r})" for k, (old, new) in diff.get(part, {}).items())
+        lines.append(f"[demo] {label}: {changes or f'as in preset {preset}'}")
+    return lines
 
 
 def preset_dir() -> Path:
@@ -95,8 +168,19 @@ def preset_path(preset: Optional[str]) -> Path:
 
 
 def load_demo_config(preset: Optional[str] = None, overrides: Sequence[str] = ()) -> DemoConfig:
-    """Read a demo preset (``_base_`` includes allowed) and apply dotted overrides (``run.train.steps=50``)."""
+    """Read a demo preset (``_base_`` includes allowed), apply dotted overrides (``run.train.steps=50``) and check
+    the run and base configs they resolve to (a typo or wrong type is one line, before anything is built)."""
     path = preset_path(preset)
     data = read_yaml_preset(path)
-    data = apply_overrides(data, [o for o in overrides]) if overrides else data
-    return build_dataclass(DemoConfig, data, where=str(path))
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        block = key.split(".", 1)[0]
+        if block in ("run", "base") and "." in key:
+            # typed like `tripletclip train` overrides: run.optim.lr=1e-4 is the float, run.train.steps=1e3 an error
+            data[block] = apply_overrides(dict(data.get(block) or {}), [item.split(".", 1)[1]])
+        else:
+            data = apply_overrides(data, [item])
+    cfg = build_dataclass(DemoConfig, data, where=str(path))
+    cfg.run_config()
+    cfg.base_config()
+    return cfg

@@ -147,11 +147,38 @@ def _last_step(run_dir: Path) -> int:
 
 def _plan(cfg: DemoConfig) -> tuple[int, int]:
     """(training triplets to generate, steps): fresh scenes (epochs=1) or a fixed set seen ``epochs`` times."""
-    train = cfg.run_dict().get("train", {})
-    steps, batch = int(train.get("steps", 0)), int(train.get("batch_size", 0))
+    train = cfg.run_config().train  # typed: the preset's value or the run-config default
+    steps, batch = train.steps, train.batch_size
     if steps < 1 or batch < 1:
         raise InputError(f"demo preset: run.train.steps and run.train.batch_size must be >= 1 (got {steps}, {batch})")
     return max(batch, steps * batch // cfg.epochs), steps
+
+
+def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[str], overrides: Sequence[str] = (),
+                     echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Before any long work: the resolved run and base configs, what differs from the preset (printed), and a
+    preflight of every objective's run config and of the base's (one line naming a setting that cannot work)."""
+    from tripletclip.demo.config import describe_diff, settings_diff
+    from tripletclip.train.preflight import preflight_all, with_placeholder_data
+
+    diff = settings_diff(cfg, load_demo_config(preset))
+    for line in describe_diff(diff, preset, cfg.regime):
+        if not line.startswith("[demo] demo: as in"):
+            echo(line)
+    todo = "(the demo's world, built next)"
+    checks = [(f"run:{m}", with_placeholder_data(config_from_dict(deep_merge(cfg.run_dict(), {"loss": {"name": m}}),
+                                                                  where="run"), todo)) for m in methods]
+    base = cfg.base_config() if cfg.regime == "finetune" else None
+    if base is not None:
+        checks.append(("base", with_placeholder_data(base, todo)))
+    t0 = time.perf_counter()
+    seen = preflight_all(checks)
+    echo(f"[demo] preflight: {len(checks)} configs built, locked and stepped on a dry batch in "
+         f"{time.perf_counter() - t0:.1f} s")
+    return {"overrides": list(overrides), "differs_from_preset": diff,
+            "resolved_run": config_to_dict(cfg.run_config()),
+            "resolved_base": config_to_dict(base) if base is not None else None,
+            "preflight": {k: {n: v[n] for n in ("trainable", "frozen")} for k, v in seen.items()}}
 
 
 def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, overrides: Sequence[str] = (),
@@ -176,6 +203,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     out = Path(out_dir)
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     n_train, steps = _plan(cfg)
+    settings = resolve_settings(cfg, preset or ("demo-quick" if quick else "demo"), methods, overrides, echo)
     run_base = cfg.run_dict()
     model_name = run_base.get("model", {}).get("name", "world-cnn")
     image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
@@ -214,6 +242,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                 for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
     curves = {m: {str(r["seed"]): r["curve"] for r in results if r["method"] == m} for m in methods}
     meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
+    meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (out / "similarities.json").write_text(json.dumps(sims) + "\n")

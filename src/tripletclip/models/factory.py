@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -238,7 +239,9 @@ def apply_locks(
         before = {name for name, p in model.named_parameters() if p.requires_grad}
         tower = "image" if key.endswith("groups") else "text"
         try:
-            lock()
+            with warnings.catch_warnings():  # open_clip imports a deprecated timm path for grouped locks
+                warnings.simplefilter("ignore", FutureWarning)
+                lock()
         except (AttributeError, NotImplementedError, AssertionError, ValueError, RuntimeError) as e:
             if not n:
                 raise  # locking a whole tower never needs groups: a failure here is a bug
