@@ -135,13 +135,20 @@ def settings_diff(cfg: DemoConfig, preset: DemoConfig) -> dict[str, dict[str, li
     return out
 
 
+def _show(value: Any) -> str:
+    """A value as it is written on the command line (true, 1e-05, [0, 1])."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def describe_diff(diff: dict[str, dict[str, list[Any]]], preset: str, regime: str) -> list[str]:
     """A few lines for the start of the demo: what differs from the preset, for the runs and for the base."""
     lines = []
     for part, label in (("demo", "demo"), ("run", "runs"), ("base", "base")):
         if part == "base" and regime != "finetune":
             continue
-        changes = ", ".join(f"{k}={new!r} (preset {old!r})" for k, (old, new) in diff.get(part, {}).items())
+        changes = ", ".join(f"{k}={_show(new)} (preset {_show(old)})" for k, (old, new) in diff.get(part, {}).items())
         lines.append(f"[demo] {label}: {changes or f'as in preset {preset}'}")
     return lines
 
