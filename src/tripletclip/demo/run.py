@@ -173,8 +173,8 @@ def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[str], overr
         checks.append(("base", with_placeholder_data(base, todo)))
     t0 = time.perf_counter()
     seen = preflight_all(checks)
-    echo(f"[demo] preflight: {len(checks)} configs built, locked and stepped on a dry batch in "
-         f"{time.perf_counter() - t0:.1f} s")
+    echo(f"[demo] preflight: {len(checks)} configs built, locked and run forward and backward on a dry batch "
+         f"in {time.perf_counter() - t0:.1f} s")
     return {"overrides": list(overrides), "differs_from_preset": diff,
             "resolved_run": config_to_dict(cfg.run_config()),
             "resolved_base": config_to_dict(base) if base is not None else None,

@@ -4,9 +4,10 @@
 cannot see is whether the pieces fit together: a tower that cannot be locked as asked, a lock that freezes
 what the objective needs, an optimiser over nothing, an objective that fails on the features of this model.
 :func:`preflight` builds the model (random weights of the configured architecture: the weights themselves are
-loaded by the run), applies the locks, builds the optimiser groups and the objective, and runs one forward,
-and backward pass, and the optimiser's groups, on a two-sample batch in the batch contract (data/contract.py), on CPU, in about
-a second for the small models. A setting that cannot work is an :class:`~tripletclip.errors.InputError` naming
+loaded by the run), applies the locks, builds the optimiser groups (every trainable parameter exactly once) and
+the objective, and runs one forward and backward pass on a two-sample batch in the batch contract
+(data/contract.py), on CPU with one thread, in well under a second per config for the small models (after the
+imports). A setting that cannot work is an :class:`~tripletclip.errors.InputError` naming
 it; a failure that is a bug keeps its traceback. ``tripletclip train`` and ``tripletclip demo`` call it first.
 """
 from __future__ import annotations
