@@ -123,6 +123,23 @@ def test_a_demo_typo_is_one_line_before_anything_is_built(tmp_path):
         load_demo_config("demo-quick", ["run.train.steps=1e3"])  # typed like `train` overrides
 
 
+def test_the_demo_checks_its_overrides_before_importing_torch(tmp_path):
+    """Issue 20: the typo came after 11 s (world built); now it comes before torch is even imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport click\nfrom tripletclip.cli import main\n"
+            "try:\n    main(['demo', '--quick', '--out', sys.argv[1], 'run.train.step=5'], standalone_mode=False)\n"
+            "except click.ClickException as e:\n    print(e.format_message())\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.stdout.splitlines()[-2].startswith("run.train: unknown key 'step'"), res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == "torch imported: False" and not (tmp_path / "out").exists()
+
+
 def test_a_lock_that_cannot_work_is_refused_before_the_world(tmp_path):
     from tripletclip.demo import run_demo
 

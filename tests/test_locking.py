@@ -96,3 +96,28 @@ def test_a_tower_without_groups_is_one_line_naming_the_key(monkeypatch):
     with pytest.raises(InputError, match=r"^model.lock_image_unlocked_groups=1: the image tower of world-cnn cannot"):
         apply_locks(_fresh("world-cnn"), True, 1, model_name="world-cnn")
     apply_locks(_fresh("world-cnn"), True, 0, model_name="world-cnn")  # the whole tower needs no groups
+
+
+def test_transformers_towers_lock_by_the_same_groups(tmp_path):
+    """A transformers CLIP folder (models/hf.py): embeddings + pre-LN, each layer, post-LN + projection."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _hf_folders import save_clip_folder
+
+    name = f"hf:{save_clip_folder(tmp_path / 'clip')}"
+    built = create_model(name).model
+    v = "clip.vision_model"
+    groups = [[f"{v}.embeddings", f"{v}.pre_layrnorm"], [f"{v}.encoder.layers.0"], [f"{v}.encoder.layers.1"],
+              [f"{v}.post_layernorm", "clip.visual_projection"]]
+    everything = {n for n, _ in built.named_parameters()}
+    image = {n for n in everything if _under(n, [p for g in groups for p in g])}
+    assert image and not any(n.startswith(f"{v}.") and n not in image for n in everything)
+    for unlocked in range(len(groups)):
+        model = copy.deepcopy(built)
+        apply_locks(model, True, unlocked, model_name=name)
+        kept = [p for g in groups[len(groups) - unlocked:] for p in g] if unlocked else []
+        assert _trainable(model) == (everything - image) | {n for n in image if _under(n, kept)}, unlocked
+    with pytest.raises(InputError, match="nothing is locked"):
+        apply_locks(copy.deepcopy(built), True, len(groups), model_name=name)
