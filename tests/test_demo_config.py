@@ -225,3 +225,20 @@ def test_locked_runs_fine_tune_an_unlocked_base_end_to_end(tmp_path, monkeypatch
     other = load_demo_config("demo-quick", small + ["base.model.lock_image_unlocked_groups=0", "base.model.lock_image=false"])
     got = run_mod.ensure_base(other, spec, 48, tmp_path / "work2", echo=lambda s: None)
     assert got["source"] == "cache" and Path(got["path"]).parent == folder
+
+
+def test_preflight_leaves_the_callers_random_stream_and_threads_alone():
+    """`train` seeds before its preflight: the run must draw the numbers it would have drawn without it."""
+    import torch
+
+    from tripletclip.config import load_config
+    from tripletclip.train.preflight import preflight
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(3)
+    want = torch.rand(4)
+    torch.manual_seed(3)
+    seen = preflight(load_config(None, ["model.name=world-cnn", "loss.name=tripletclip", "data.train=x.tar",
+                                        "model.lock_text=true", "model.lock_text_unlocked_layers=1"]))
+    assert torch.equal(torch.rand(4), want) and torch.get_num_threads() == threads
+    assert seen["frozen"] > 0 and seen["with_gradient"] == seen["trainable"]

@@ -92,7 +92,8 @@ def _dry_run(cfg: RunConfig, prefix: str, key: tuple[Any, ...], bundles: Optiona
                                   aug_cfg=cfg.model.aug or None)
             if bundles is not None:
                 bundles[key] = bundle
-        model = copy.deepcopy(bundle.model).train()
+        # a cached model is shared between configs: lock a copy (one config alone locks its own, no copy in memory)
+        model = (copy.deepcopy(bundle.model) if bundles is not None else bundle.model).train()
         try:
             apply_locks(model, cfg.model.lock_image, cfg.model.lock_image_unlocked_groups, cfg.model.lock_text,
                         cfg.model.lock_text_unlocked_layers, model_name=cfg.model.name)
