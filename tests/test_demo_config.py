@@ -52,6 +52,8 @@ def test_base_keys_reach_the_base_and_shared_keys_reach_both():
     assert {k.split(".")[0] for k in ARCHITECTURE_KEYS + RUNTIME_KEYS} <= {"model", "data", "train"}
     with pytest.raises(ConfigError, match=r"^demo preset: base.model.name='world-vit-tiny' differs from run"):
         load_demo_config("demo-quick", ["base.model.name=world-vit-tiny"])
+    with pytest.raises(ConfigError, match=r"^demo preset: base.loss=.*always plain CLIP"):
+        load_demo_config("demo-quick", ["base.loss.name=negclip"])
 
 
 def _resolved_base_values():

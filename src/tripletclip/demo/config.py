@@ -104,6 +104,10 @@ class DemoConfig:
                 raise ConfigError(f"demo preset: base.{key}={given!r} differs from run.{key}="
                                   f"{shared[section][name]!r}: the runs fine-tune the base, so the architecture is "
                                   f"shared; set run.{key} (it applies to both)")
+        loss = self.base.get("loss")
+        if loss and (not isinstance(loss, dict) or loss.get("name", "clip") != "clip" or loss.get("kwargs")):
+            raise ConfigError(f"demo preset: base.loss={loss!r}: the base is always plain CLIP pretraining; remove "
+                              f"base.loss (run.loss.name sets the objectives)")
         return deep_merge(deep_merge(shared, self.base), BASE_FIXED)
 
     def base_config(self) -> RunConfig:
