@@ -2,17 +2,22 @@
 
 ``from tripletclip.eval import evaluate, EVALUATORS, Encoder, headline_scalars``. Benchmarks register
 themselves by name (see ``EVALUATORS.names()``): sugarcrepe, sugarcrepe_pp, valse, aro_coco_order,
-aro_flickr_order, aro_vg_relation, aro_vg_attribution, winoground, tripletdata_wino, retrieval, zeroshot, world.
+aro_flickr_order, aro_vg_relation, aro_vg_attribution, winoground, tripletdata_wino, retrieval, zeroshot, world,
+vl_checklist, cola, crepe, negbench_mcq, negbench_retrieval.
 Protocols and their deliberate deviations are in each module's docstring and in docs/methods.md section 4.
 """
 from tripletclip.eval import (  # noqa: F401  (imported to register the benchmarks)
     aro_order,
     aro_vg,
+    cola,
+    crepe,
+    negbench,
     retrieval,
     sugarcrepe,
     sugarcrepe_pp,
     tripletdata_wino,
     valse,
+    vl_checklist,
     winoground,
     world,
     zeroshot,
