@@ -7,6 +7,9 @@ is cropped to the row's box (``x, y, width, height``; torchvision ``TF.crop(img,
 (the paper's figure), @3, @5, @10 and mean / median rank; per type the unweighted mean of Recall@1 over its
 complexities; ``mean`` over the types. Rank, made explicit: the number of hard negatives scoring *at least* as
 high as the caption (a tie counts against the caption; the official ``argsort`` breaks ties by position).
+Some rows list the caption itself among its hard negatives (an exact copy: 2 of the 63 swap rows of complexity 4-5):
+that copy is the caption, not a distractor, and is left out of the ranking, which is what the official ranking
+gives when its sort keeps the caption (index 0) first among equal scores; the count is recorded per file.
 
 Files: ``<annotations>/<type>/prod_vg_hard_negs_<type>_complexity_<k>.csv`` for type in atom / negate / swap and
 k in 4..12 (the official layout); columns ``image_id, caption, hard_negs, x, y, width, height`` (plus ``n`` and
@@ -72,15 +75,22 @@ def load_crepe(
             absent = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if absent:
                 raise AnnotationError(f"{path}: column(s) {', '.join(absent)} missing (CREPE productivity format)")
-            n = 0
+            n = copies = 0
             for n, r in enumerate(reader, 1):
                 try:
                     box = tuple(float(r[c]) for c in ("x", "y", "width", "height"))
                 except ValueError:
                     raise AnnotationError(f"{path}: line {n + 1}: x, y, width, height must be numbers") from None
-                texts = [str(r["caption"])] + _negatives(r["hard_negs"], path, n + 1)
-                rows.append(ChoiceRow(subset, n - 1, f"{r['image_id']}.jpg", texts, 1, box=box))  # type: ignore[arg-type]
-        records.append(file_record(path, n, type=subset.split("/")[0], complexity=int(subset.split("/")[1])))
+                caption = str(r["caption"])
+                negs = _negatives(r["hard_negs"], path, n + 1)
+                # NOTE: some rows list the caption itself among its hard negatives (an exact copy, same score):
+                # it is the caption, not a distractor, so it is left out and counted (see the module docstring)
+                kept = [t for t in negs if t != caption]
+                copies += len(kept) < len(negs)
+                rows.append(ChoiceRow(subset, n - 1, f"{r['image_id']}.jpg", [caption] + kept, 1,
+                                      box=box))  # type: ignore[arg-type]
+        records.append(file_record(path, n, type=subset.split("/")[0], complexity=int(subset.split("/")[1]),
+                                   rows_with_caption_among_negatives=copies))
     return rows, records, list(files)
 
 
