@@ -30,7 +30,7 @@ def test_all_files_row_counts():
     assert Counter(r.subset.split("/")[0] for r in rows) == {"atom": 16727, "negate": 16336, "swap": 6652}
     # caption + 5 hard negatives with its crop, less exact copies of the caption (counted per file)
     copies = sum(r["rows_with_caption_among_negatives"] for r in records)
-    assert sum(len(r.texts) == 5 for r in rows) == copies > 0 and all(len(r.texts) in (5, 6) and r.box for r in rows)
+    assert sum(len(r.texts) == 5 for r in rows) == copies == 34 and all(len(r.texts) in (5, 6) and r.box for r in rows)
     with pytest.raises(AnnotationError, match="unknown type"):
         load_crepe(CREPE, types="systematicity")
 

@@ -7,9 +7,9 @@ is cropped to the row's box (``x, y, width, height``; torchvision ``TF.crop(img,
 (the paper's figure), @3, @5, @10 and mean / median rank; per type the unweighted mean of Recall@1 over its
 complexities; ``mean`` over the types. Rank, made explicit: the number of hard negatives scoring *at least* as
 high as the caption (a tie counts against the caption; the official ``argsort`` breaks ties by position).
-Some rows list the caption itself among its hard negatives (an exact copy: 2 of the 63 swap rows of complexity 4-5):
-that copy is the caption, not a distractor, and is left out of the ranking, which is what the official ranking
-gives when its sort keeps the caption (index 0) first among equal scores; the count is recorded per file.
+Some rows list the caption itself among its hard negatives (an exact copy: 34 of the 6,652 swap rows, none in atom
+or negate): that copy is the caption, not a distractor, and is left out of the ranking, which is what the official
+ranking gives when its sort keeps the caption (index 0) first among equal scores; the count is recorded per file.
 
 Files: ``<annotations>/<type>/prod_vg_hard_negs_<type>_complexity_<k>.csv`` for type in atom / negate / swap and
 k in 4..12 (the official layout); columns ``image_id, caption, hard_negs, x, y, width, height`` (plus ``n`` and
