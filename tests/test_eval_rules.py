@@ -499,6 +499,14 @@ def _case_negbench_retrieval(tmp):
     return {"annotations": tmp / "r.csv", "images": touch_images(tmp / "img", ["a.jpg", "b.jpg"])}
 
 
+def _case_format(name):
+    def case(tmp):
+        from test_eval_formats import FORMAT_CASES
+
+        return FORMAT_CASES[name](tmp)[0]
+    return case
+
+
 # how each registered benchmark is run on a tiny case (a new benchmark needs an entry)
 BENCHMARK_CASES = {
     "sugarcrepe": _case_sugarcrepe, "sugarcrepe_pp": _case_sugarcrepe_pp, "valse": _case_valse,
@@ -507,6 +515,8 @@ BENCHMARK_CASES = {
     "tripletdata_wino": _case_tripletdata_wino, "retrieval": _case_retrieval, "zeroshot": _case_zeroshot,
     "world": _case_world, "vl_checklist": _case_vl_checklist, "cola": _case_cola, "crepe": _case_crepe,
     "negbench_mcq": _case_negbench_mcq, "negbench_retrieval": _case_negbench_retrieval,
+    **{n: _case_format(n) for n in ("whatsup", "svo_probes", "spec", "bla", "eqben", "colorswap", "vismin", "bivlc",
+                                    "mmvp_vlm")},
 }
 
 

@@ -69,7 +69,25 @@ class BenchmarkInfo:
         return OPTION_HELP_BY_BENCHMARK.get((self.name, option), OPTION_HELP.get(option, ""))
 
 
-BENCHMARKS = (
+BENCHMARKS = tuple(sorted((
+    BenchmarkInfo("bivlc", "BiVLC: I2T / T2I / group scores per type", False,
+                  "--annotations: BiVLC test file (hub parquet, or JSON/CSV with image paths); --images: its image folder when paths", {}),
+    BenchmarkInfo("bla", "BLA: two true vs two false captions per image, per phenomenon", True,
+                  "--annotations: folder of BLA's *_captions.json (or one); --images: BLA's image folder", {}),
+    BenchmarkInfo("colorswap", "ColorSwap: text / image / group scores of colour-swapped pairs", False,
+                  "--annotations: ColorSwap data/test.json (or the hub parquet); --images: the folder holding images/", {}),
+    BenchmarkInfo("eqben", "EqBen: Winoground-style text / image / group scores per subset", False,
+                  "--annotations: EqBen's Winoground-style annotation (JSON/JSONL: image0, image1, caption0, caption1); --images: EqBen image root", {}),
+    BenchmarkInfo("mmvp_vlm", "MMVP-VLM: a pair is right when both statements pick their image", False,
+                  "--annotations: MMVP_VLM Questions.csv (or its folder); --images: the 'MLLM_VLM Images' folder (<type>/<id>.jpg)", {}),
+    BenchmarkInfo("spec", "SPEC: I2T and T2I accuracy per subset, averaged over subsets", False,
+                  "--annotations: SPEC data folder (<subset>/image2text.json, text2image.json); --images: optional, default the subsets", {}),
+    BenchmarkInfo("svo_probes", "SVO-Probes: the sentence picks its image over the negative, per type", False,
+                  "--annotations: svo_probes.csv; --images: images saved as <image id>.jpg", {}),
+    BenchmarkInfo("vismin", "VisMin: text / image / group scores per category", False,
+                  "--annotations: vismin-bench test file (hub parquet, or JSON/CSV with image paths); --images: when paths", {}),
+    BenchmarkInfo("whatsup", "What'sUp: pick the true spatial caption, accuracy per file", True,
+                  "--annotations: What'sUp JSON file(s) (controlled_*, coco_qa_*, vg_qa_*) or their folder; --images: the image folders", {}),
     BenchmarkInfo("aro_coco_order", "ARO COCO-Order: caption vs its 4 word-order scrambles, precision@1", True,
                   "--annotations: coco_karpathy_test.json; --images: the COCO folder (2014 or 2017 names)", _ARO_ORDER),
     BenchmarkInfo("aro_flickr_order", "ARO Flickr30k-Order: caption vs its 4 word-order scrambles, precision@1", True,
@@ -121,7 +139,7 @@ BENCHMARKS = (
                   "folder with en_classnames.json and en_zeroshot_classification_templates.json",
                   {"dataset": None, "classnames": None, "templates": None, "split": "test", "max_per_class": None},
                   annotations_required=False),
-)
+), key=lambda b: b.name))
 
 
 def _default_text(value: Any) -> str:

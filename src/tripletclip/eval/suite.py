@@ -43,6 +43,15 @@ SUITES: dict[str, dict[str, tuple[str, str]]] = {
         "crepe": ("mean", "R@1, mean of types"),
         "negbench_mcq": ("mean", "MCQ accuracy"),
         "negbench_retrieval": ("t2i_r5", "negated t2i R@5"),
+        "whatsup": ("mean", "accuracy, mean of files"),
+        "svo_probes": ("accuracy", "accuracy"),
+        "mmvp_vlm": ("mean", "pair accuracy, mean of patterns"),
+        "spec": ("mean", "mean of I2T and T2I"),
+        "eqben": ("group", "group score"),
+        "colorswap": ("group", "group score"),
+        "vismin": ("group", "group score"),
+        "bivlc": ("group", "group score"),
+        "bla": ("mean", "accuracy, mean of phenomena"),
     },
 }
 ZERO_SHOT = ("zeroshot", "acc1", "zero-shot top-1")
