@@ -67,7 +67,7 @@ def test_two_models_side_by_side_with_base(tmp_path, tiny_weights):
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     table = doc["table"]
-    main_label = f"test-vit-tiny:{tiny_weights}"
+    main_label = f"test-vit-tiny:{tiny_weights.stem}"
     assert table["columns"] == [main_label, "base"] and table["base"] == "base"
     args = {"cola": {"annotations": tmp_path / "cola.json", "images": tmp_path / "img"},
             "negbench_mcq": {"annotations": tmp_path / "V_mcq_x.csv", "images": tmp_path / "img"}}
@@ -96,6 +96,7 @@ def test_table_text_and_specs():
     assert table["macro"]["values"] == {"a": 0.5, "b": 0.75} and table["macro"]["benchmarks"] == ["cola"]
     text = format_table(table)
     assert "+25.00" not in text and "-25.00" in text and " - " in text.splitlines()[3] + " "
-    assert ModelSpec.parse("ft=ViT-B-32-quickgelu:openai", "x") == ModelSpec("ft", "ViT-B-32-quickgelu", "openai")
+    assert ModelSpec.parse("ft=ViT-B-32-quickgelu:openai") == ModelSpec("ft", "ViT-B-32-quickgelu", "openai")
+    assert ModelSpec.parse("ViT-B-32-quickgelu:openai").label == "ViT-B-32-quickgelu:openai"
     with pytest.raises(ValueError, match="MODEL:PRETRAINED"):
-        ModelSpec.parse("ViT-B-32", "x")
+        ModelSpec.parse("ViT-B-32")

@@ -67,21 +67,29 @@ class ModelSpec:
     pretrained: str = ""
     checkpoint: Optional[str] = None
 
+    @staticmethod
+    def label_of(model: Optional[str], pretrained: str, checkpoint: Optional[str]) -> str:
+        """A short column label: the checkpoint folder's name, or MODEL:TAG (a weights file by its stem)."""
+        if checkpoint:
+            return Path(checkpoint).name
+        tag = Path(pretrained).stem if pretrained and Path(pretrained).exists() else pretrained
+        return f"{model}:{tag}" if tag else str(model)
+
     @classmethod
-    def parse(cls, text: str, default_label: str) -> "ModelSpec":
+    def parse(cls, text: str, default_label: Optional[str] = None) -> "ModelSpec":
         """``[LABEL=]SPEC``: SPEC is a run / checkpoint folder, or ``MODEL:PRETRAINED`` (e.g. ViT-B-32-quickgelu:openai)."""
         label, sep, spec = text.partition("=")
         if not sep or "/" in label or ":" in label:
             label, spec = default_label, text
         if Path(spec).is_dir():
-            return cls(label, checkpoint=spec)
+            return cls(label or cls.label_of(None, "", spec), checkpoint=spec)
         if spec.startswith(("hf:", "hf-hub:", "local-dir:")):
-            return cls(label, model=spec)
+            return cls(label or spec, model=spec)
         model, _, pretrained = spec.partition(":")
         if not pretrained:
             raise InputError(f"model spec {text!r}: expected a run or checkpoint folder, or MODEL:PRETRAINED "
                              f"(e.g. ViT-B-32-quickgelu:openai)")
-        return cls(label, model=model, pretrained=pretrained)
+        return cls(label or cls.label_of(model, pretrained, None), model=model, pretrained=pretrained)
 
 
 def read_suite_config(path: str | Path, suite: str) -> dict[str, dict[str, Any]]:
@@ -244,10 +252,9 @@ def run_suite_command(
         raise InputError("--suite needs --suite-config (the files of each benchmark) and --out (the result JSON)")
     models = []
     if model or checkpoint:
-        label = Path(checkpoint).name if checkpoint else (f"{model}:{pretrained}" if pretrained else model)
-        models.append(ModelSpec(str(label), model, pretrained, checkpoint))
-    base = ModelSpec.parse(base_spec, "base") if base_spec else None
-    models += ([base] if base else []) + [ModelSpec.parse(s, f"model{i + 2}") for i, s in enumerate(compare_specs)]
+        models.append(ModelSpec(ModelSpec.label_of(model, pretrained, checkpoint), model, pretrained, checkpoint))
+    base = ModelSpec.parse(base_spec) if base_spec else None
+    models += ([base] if base else []) + [ModelSpec.parse(s) for s in compare_specs]
     if not models:
         raise InputError("--suite: give a model (--model/--pretrained or --checkpoint), --base and/or --compare")
 
