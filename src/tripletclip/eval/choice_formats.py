@@ -153,8 +153,8 @@ def evaluate_spec(encoder: Any, annotations: str | Path, images: Any = None, ski
             f = sub / f"{kind}.json"
             data = load_json(f)
             for i, r in enumerate(data if isinstance(data, list) else []):
-                if not (isinstance(r, dict) and {"query", "keys", "label"} <= set(r)
-                        and 0 <= int(r["label"]) < len(r["keys"])):
+                if not (isinstance(r, dict) and {"query", "keys", "label"} <= set(r) and isinstance(r["label"], int)
+                        and isinstance(r["keys"], list) and 0 <= r["label"] < len(r["keys"])):
                     raise AnnotationError(f"{f}: row {i} needs query, keys and a label indexing keys")
                 keys, lab = list(r["keys"]), int(r["label"])
                 order = [keys[lab]] + keys[:lab] + keys[lab + 1:]

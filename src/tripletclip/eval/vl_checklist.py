@@ -26,7 +26,7 @@ from typing import Any, Optional
 import yaml
 
 from tripletclip.eval.base import register_benchmark
-from tripletclip.eval.choice import ChoiceRow, run_choice
+from tripletclip.eval.choice import ChoiceRow, run_choice, tally
 from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_json, protocol
 from tripletclip.eval.sugarcrepe import as_list
 
@@ -131,8 +131,6 @@ def evaluate_vl_checklist(
     rows, records, names, missing = load_vl_checklist(annotations, types, rule, max_rows, allow_missing_files)
     run = run_choice(benchmark, encoder, rows, names, images, skip_missing, blind, cost)
     if rule == "max":  # re-decide every row and re-tally (run_choice applied min(POS) > max(NEG))
-        from tripletclip.eval.choice import tally
-
         for x in run.scored:
             x.correct, x.tie = max_rule(x.scores, x.row.n_true)
         run.tallies = tally(run.scored, run.skipped, names)
