@@ -92,9 +92,12 @@ def test_two_models_side_by_side_with_base(tmp_path, tiny_weights):
 def test_table_text_and_specs():
     results = {"a": {"cola": {"headline": {"accuracy": 0.5}}, "crepe": {"headline": {"mean": 0.25}}},
                "b": {"cola": {"headline": {"accuracy": 0.75}}}}
+    results["a"]["crepe"]["skipped_missing"] = 3
     table = build_table("compositionality", results, "b")
+    assert table["skipped_missing"] == {"crepe": 3}
     assert table["macro"]["values"] == {"a": 0.5, "b": 0.75} and table["macro"]["benchmarks"] == ["cola"]
     text = format_table(table)
+    assert "crepe: 3 rows skipped" in text
     assert "+25.00" not in text and "-25.00" in text and " - " in text.splitlines()[3] + " "
     assert ModelSpec.parse("ft=ViT-B-32-quickgelu:openai") == ModelSpec("ft", "ViT-B-32-quickgelu", "openai")
     assert ModelSpec.parse("ViT-B-32-quickgelu:openai").label == "ViT-B-32-quickgelu:openai"

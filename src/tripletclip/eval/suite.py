@@ -154,7 +154,9 @@ def build_table(suite: str, results: dict[str, dict[str, Any]], base: Optional[s
              "values": macro_vals, "delta": _delta(macro_vals, base), "benchmarks": [r["benchmark"] for r in in_all]}
     zs = [row(n, ZERO_SHOT[2]) for n in names if n.split(":", 1)[0] == ZERO_SHOT[0]]
     not_run = [b for b in SUITES[suite] if not any(n.split(":", 1)[0] == b for n in names)]
-    return {"columns": labels, "base": base, "rows": rows, "macro": macro, "zero_shot": zs, "not_run": not_run}
+    skipped = {n: max(int(results[lab].get(n, {}).get("skipped_missing") or 0) for lab in labels) for n in names}
+    return {"columns": labels, "base": base, "rows": rows, "macro": macro, "zero_shot": zs, "not_run": not_run,
+            "skipped_missing": {n: k for n, k in skipped.items() if k}}
 
 
 def _delta(vals: dict[str, Optional[float]], base: Optional[str]) -> dict[str, Optional[float]]:
@@ -181,6 +183,8 @@ def format_table(table: dict[str, Any]) -> str:
     fmt = lambda r: "  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r))  # noqa: E731
     rule = "-" * len(fmt(head))
     lines = [fmt(head), rule, *map(fmt, body), rule, *map(fmt, tail)]
+    for n, k in table.get("skipped_missing", {}).items():
+        lines.append(f"{n}: {k} rows skipped (images missing; --skip-missing / skip_missing)")
     if table["not_run"]:
         lines.append(f"not run (no files in the suite config): {', '.join(table['not_run'])}")
     return "\n".join(lines)
