@@ -469,13 +469,54 @@ def _case_world(tmp):
     return {"annotations": bench}
 
 
+def _case_vl_checklist(tmp):
+    (tmp / "vlc/corpus/v1/Relation/spatial").mkdir(parents=True)
+    (tmp / "vlc/corpus/v1/Relation/spatial/vg.yaml").write_text('ANNO_PATH: "data/s.json"\nIMG_ROOT: "vg"\n')
+    write_json(tmp / "vlc/data/s.json", [["a.jpg", {"POS": ["p"], "NEG": ["n"]}]])
+    return {"annotations": tmp / "vlc", "images": touch_images(tmp / "img" / "vg", ["a.jpg"]).parent}
+
+
+def _case_cola(tmp):
+    ann = write_json(tmp / "c.json", [["u/1.jpg", "a red cube", "u/2.jpg", "a blue ball"]])
+    return {"annotations": ann, "images": touch_images(tmp / "img", ["1.jpg", "2.jpg"])}
+
+
+def _case_crepe(tmp):
+    (tmp / "cr/swap").mkdir(parents=True)
+    (tmp / "cr/swap/prod_vg_hard_negs_swap_complexity_4.csv").write_text(
+        'image_id,caption,hard_negs,x,y,width,height\n7,a b,"[\'b a\', \'a c\']",0,0,4,4\n')
+    return {"annotations": tmp / "cr", "images": touch_images(tmp / "img", ["7.jpg"]), "types": "swap", "complexities": "4"}
+
+
+def _case_negbench_mcq(tmp):
+    (tmp / "V_mcq_x.csv").write_text("image_path,correct_answer,caption_0,caption_1,caption_2,caption_3,"
+                                     "correct_answer_template\nd/m.jpg,1,a,b,c,d,hybrid\n")
+    return {"annotations": tmp / "V_mcq_x.csv", "images": touch_images(tmp / "img", ["m.jpg"])}
+
+
+def _case_negbench_retrieval(tmp):
+    (tmp / "r.csv").write_text('filepath,image_id,captions\nd/a.jpg,1,"[\'x\', \'y\']"\nd/b.jpg,2,"[\'z\']"\n')
+    return {"annotations": tmp / "r.csv", "images": touch_images(tmp / "img", ["a.jpg", "b.jpg"])}
+
+
+def _case_format(name):
+    def case(tmp):
+        from test_eval_formats import FORMAT_CASES
+
+        return FORMAT_CASES[name](tmp)[0]
+    return case
+
+
 # how each registered benchmark is run on a tiny case (a new benchmark needs an entry)
 BENCHMARK_CASES = {
     "sugarcrepe": _case_sugarcrepe, "sugarcrepe_pp": _case_sugarcrepe_pp, "valse": _case_valse,
     "aro_coco_order": _case_order, "aro_flickr_order": _case_order, "aro_vg_relation": _case_vg("relation"),
     "aro_vg_attribution": _case_vg("attribution"), "winoground": _case_winoground,
     "tripletdata_wino": _case_tripletdata_wino, "retrieval": _case_retrieval, "zeroshot": _case_zeroshot,
-    "world": _case_world,
+    "world": _case_world, "vl_checklist": _case_vl_checklist, "cola": _case_cola, "crepe": _case_crepe,
+    "negbench_mcq": _case_negbench_mcq, "negbench_retrieval": _case_negbench_retrieval,
+    **{n: _case_format(n) for n in ("whatsup", "svo_probes", "spec", "bla", "eqben", "colorswap", "vismin", "bivlc",
+                                    "mmvp_vlm")},
 }
 
 

@@ -39,8 +39,17 @@ OPTION_HELP = {
     "classnames": "file of class names, one per line (overrides the dataset's)",
     "templates": "file of prompt templates with {c}, one per line (overrides the dataset's)",
     "max_per_class": "score at most this many images per class",
+    "rule": "first: POS[0] vs NEG[0] (the official ITC rule); max: max over all POS vs max over all NEG",
+    "max_rows": "score only the first N rows of each file (the official sample config scores 1,000)",
+    "allow_missing_files": "score the files present when the corpus names missing ones (recorded); else an error",
+    "complexities": "only these complexities (4-12), comma-separated",
 }
-OPTION_HELP_BY_BENCHMARK = {("zeroshot", "split"): "webdataset split folder under --images"}
+OPTION_HELP_BY_BENCHMARK = {
+    ("zeroshot", "split"): "webdataset split folder under --images",
+    ("vl_checklist", "types"): "only these types or YAML paths under corpus/v1, comma-separated (e.g. Attribute/color,"
+                               "Object/Location)",
+    ("crepe", "types"): "only these hard-negative types (atom, negate, swap), comma-separated",
+}
 _ARO_ORDER = {"seed": 1, "max_words": 30, "tagger": "auto", "spacy_model": "en_core_web_sm"}
 
 
@@ -60,7 +69,25 @@ class BenchmarkInfo:
         return OPTION_HELP_BY_BENCHMARK.get((self.name, option), OPTION_HELP.get(option, ""))
 
 
-BENCHMARKS = (
+BENCHMARKS = tuple(sorted((
+    BenchmarkInfo("bivlc", "BiVLC: I2T / T2I / group scores per type", False,
+                  "--annotations: BiVLC test file (hub parquet, or JSON/CSV with image paths); --images: its image folder when paths", {}),
+    BenchmarkInfo("bla", "BLA: two true vs two false captions per image, per phenomenon", True,
+                  "--annotations: folder of BLA's *_captions.json (or one); --images: BLA's image folder", {}),
+    BenchmarkInfo("colorswap", "ColorSwap: text / image / group scores of colour-swapped pairs", False,
+                  "--annotations: ColorSwap data/test.json (or the hub parquet); --images: the folder holding images/", {}),
+    BenchmarkInfo("eqben", "EqBen: Winoground-style text / image / group scores per subset", False,
+                  "--annotations: EqBen's Winoground-style annotation (JSON/JSONL: image0, image1, caption0, caption1); --images: EqBen image root", {}),
+    BenchmarkInfo("mmvp_vlm", "MMVP-VLM: a pair is right when both statements pick their image", False,
+                  "--annotations: MMVP_VLM Questions.csv (or its folder); --images: the 'MLLM_VLM Images' folder (<type>/<id>.jpg)", {}),
+    BenchmarkInfo("spec", "SPEC: I2T and T2I accuracy per subset, averaged over subsets", False,
+                  "--annotations: SPEC data folder (<subset>/image2text.json, text2image.json); --images: optional, default the subsets", {}),
+    BenchmarkInfo("svo_probes", "SVO-Probes: the sentence picks its image over the negative, per type", False,
+                  "--annotations: svo_probes.csv; --images: images saved as <image id>.jpg", {}),
+    BenchmarkInfo("vismin", "VisMin: text / image / group scores per category", False,
+                  "--annotations: vismin-bench test file (hub parquet, or JSON/CSV with image paths); --images: when paths", {}),
+    BenchmarkInfo("whatsup", "What'sUp: pick the true spatial caption, accuracy per file", True,
+                  "--annotations: What'sUp JSON file(s) (controlled_*, coco_qa_*, vg_qa_*) or their folder; --images: the image folders", {}),
     BenchmarkInfo("aro_coco_order", "ARO COCO-Order: caption vs its 4 word-order scrambles, precision@1", True,
                   "--annotations: coco_karpathy_test.json; --images: the COCO folder (2014 or 2017 names)", _ARO_ORDER),
     BenchmarkInfo("aro_flickr_order", "ARO Flickr30k-Order: caption vs its 4 word-order scrambles, precision@1", True,
@@ -71,6 +98,18 @@ BENCHMARKS = (
     BenchmarkInfo("aro_vg_relation", "ARO VG-Relation: true vs swapped relation on the box crop, macro over relations",
                   True, "--annotations: visual_genome_relation.json; --images: the folder of its image_path files "
                   "(Visual Genome)", {}),
+    BenchmarkInfo("cola", "COLA multi-object: a pair is right when each caption picks its own image", False,
+                  "--annotations: COLA_multiobjects_matching_benchmark.json (or its folder); --images: the Visual "
+                  "Genome images (<id>.jpg, VG_100K/ and VG_100K_2/ as sub-folders)", {}),
+    BenchmarkInfo("crepe", "CREPE productivity: image-to-text R@1 of the caption among its hard negatives, on the crop",
+                  True, "--annotations: CREPE's prod_hard_negatives folder (atom/, negate/, swap/ CSVs); --images: "
+                  "the Visual Genome images", {"types": None, "complexities": None}),
+    BenchmarkInfo("negbench_mcq", "NegBench multiple choice: argmax of 4 captions, per template type", True,
+                  "--annotations: a NegBench *_mcq_*.csv or their folder; --images: COCO val2017 and/or VOC2007 "
+                  "JPEGImages, --images repeated", {}),
+    BenchmarkInfo("negbench_retrieval", "NegBench (negated) retrieval: R@k both directions", False,
+                  "--annotations: a NegBench retrieval CSV (e.g. COCO_val_negated_retrieval_*.csv); --images: COCO "
+                  "val2017", {"ks": (1, 5)}),
     BenchmarkInfo("retrieval", "Image-text retrieval: R@1/5/10 both directions, several captions per image", False,
                   "--annotations: a Karpathy-style list [{image, caption: [...]}] or a COCO captions file; "
                   "--images: its image folder", {"ks": (1, 5, 10)}),
@@ -86,6 +125,9 @@ BENCHMARKS = (
     BenchmarkInfo("valse", "VALSE: caption vs foil on the valid rows, per instrument and phenomenon", True,
                   "--annotations: folder of VALSE's instrument JSON files; --images: every source root (Visual7W, "
                   "COCO 2017 and 2014, SWiG, VisDial), --images repeated", {"instruments": None, "valid_only": True}),
+    BenchmarkInfo("vl_checklist", "VL-CheckList ITC: POS[0] vs NEG[0] per file, averaged per type", True,
+                  "--annotations: the VL-CheckList folder (corpus/ and data/); --images: the folder holding vg/, "
+                  "swig/ and hake/", {"types": None, "rule": "first", "max_rows": None, "allow_missing_files": False}),
     BenchmarkInfo("winoground", "Winoground: text / image / group scores from examples.jsonl", False,
                   "--annotations: Winoground's examples.jsonl (or its folder); --images: its images folder",
                   {"split": None}),
@@ -97,7 +139,7 @@ BENCHMARKS = (
                   "folder with en_classnames.json and en_zeroshot_classification_templates.json",
                   {"dataset": None, "classnames": None, "templates": None, "split": "test", "max_per_class": None},
                   annotations_required=False),
-)
+), key=lambda b: b.name))
 
 
 def _default_text(value: Any) -> str:

@@ -28,18 +28,32 @@ import click
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--list", "list_benchmarks", is_flag=True, help="List the benchmarks and their options, then exit.")
+@click.option("--suite", default=None, help="Run a suite (compositionality): every benchmark --suite-config names, one table.")
+@click.option("--suite-config", type=click.Path(dir_okay=False), default=None,
+              help="YAML/JSON {benchmark: {annotations, images, options}} of the suite's files (paths checked first).")
+@click.option("--base", "base_spec", default=None, help="Suite: base model [LABEL=]CHECKPOINT_DIR or MODEL:PRETRAINED; "
+              "every other model gets its change against it.")
+@click.option("--compare", "compare_specs", multiple=True, help="Suite: another model side by side, [LABEL=]SPEC. Repeatable.")
 def eval_cmd(
     benchmarks: Optional[str], annotations: tuple[str, ...], images: tuple[str, ...], out: Optional[str],
     model: Optional[str], pretrained: str, checkpoint: Optional[str], random_init: bool, seed: int,
     force_quick_gelu: bool, per_row: Optional[str],
     skip_missing: bool, blind: bool, options: tuple[str, ...], config_path: Optional[str], batch_size: int,
-    device: str, precision: str, list_benchmarks: bool,
+    device: str, precision: str, list_benchmarks: bool, suite: Optional[str], suite_config: Optional[str],
+    base_spec: Optional[str], compare_specs: tuple[str, ...],
 ) -> None:
     """Evaluate a model on compositional, retrieval and zero-shot benchmarks."""
     if list_benchmarks:  # answered from the catalog: no torch import (under 2 s)
         from tripletclip.catalog import format_benchmarks
 
         click.echo(format_benchmarks(), nl=False)
+        return
+    if suite:
+        from tripletclip.eval.suite import run_suite_command
+
+        run_suite_command(suite, suite_config, out, model, pretrained, checkpoint, base_spec, compare_specs,
+                          device=device, batch_size=batch_size, precision=precision, force_quick_gelu=force_quick_gelu,
+                          skip_missing=skip_missing, echo=click.echo)
         return
     from tripletclip.eval import load_encoder, run_eval
     from tripletclip.eval.api import build_args, headline_table, read_eval_config

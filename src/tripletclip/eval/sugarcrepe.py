@@ -5,23 +5,57 @@ strictly (a tie is wrong). Reported: every subset's accuracy and row count; ``me
 the seven subsets (the TripletCLIP paper's "overall"); ``replace`` / ``swap`` / ``add``, the sample-weighted
 means of the SugarCrepe paper's three categories. Current files: 7,511 rows, swap_obj 245 (246 in the paper).
 
+Order-blind rows (sugar-crepe issue 10): in some swap rows the negative uses exactly the caption's words in
+another order (572 of the 7,511 rows: swap_att 408, swap_obj 164, words = lowercase ``[a-z0-9']+`` tokens). A
+bag-of-words model cannot tell those apart, so the result also reports them separately (``bag_of_words``: rows,
+accuracy per subset, on those rows and on the rest) and marks each per-row record (``same_bag_of_words``).
+
 Files: ``<subset>.json``, a JSON object ``{"<id>": {"filename", "caption", "negative_caption", ...}}``; ids may
 skip numbers and are kept as the row id. Extra fields are ignored, except ``split`` which ``split=`` filters on
 (the embedded world's seen / heldout rows).
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tripletclip.edit_types import SUGARCREPE_CATEGORIES, SUGARCREPE_TYPES
 from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.choice import ChoiceRow, grouped_means, run_choice
-from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, load_rows, protocol
+from tripletclip.eval.records import AnnotationError, BenchResult, Cost, Tally, file_record, load_rows, per_row, protocol
 
 SUBSETS = SUGARCREPE_TYPES
 CATEGORIES = SUGARCREPE_CATEGORIES
 FIELDS = ("filename", "caption", "negative_caption")
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def same_bag_of_words(caption: str, negative: str) -> bool:
+    """True when the negative uses exactly the caption's words (with counts), in any order."""
+    return Counter(_WORD.findall(caption.lower())) == Counter(_WORD.findall(negative.lower()))
+
+
+def bag_of_words_report(run: Any, names: Sequence[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the ``bag_of_words`` block, per-row records marked ``same_bag_of_words``) of a scored SugarCrepe run."""
+    same: dict[str, Tally] = {}
+    rest, same_all, rows = Tally(), Tally(), []
+    for x in run.scored:
+        flag = same_bag_of_words(x.row.texts[0], x.row.texts[1])
+        if flag:
+            same.setdefault(x.row.subset, Tally()).add(x.correct, x.tie)
+            same_all.add(x.correct, x.tie)
+        else:
+            rest.add(x.correct, x.tie)
+        rows.append(per_row(run.bench, x.row.subset, x.row.id, x.scores, x.correct, same_bag_of_words=flag))
+    block = {
+        "rule": "the negative's lowercase [a-z0-9']+ words equal the caption's (as a multiset): order-blind rows",
+        "rows": same_all.rows, "accuracy": same_all.accuracy,
+        "by_subset": {n: same[n].to_dict() for n in names if n in same},
+        "other_rows": {"rows": rest.rows, "accuracy": rest.accuracy},
+    }
+    return block, rows
 
 
 def subset_files(annotations: str | Path, known: Sequence[str], subsets: Optional[Sequence[str]], what: str) -> dict[str, Path]:
@@ -87,5 +121,8 @@ def evaluate_sugarcrepe(
     rows, records, names = load_sugarcrepe(annotations, subsets, split)
     run = run_choice(benchmark, encoder, rows, names, images, skip_missing, blind, cost)
     aggregates, rules = grouped_means(run.tallies, names, CATEGORIES)
-    return run.result(protocol("correct iff s(I, caption) > s(I, negative_caption)", rules, blind, split=split),
-                      aggregates, {**aggregates, **run.accuracies()}, records)
+    bow, rows_out = bag_of_words_report(run, names)
+    result = run.result(protocol("correct iff s(I, caption) > s(I, negative_caption)", rules, blind, split=split),
+                        aggregates, {**aggregates, **run.accuracies()}, records, rows=rows_out)
+    result.extra["bag_of_words"] = bow
+    return result

@@ -21,6 +21,7 @@ import open_clip
 import torch
 
 from tripletclip.errors import InputError
+from tripletclip.models.activation import check_activation, tag_activation
 from tripletclip.models.bundle import ModelBundle
 from tripletclip.models.weights import (
     WeightsError,
@@ -180,10 +181,17 @@ def create_model(
                                cache_dir=cache_dir)
     is_hub = name.startswith(("hf-hub:", "local-dir:"))
     local: Optional[WeightsSource] = None
+    activation: dict[str, Any] = {}
+    local_identity: dict[str, Any] = {}
     if pretrained and not is_hub and Path(pretrained).exists():
         local = locate_weights(pretrained)
         if local.format == "tripletclip-checkpoint":
             _check_checkpoint_arch(local, name, force_quick_gelu)
+        # QuickGELU vs GELU from the weights' provenance, before building the model (models/activation.py)
+        local_identity = local.identity()
+        activation = check_activation(local, name, force_quick_gelu, local_identity.get("weights_sha256"))
+    elif not is_hub:
+        activation = tag_activation(name, pretrained, force_quick_gelu)
     kwargs: dict[str, Any] = {}
     if aug_cfg:
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
@@ -204,13 +212,15 @@ def create_model(
     identity: dict[str, Any] = {"name": name, "quick_gelu": bool(force_quick_gelu or "quickgelu" in name) if qg is None else qg}
     if local is not None:
         unwrapped = load_open_clip_weights(model, local, name)
-        identity.update(local.identity(), pretrained=str(Path(pretrained).resolve()))
+        identity.update(local_identity, pretrained=str(Path(pretrained).resolve()))
         if unwrapped:
             identity["unwrapped"] = unwrapped
     elif is_hub:
         identity.update(format="open_clip-hub", source=name)
     else:
         identity.update(_tag_identity(name, pretrained, cache_dir))
+    if activation:
+        identity["activation"] = activation
     return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, context_length, identity)
 
 

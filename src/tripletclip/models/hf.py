@@ -310,6 +310,10 @@ def create_hf_model(
         "resolved": str(folder.resolve()), "weights_sha256": next(iter(shas.values())) if len(shas) == 1 else shas,
         "quick_gelu": model.clip.config.vision_config.hidden_act == "quick_gelu", **used,
     }
+    # a transformers folder ships its activation in config.json with its weights: recorded, nothing to check
+    act = model.clip.config.vision_config.hidden_act
+    identity["activation"] = {"model_uses": "QuickGELU" if act == "quick_gelu" else str(act),
+                              "weights_trained_with": "as config.json says (hidden_act)", "status": "from config"}
     if pretrained:
         src = locate_weights(pretrained)
         state, _ = read_state_dict(src.file)

@@ -177,6 +177,10 @@ def load_open_clip_weights(model: torch.nn.Module, src: WeightsSource, arch: str
     from open_clip.model import resize_pos_embed, resize_text_pos_embed
 
     state, removed = read_state_dict(src.file)
+    # OpenAI's clip package saves three scalars next to the weights; open_clip drops them when it converts
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        if key in state and key not in model.state_dict():
+            state.pop(key)
     # the same fix-ups open_clip.load_checkpoint applies: old scalar logit_scale, image / text size changes
     ls = state.get("logit_scale")
     if ls is not None and getattr(model, "logit_scale", None) is not None and ls.ndim != model.logit_scale.ndim:
