@@ -274,7 +274,8 @@ def test_only_user_errors_become_one_line(monkeypatch, tmp_path):
     r = CliRunner().invoke(main, ["negatives", "text", "--in", "a", "--out", str(tmp_path)])
     assert isinstance(r.exception, RuntimeError) and "Error" not in r.output
     monkeypatch.setattr(tripletclip.eval, "load_encoder", bug)
-    r = CliRunner().invoke(main, ["eval", "--benchmark", "sugarcrepe", "--out", "r.json", "--model", "m"])
+    r = CliRunner().invoke(main, ["eval", "--benchmark", "sugarcrepe", "--annotations", str(tmp_path), "--out", "r.json",
+                                  "--model", "m"])  # annotations are checked before the model is loaded
     assert isinstance(r.exception, KeyError)
 
     def bad_input(*args: Any, **kwargs: Any) -> None:
