@@ -35,7 +35,7 @@ def _run(pytester, monkeypatch, folder: Path) -> str:
     monkeypatch.setenv("TRIPLETCLIP_SHARED_BENCHMARKS", str(folder))
     pytester.makeconftest((TESTS / "conftest.py").read_text())
     pytester.makepyfile(test_x=SUITE)
-    return pytester.runpytest_subprocess("-q", "-rs", "-p", "no:cacheprovider").stdout.str()
+    return pytester.runpytest("-q", "-rs", "-p", "no:cacheprovider").stdout.str()
 
 
 @pytest.mark.parametrize("state", ["absent", "empty", "partial"])
