@@ -62,9 +62,10 @@ def _stop_if_finished(cfg, resume: str) -> Optional[Path]:
     ckpts = [explicit] if explicit is not None else step_folders(run_dir)
     steps = cfg.train.steps
     if ckpts and _step_of(ckpts[-1]) >= steps and not checkpoint_problem(ckpts[-1]):
-        click.echo(f"{run_dir} is finished: its checkpoint {ckpts[-1].name} is at step {_step_of(ckpts[-1])} of "
-                   f"train.steps={steps}; nothing to resume. To train longer, pass a larger train.steps with "
-                   f"--resume {resume}.")
+        if os.environ.get("RANK", "0") == "0":  # every rank under torchrun stops here; one says why
+            click.echo(f"{run_dir} is finished: its checkpoint {ckpts[-1].name} is at step {_step_of(ckpts[-1])} of "
+                       f"train.steps={steps}; nothing to resume. To train longer, pass a larger train.steps "
+                       f"with --resume {resume}.")
         raise click.exceptions.Exit(0)
     return run_dir
 
