@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +14,10 @@ pytest.importorskip("transformers")
 from tripletclip.eval import clip_benchmark_wrapper as cbw  # noqa: E402
 from tripletclip.models.factory import save_random_weights  # noqa: E402
 from _hf_folders import save_clip_folder, save_release_layout  # noqa: E402
+from conftest import SHARED_BENCHMARKS  # noqa: E402
 
-SMOKE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
-pytestmark = pytest.mark.skipif(not SMOKE.is_dir(), reason=f"shared benchmark files not found at {SMOKE}")
+SMOKE = SHARED_BENCHMARKS / "real_images_smoke"
+pytestmark = pytest.mark.shared_benchmarks("real_images_smoke")
 IMAGE = SMOKE / "images" / "val2017" / "000000030213.jpg"
 
 

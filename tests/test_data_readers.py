@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from tripletclip.data.loader import build_train_loader
 from tripletclip.data.shards import ShardWriter
 from tripletclip.data.tables import TableSource, parse_list_cell
 from tripletclip.data.testing import HashTokenizer, ResizeToTensor, image_bytes, noise_image, write_tar
+from conftest import SHARED_BENCHMARKS
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = SHARED_BENCHMARKS
 L = 16
 TOK = HashTokenizer(L)
 PRE = ResizeToTensor(16)
@@ -167,10 +167,9 @@ def test_list_cells():
     assert parse_list_cell("plain") == ["plain"]
 
 
+@pytest.mark.shared_benchmarks("aro/valid_neg_clip.tsv")
 def test_aro_valid_neg_clip_tsv_parses():
     path = BENCH / "aro" / "valid_neg_clip.tsv"
-    if not path.is_file():
-        pytest.skip(f"benchmark file absent: {path}")
     cfg = DataConfig(type="csv", train=str(path), neg_caption_key="neg_caption", neg_image_key="neg_image",
                      image_root="/coco_root")
     src = TableSource(cfg, "csv")

@@ -21,10 +21,10 @@ from tripletclip.eval import Encoder, evaluate, load_encoder
 from tripletclip.eval.clip_benchmark_wrapper import load_tripletclip, register
 from tripletclip.eval.reference import per_row_reference
 from tripletclip.eval.sugarcrepe import load_sugarcrepe
+from conftest import SHARED_BENCHMARKS
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-SMOKE = BENCH / "real_images_smoke"
-pytestmark = pytest.mark.skipif(not SMOKE.is_dir(), reason=f"shared benchmark files not found at {SMOKE}")
+SMOKE = SHARED_BENCHMARKS / "real_images_smoke"
+pytestmark = pytest.mark.shared_benchmarks("real_images_smoke")
 MODEL = "test-vit-tiny"
 
 

@@ -15,10 +15,10 @@ from tripletclip.eval.sugarcrepe import load_sugarcrepe
 from tripletclip.eval.sugarcrepe_pp import load_sugarcrepe_pp
 from tripletclip.eval.valse import load_valse
 from tripletclip.eval.zeroshot import _from_json
+from conftest import SHARED_BENCHMARKS
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = SHARED_BENCHMARKS
 SMOKE = BENCH / "real_images_smoke"
-pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared benchmark files not found at {BENCH}")
 
 SC_ROWS = {"add_att": 692, "add_obj": 2062, "replace_att": 788, "replace_obj": 1652, "replace_rel": 1406, "swap_att": 666, "swap_obj": 245}
 VALSE_ROWS = {  # file: (rows, valid rows with mturk.caption >= 2)
@@ -28,6 +28,7 @@ VALSE_ROWS = {  # file: (rows, valid rows with mturk.caption >= 2)
 }
 
 
+@pytest.mark.shared_benchmarks("sugar_crepe", "real_images_smoke/sugar_crepe")
 def test_sugarcrepe_full_files():
     rows, records, names = load_sugarcrepe(BENCH / "sugar_crepe")
     assert len(rows) == 7511 and names[0] == "replace_obj" and len(names) == 7
@@ -44,6 +45,7 @@ def test_sugarcrepe_full_files():
         load_sugarcrepe(SMOKE / "sugar_crepe", split="heldout")
 
 
+@pytest.mark.shared_benchmarks("sugar_crepe_pp", "real_images_smoke/sugar_crepe_pp")
 def test_sugarcrepe_pp_full_files():
     rows, records, names = load_sugarcrepe_pp(BENCH / "sugar_crepe_pp")
     assert Counter(r.subset for r in rows) == {k: v for k, v in SC_ROWS.items() if not k.startswith("add")}
@@ -51,6 +53,7 @@ def test_sugarcrepe_pp_full_files():
     assert len(load_sugarcrepe_pp(SMOKE / "sugar_crepe_pp")[0]) == 46
 
 
+@pytest.mark.shared_benchmarks("valse", "real_images_smoke/valse")
 def test_valse_full_files():
     rows, records, names = load_valse(BENCH / "valse")
     assert {Path(a["path"]).stem: (a["rows"], a["valid_rows"]) for a in records} == VALSE_ROWS
@@ -61,6 +64,7 @@ def test_valse_full_files():
     assert {Path(a["path"]).stem: (a["rows"], a["valid_rows"]) for a in smoke_rec} == {"plurals": (6, 5), "relations": (3, 2)}
 
 
+@pytest.mark.shared_benchmarks("aro/coco_karpathy_test.json", "real_images_smoke/aro/coco_karpathy_test.json")
 def test_aro_coco_order_full_file_and_subset_stability():
     rows, records, info = load_order_cases(BENCH / "aro" / "coco_karpathy_test.json", "coco_order", tagger="fallback")
     assert records[0]["rows"] == 5000 and records[0]["captions"] == 25010 and len(rows) == 25010
@@ -93,6 +97,7 @@ def test_lexicon_tagger_known_tags():
     assert tags["chases"] == "VBZ"
 
 
+@pytest.mark.shared_benchmarks("aro/coco_karpathy_test.json", "real_images_smoke/captions.json")
 def test_retrieval_files():
     items, rec = load_retrieval(BENCH / "aro" / "coco_karpathy_test.json")
     assert rec["rows"] == 5000 and rec["captions"] == 25010 and len(items) == 5000
@@ -101,6 +106,7 @@ def test_retrieval_files():
     assert items[0][1][0].startswith("images/")  # COCO entries try file_path first, then file_name
 
 
+@pytest.mark.shared_benchmarks("clip_benchmark/en_classnames.json", "clip_benchmark/en_zeroshot_classification_templates.json")
 def test_clip_benchmark_class_names_and_templates():
     folder = BENCH / "clip_benchmark"
     names, rec = _from_json(folder, "en_classnames.json", "imagenet1k", "class names")

@@ -23,9 +23,10 @@ from tripletclip.models import create_model, load_run_model  # noqa: E402
 from tripletclip.models.factory import save_random_weights  # noqa: E402
 from tripletclip.train import train  # noqa: E402
 from _hf_folders import features, save_clip_folder  # noqa: E402
+from conftest import SHARED_BENCHMARKS  # noqa: E402
 
-SMOKE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
-pytestmark = pytest.mark.skipif(not SMOKE.is_dir(), reason=f"shared benchmark files not found at {SMOKE}")
+SMOKE = SHARED_BENCHMARKS / "real_images_smoke"
+pytestmark = pytest.mark.shared_benchmarks("real_images_smoke")
 CAPTIONS = ["a red cube left of a blue ball", "Two dogs playing in the snow.", "A Dog's  ball; 3.5kg?"]
 
 

@@ -35,6 +35,7 @@ from tripletclip.data.testing import write_synthetic_shards
 from tripletclip.data.source import ErrorCounter
 from tripletclip.data.wds import WdsSource
 from tripletclip.train import train
+from conftest import SHARED_BENCHMARKS
 
 STEPS = 8
 
@@ -273,7 +274,8 @@ def test_only_user_errors_become_one_line(monkeypatch, tmp_path):
     r = CliRunner().invoke(main, ["negatives", "text", "--in", "a", "--out", str(tmp_path)])
     assert isinstance(r.exception, RuntimeError) and "Error" not in r.output
     monkeypatch.setattr(tripletclip.eval, "load_encoder", bug)
-    r = CliRunner().invoke(main, ["eval", "--benchmark", "sugarcrepe", "--out", "r.json", "--model", "m"])
+    r = CliRunner().invoke(main, ["eval", "--benchmark", "sugarcrepe", "--annotations", str(tmp_path), "--out", "r.json",
+                                  "--model", "m"])  # annotations are checked before the model is loaded
     assert isinstance(r.exception, KeyError)
 
     def bad_input(*args: Any, **kwargs: Any) -> None:
@@ -284,10 +286,10 @@ def test_only_user_errors_become_one_line(monkeypatch, tmp_path):
         "Error: data.tsv, row 3: empty caption; fill it"
 
 
-SMOKE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
+SMOKE = SHARED_BENCHMARKS / "real_images_smoke"
 
 
-@pytest.mark.skipif(not SMOKE.is_dir(), reason="shared/benchmarks not next to the repo")
+@pytest.mark.shared_benchmarks("real_images_smoke")
 def test_eval_scores_random_weights_only_on_request_seeded_and_recorded(tmp_path):
     base = ["eval", "--benchmark", "sugarcrepe", "--annotations", str(SMOKE / "sugar_crepe"), "--images",
             str(SMOKE / "images" / "val2017"), "--model", "test-vit-tiny", "--batch-size", "64"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,9 +20,10 @@ from tripletclip.eval.sugarcrepe import load_sugarcrepe  # noqa: E402
 from tripletclip.models import create_model  # noqa: E402
 from tripletclip.models.weights import WeightsError  # noqa: E402
 from _hf_folders import features, save_clip_folder, save_release_layout  # noqa: E402
+from conftest import SHARED_BENCHMARKS  # noqa: E402
 
-SMOKE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
-pytestmark = pytest.mark.skipif(not SMOKE.is_dir(), reason=f"shared benchmark files not found at {SMOKE}")
+SMOKE = SHARED_BENCHMARKS / "real_images_smoke"
+pytestmark = pytest.mark.shared_benchmarks("real_images_smoke")
 
 
 def smoke_rows():

@@ -14,8 +14,10 @@ from tripletclip.data.contract import EDIT_TYPES
 from tripletclip.negatives.lexicon import article_for, load_lexicon
 from tripletclip.negatives.rules import PRESETS, RulesGenerator, normalise
 from tripletclip.negatives.tagger import LexiconTagger, tokenize
+from conftest import SHARED_BENCHMARKS
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = SHARED_BENCHMARKS
+REAL_CAPTIONS = pytest.mark.shared_benchmarks("real_images_smoke/captions.json", "sugar_crepe")
 WORDS = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
@@ -24,8 +26,7 @@ def bag(text: str) -> collections.Counter:
 
 
 def real_captions() -> list[str]:
-    if not BENCH.is_dir():
-        pytest.skip(f"{BENCH} absent (shared/benchmarks is cloned next to the repo in CI)")
+    """Captions of the 76 smoke images and of every SugarCrepe file (tests using it carry REAL_CAPTIONS)."""
     caps = [a["caption"].strip() for a in json.loads((BENCH / "real_images_smoke" / "captions.json").read_text())["annotations"]]
     for f in sorted(glob.glob(str(BENCH / "sugar_crepe" / "*.json"))):
         caps += [r["caption"] for r in json.loads(Path(f).read_text()).values()]
@@ -78,6 +79,7 @@ def test_articles_and_plural_agreement() -> None:
     assert article_for("orange") == "an" and article_for("uniform") == "a" and article_for("hour") == "an"
 
 
+@REAL_CAPTIONS
 def test_swaps_keep_the_bag_of_words_and_grammar_on_real_captions() -> None:
     caps = real_captions()[:3000]
     g = RulesGenerator("swap_obj,swap_att", 2, tagger="lexicon")
@@ -91,6 +93,7 @@ def test_swaps_keep_the_bag_of_words_and_grammar_on_real_captions() -> None:
     assert n_swaps > 300  # swaps are rarer than other edits but must exist on real captions
 
 
+@REAL_CAPTIONS
 def test_every_negative_differs_is_typed_and_deterministic() -> None:
     caps = real_captions()[:1500]
     g1 = RulesGenerator("sugarcrepe", 3, seed=7, tagger="lexicon")
@@ -135,6 +138,7 @@ def test_unknown_type_is_a_clear_error() -> None:
         RulesGenerator("replace_everything")
 
 
+@REAL_CAPTIONS
 def test_throughput_at_least_2000_captions_per_second() -> None:
     caps = real_captions()[:4000]
     g = RulesGenerator("sugarcrepe", 1, tagger="lexicon")

@@ -19,6 +19,7 @@ from tripletclip.config import load_config
 from tripletclip.losses import LOSSES, build_loss
 from tripletclip.models import load_run_model
 from tripletclip.train import train
+from conftest import SHARED_BENCHMARKS
 
 # the synthetic source (coloured squares, one negative caption and rendering each): the trainer reads no file
 DATA = ["data.type=synthetic", "data.train=96"]
@@ -131,10 +132,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "real_images_smoke"
+SHARED = SHARED_BENCHMARKS / "real_images_smoke"
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/benchmarks not next to the repo")
+@pytest.mark.shared_benchmarks("real_images_smoke")
 def test_periodic_eval_logs_compositional_scores_next_to_the_loss(tmp_path):
     args = "{sugarcrepe: {annotations: %s, images: %s}}" % (SHARED / "sugar_crepe", SHARED / "images" / "val2017")
     res = train(_cfg(tmp_path, "negclip", steps=4, **{"eval.benchmarks": "sugarcrepe", "eval.args": args,

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from tripletclip.world import SUGARCREPE_TYPES, build_world, make_spec, parse_caption, truth
 from tripletclip.world.scene import Scene
+from conftest import SHARED_BENCHMARKS
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCHMARKS = SHARED_BENCHMARKS
 WINOGROUND_FIELDS = {"id", "image_0", "image_1", "caption_0", "caption_1", "tag", "secondary_tag",
                      "num_main_preds", "collapsed_tag"}
 
@@ -63,10 +64,9 @@ def test_bench_is_sugarcrepe_format_with_splits(world) -> None:
             assert r["caption"] != r["negative_caption"]
 
 
+@pytest.mark.shared_benchmarks("sugar_crepe/swap_att.json")
 def test_bench_fields_match_real_sugarcrepe_files(world) -> None:
     real = BENCHMARKS / "sugar_crepe" / "swap_att.json"
-    if not real.is_file():
-        pytest.skip(f"real SugarCrepe annotations not found at {real} (shared/benchmarks is cloned next to the repo)")
     real_row = next(iter(json.loads(real.read_text()).values()))
     ours = json.loads((world[0] / "bench" / "sugarcrepe" / "swap_att.json").read_text())
     assert all(k.isdigit() for k in ours)

@@ -4,11 +4,17 @@ A thin layer: each command lives in its own module under ``tripletclip.cli`` and
 Commands are imported lazily so that ``tripletclip --help`` stays fast and a broken optional dependency of one
 command never breaks another. Errors: a :class:`~tripletclip.errors.UserError` anywhere below becomes one line
 (``Error: ...``, exit 1); every other exception is a bug and keeps its traceback; click's own exits (``--help``,
-usage errors) pass through untouched.
+usage errors) pass through untouched. Under torchrun the line names the rank and is also handed to torchrun,
+whose own failure summary then shows it as the root cause.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,12 +33,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _rank_prefix() -> str:
+    """``[rank r/W] `` under torchrun (or any launcher that sets RANK and WORLD_SIZE), else ''."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"[rank {os.environ.get('RANK', '?')}/{world}] " if world.isdigit() and int(world) > 1 else ""
+
+
+def _tell_torchrun(message: str) -> None:
+    """Under torchrun, hand the error line to its summary: the ChildFailedError it prints after a failed rank
+    then names this line as the root cause instead of "To enable traceback see ..." (torch elastic's error file)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with contextlib.suppress(OSError):
+            # the layout torch's own ErrorHandler.record_exception writes; the "callstack" is the line itself
+            Path(path).write_text(json.dumps({"message": {"message": message, "extraInfo": {
+                "py_callstack": message, "timestamp": str(int(time.time()))}}}))
+
+
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as e:
-            raise click.ClickException(str(e)) from None
+            message = f"{_rank_prefix()}{e}"
+            _tell_torchrun(f"Error: {message}")
+            raise click.ClickException(message) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

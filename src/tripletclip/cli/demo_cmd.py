@@ -1,16 +1,38 @@
 """``tripletclip demo``: build the world, train every objective, evaluate, report (tripletclip.demo)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+# The shipped presets, read from the package folder when --help is built (no demo import: --help stays fast), so
+# a new preset file is listed without editing this module. demo.presets.preset_dir() is the same folder.
+PRESETS = Path(__file__).resolve().parents[1] / "demo" / "presets"
 
-@click.command(context_settings={"ignore_unknown_options": False})
+
+def _preset_lines() -> list[str]:
+    """``name  first line of its header comment`` for each shipped preset, the default first."""
+    paths = sorted(PRESETS.glob("*.yaml"), key=lambda p: (p.stem != "demo", p.stem))
+    width = max((len(p.stem) for p in paths), default=0)
+    lines = []
+    for path in paths:
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        first = first.split(" (")[0].rstrip(".:,")
+        lines.append(f"{path.stem:<{width}}  {first if len(first) <= 90 else first[:87].rsplit(' ', 1)[0] + '...'}")
+    return lines
+
+
+def _preset_names() -> str:
+    return ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+
+
+@click.command(context_settings={"ignore_unknown_options": False},
+               epilog="\b\nShipped presets (--preset NAME):\n" + "\n".join(f"  {ln}" for ln in _preset_lines()))
 @click.argument("overrides", nargs=-1)
 @click.option("--out", default="demo_out", show_default=True, help="Output folder (world, runs, results, report).")
 @click.option("--quick", is_flag=True, help="Smoke run (preset demo-quick): few steps, one seed, a small world.")
 @click.option("--preset", default=None,
-              help="A shipped preset (demo: fine-tuning regime, the default; demo-scratch: from scratch, "
-                   "data-limited; demo-quick) or a YAML path.")
+              help=f"A shipped preset ({_preset_names()}; demo is the default, see below) or a YAML path.")
 @click.option("--seeds", default=None, help="Comma-separated training seeds (default: the preset's, 0,1,2).")
 @click.option("--methods", default=None, help="Comma-separated objectives (default: every registered one).")
 @click.option("--jobs", type=int, default=None, help="Trainings run in parallel (default: min(2, CPU count)).")

@@ -56,12 +56,13 @@ def eval_cmd(
                           skip_missing=skip_missing, echo=click.echo)
         return
     from tripletclip.eval import load_encoder, run_eval
-    from tripletclip.eval.api import build_args, headline_table, read_eval_config
+    from tripletclip.eval.api import build_args, check_inputs, headline_table, read_eval_config
 
     if not benchmarks or not out:
         raise click.UsageError("--benchmark and --out are required (see --list for the benchmarks)")
     config = read_eval_config(config_path) if config_path else None
     args = build_args(benchmarks, annotations, images, options, config)
+    check_inputs(benchmarks, args)  # a missing folder fails here, not after a model download
     init_seed = seed if random_init else None
     encoder = load_encoder(model, pretrained, checkpoint, device, batch_size, precision, force_quick_gelu, progress=True,
                            random_init_seed=init_seed)

@@ -10,6 +10,7 @@ with YAML 1.2's number rules, under which ``1e-4`` is a number (YAML 1.1, PyYAML
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -219,8 +220,37 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return out
 
 
+def check_override(item: str) -> None:
+    """One ``key=value`` override checked on its own, so that a typo blames the override, not the preset.
+
+    Each part of the key must be a field of its section (a close spelling is suggested), and the value must
+    convert to the field's type. Keys below untyped mappings (``loss.kwargs.*``, ``eval.args.*``) pass.
+    """
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key=value, e.g. optim.lr=1e-4")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    tp: Any = RunConfig
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            break
+        names = sorted(f.name for f in dataclasses.fields(tp))
+        if part not in names:
+            section = ".".join(parts[:i])
+            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+            hint = f"did you mean {'.'.join([*parts[:i], close[0]])}? " if close else ""
+            raise ConfigError(f"override '{item}': unknown key '{part}' in {section or 'the config'} "
+                              f"({hint}known: {', '.join(names)}); fix the spelling on the command line")
+        tp = typing.get_type_hints(tp)[part]
+    else:
+        _coerce(parse_override(raw, tp), tp, f"override '{key.strip()}'")
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
-    """Build a RunConfig from an optional preset and dotted overrides."""
+    """Build a RunConfig from an optional preset and dotted overrides (each checked before the merge)."""
+    overrides = list(overrides)
+    for item in overrides:
+        check_override(item)
     data = read_yaml_preset(path) if path else {}
     data = apply_overrides(data, overrides)
     return config_from_dict(data, where=str(path) if path else "config")

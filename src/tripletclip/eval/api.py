@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tripletclip.errors import InputError
+from tripletclip.errors import InputError, NotFoundError
 from tripletclip.eval.base import EVALUATORS, check_options
 from tripletclip.eval.encoder import Encoder
 from tripletclip.eval.records import clean, headline_scalars
@@ -139,6 +139,28 @@ def load_encoder(
             bundle.identity["random_init_seed"] = random_init_seed
     bundle.model.eval()
     return Encoder.from_bundle(bundle, batch_size=batch_size, device=device, precision=precision, progress=progress)
+
+
+def check_inputs(benchmarks: str | Sequence[str], args: dict[str, dict[str, Any]]) -> None:
+    """What :func:`evaluate` would refuse, checked before a model is loaded or downloaded (issue 20).
+
+    Every benchmark is registered, its options known, its annotations given and present, and at least one of
+    its image folders present. Patterns (``{000..009}``, ``*``) and URLs are left to the loaders.
+    """
+    for name in _names(benchmarks):
+        fn = EVALUATORS.get(name.split(":", 1)[0])
+        opts = {k: v for k, v in args.get(name, {}).items() if k != "every"}
+        check_options(name, fn, opts)
+        if "annotations" not in opts and inspect.signature(fn).parameters["annotations"].default is inspect.Parameter.empty:
+            raise InputError(f"benchmark '{name}' needs --annotations (the annotation file or folder; see eval --list)")
+        for key in ("annotations", "images"):
+            value = opts.get(key)
+            paths = [str(p) for p in (value if isinstance(value, (list, tuple)) else [value]) if p]
+            paths = [p for p in paths if not any(c in p for c in "{*?[") and "://" not in p]
+            if paths and not any(Path(p).exists() for p in paths):
+                raise NotFoundError(f"benchmark '{name}': --{key} {' '.join(paths)}: no such file or folder; "
+                                    f"give the {'annotation files' if key == 'annotations' else 'image folder'} "
+                                    "(eval --list says what each benchmark reads)")
 
 
 def run_eval(

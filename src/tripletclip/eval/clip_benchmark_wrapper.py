@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from tripletclip.errors import UnavailableError, UserError
+
 MODEL_TYPE = "tripletclip"
+INSTALL = "pip install 'tripletclip[bench]'"  # pyproject's extra: clip-benchmark from PyPI
 IDENTITY_KEY = "tripletclip_model"
 # identity of each model loaded in this process, by CLIP_benchmark's (model, pretrained) strings
 LOADED: dict[tuple[str, str], dict[str, Any]] = {}
@@ -50,10 +53,11 @@ def register(name: str = MODEL_TYPE) -> None:
     try:
         import clip_benchmark.models as cb_models
     except ImportError:
-        raise ImportError("CLIP_benchmark is not installed: pip install clip-benchmark") from None
+        raise UnavailableError(f"CLIP_benchmark is not installed: {INSTALL} (the 'bench' extra)") from None
     if not hasattr(cb_models, "TYPE2FUNC") or not hasattr(cb_models, "MODEL_TYPES"):
-        raise RuntimeError(
-            "this CLIP_benchmark has no TYPE2FUNC / MODEL_TYPES model registry (added in 1.4); upgrade clip-benchmark"
+        raise UnavailableError(
+            "this CLIP_benchmark has no TYPE2FUNC / MODEL_TYPES model registry (added in 1.4); "
+            f"upgrade it: {INSTALL}"
         )
     cb_models.TYPE2FUNC[name] = load_tripletclip
     # cli.py holds the same list object as argparse choices, so appending makes the new type valid there too
@@ -91,4 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as e:  # one line, as the tripletclip command prints it
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -20,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 import open_clip
 import torch
 
-from tripletclip.errors import InputError
+from tripletclip.errors import InputError, UnavailableError
 from tripletclip.models.activation import check_activation, tag_activation
 from tripletclip.models.bundle import ModelBundle
 from tripletclip.models.weights import (
@@ -91,6 +93,46 @@ def _tag_identity(name: str, pretrained: str, cache_dir: Optional[str]) -> dict[
     if cached is not None:
         ident["weights_sha256"] = file_sha256(cached)
     return ident
+
+
+def _hub_host(cfg: dict[str, Any]) -> Optional[str]:
+    from urllib.parse import urlparse
+
+    if cfg.get("hf_hub"):
+        return urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    return urlparse(cfg.get("url") or "").hostname
+
+
+@contextlib.contextmanager
+def _tag_download(name: str, pretrained: str, cache_dir: Optional[str]) -> Iterator[None]:
+    """Fetching an open_clip tag's weights: a failure is one line, not a minute of retries and a traceback.
+
+    NOTE: offline, huggingface_hub retries five times per file (about 23 s each, every retry logged twice);
+    weights that are not cached and a host that does not resolve fail at once, and the hub's retry warnings
+    are silenced while it tries (issue 20).
+    """
+    cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    host = _hub_host(cfg) if cfg else None
+    advice = ("run it once with network access (the weights are then cached), or pass a local weights file "
+              "(see `tripletclip models list`)")
+    if host and _cached_tag_file(cfg, cache_dir) is None:
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            raise UnavailableError(f"pretrained '{pretrained}' of {name}: the weights are not in the local cache and "
+                                   f"{host} cannot be reached (no network?); {advice}") from None
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        yield
+    except RuntimeError as e:
+        if not str(e).startswith("Failed to download"):
+            raise
+        raise UnavailableError(f"pretrained '{pretrained}' of {name}: the download failed "
+                               f"({str(e).splitlines()[0][:160]}); {advice}") from None
+    finally:
+        hub_log.setLevel(level)
 
 
 def _cached_tag_file(cfg: dict[str, Any], cache_dir: Optional[str]) -> Optional[Path]:
@@ -196,7 +238,8 @@ def create_model(
     if aug_cfg:
         # open_clip's train transform never flips (it sets hflip=0 itself); the other fields pass through
         kwargs["aug_cfg"] = {k: v for k, v in aug_cfg.items() if k not in ("hflip", "horizontal_flip")}
-    with _quiet_random_init():
+    download = _tag_download(name, pretrained, cache_dir) if pretrained and not local and not is_hub else contextlib.nullcontext()
+    with _quiet_random_init(), download:
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
             name,
             pretrained=None if local else (pretrained or None),

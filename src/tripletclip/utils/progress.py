@@ -30,4 +30,9 @@ def progress_bar(*, unit: str = "", fields: str = "", elapsed: bool = False, tra
     if elapsed:
         columns.append(TimeElapsedColumn())
     columns.append(TimeRemainingColumn())
-    return Progress(*columns, transient=transient, disable=not enabled)
+    from rich.console import Console
+
+    # NOTE: a transient bar on a pipe or file draws nothing but leaves one blank line when it ends (rich prints
+    # its last, empty frame): eval printed three before its table (issue 20). Off the terminal it is off.
+    interactive = Console().is_terminal
+    return Progress(*columns, transient=transient, disable=not enabled or (transient and not interactive))
