@@ -13,6 +13,8 @@ from typing import Any
 from tripletclip.errors import InputError
 from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
+from tripletclip.losses import degla, fscclip  # noqa: F401  (registration)
+from tripletclip.losses.regularisers import Regularised, check_regularisers, regularise
 from tripletclip.losses.ceclip import CeClipLoss
 from tripletclip.losses.clip import ClipLoss
 from tripletclip.losses.negclip import NegClipLoss
@@ -33,7 +35,22 @@ def build_loss(name: str, **kwargs: Any) -> ContrastiveLoss:
     return cls(**kwargs)
 
 
+def build_objective(cfg: Any) -> ContrastiveLoss:
+    """The run's objective from a LossConfig: ``loss.name`` with ``loss.kwargs``, plus the regularisers
+    ``loss.cyclip_cross``, ``loss.cyclip_in`` and ``loss.distill_weight`` (docs/objectives.md)."""
+    check_regularisers(cfg.cyclip_cross, cfg.cyclip_in, cfg.distill_weight, cfg.teacher, cfg.ema_decay)
+    return regularise(build_loss(cfg.name, **cfg.kwargs), cfg.cyclip_cross, cfg.cyclip_in, cfg.distill_weight)
+
+
+def teacher_kind(cfg: Any, loss: ContrastiveLoss) -> str:
+    """"base" or "ema" when ``loss`` needs a teacher (loss.teacher, else the objective's default), else ""."""
+    return (cfg.teacher or loss.default_teacher) if loss.needs_teacher else ""
+
+
 __all__ = [
+    "build_objective",
+    "teacher_kind",
+    "Regularised",
     "LOSSES",
     "build_loss",
     "ContrastiveLoss",
