@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from tripletclip.models.tokens import token_features
+
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -65,4 +67,5 @@ def forward_features(
     if ni_mask is not None:
         feats["neg_image_features"] = _scatter_rows(img_f[b:], ni_mask, d)
         feats["neg_image_mask"] = ni_mask
+    feats.update(token_features(out, b, nt_mask))  # patch/token features when the forward gives them
     return feats
