@@ -20,7 +20,7 @@ from tripletclip.config import LossConfig
 from tripletclip.losses import LOSSES, build_loss, build_objective
 from tripletclip.utils import distributed as du
 
-FEATURES = ("image", "text", "neg_text", "neg_image")
+FEATURES = ("image", "text", "neg_text", "neg_image", "pos_text")
 # local-only inputs of objectives that declare needs_tokens / needs_teacher (tokens go through the projection too)
 TOKENS = ("image_tokens", "text_tokens", "neg_text_tokens")
 TEACHER = ("teacher_image", "teacher_text")

@@ -18,8 +18,9 @@ from tripletclip.losses import LOSSES, Regularised, build_loss, build_objective,
 
 torch.set_num_threads(1)
 KEYS = ["image_features", "text_features", "neg_text_features", "neg_image_features", "image_tokens",
-        "text_tokens", "neg_text_tokens", "logit_scale"]
-EXTRA = [n for n in LOSSES.names() if LOSSES.get(n).needs_tokens or LOSSES.get(n).needs_teacher]
+        "text_tokens", "neg_text_tokens", "pos_text_features", "logit_scale"]
+EXTRA = [n for n in LOSSES.names()
+         if LOSSES.get(n).needs_tokens or LOSSES.get(n).needs_teacher or LOSSES.get(n).needs_pos_text]
 
 
 def make_features(seed: int, b: int = 4, k: int = 3, m: int = 2, d: int = 8, p: int = 5, L: int = 6,
@@ -44,7 +45,7 @@ def make_features(seed: int, b: int = 4, k: int = 3, m: int = 2, d: int = 8, p: 
         "neg_text_tokens": torch.randn(b, k, L, d, generator=g),
         "neg_text_token_mask": torch.arange(L)[None, None, :] < neg_lengths[..., None],
         "teacher_image_features": unit(b, d), "teacher_text_features": unit(b, d),
-        "logit_scale": torch.tensor(scale),
+        "pos_text_features": unit(b, 1, d), "logit_scale": torch.tensor(scale),
     }
 
 
@@ -168,7 +169,23 @@ def ref_tripletclip_cyclip(f, wc=0.25, wi=0.25):
     return module.ref_tripletclip(f) + wc * cross + wi * inm
 
 
-REFS = {"fscclip": ref_fscclip, "degla": ref_degla}
+def ref_clic(f, wc=1.0, ws=1.0, wu=1.0):
+    """Eqs. 4-7 of CLIC with positives p_1 = T and p_2 = pos_text[:, 0]."""
+    I, N, mask, s = f["image_features"], f["neg_text_features"], f["neg_text_mask"], f["logit_scale"]
+    sets = [f["text_features"]] + [f["pos_text_features"][:, m] for m in range(f["pos_text_features"].shape[1])]
+    b = len(I)
+    cont = sneg = 0.0
+    for P in sets:
+        i2t = sum(ce([s * I[i] @ P[j] for j in range(b)], i) for i in range(b)) / b
+        t2i = sum(ce([s * P[i] @ I[j] for j in range(b)], i) for i in range(b)) / b
+        cont = cont + 0.5 * (i2t + t2i)
+        sneg = sneg + sum(ce([s * I[i] @ P[i]] + [s * I[i] @ N[i, k] for k in range(mask.shape[1]) if mask[i, k]], 0)
+                          for i in range(b)) / b
+    uni = sum(((sets[0][i] - sets[1][i]) ** 2).sum() for i in range(b)) / b
+    return wc * cont / len(sets) + ws * sneg / len(sets) + wu * uni
+
+
+REFS = {"fscclip": ref_fscclip, "degla": ref_degla, "clic": ref_clic}
 
 
 # ----------------------------------------------------------------------------- value and gradient checks
@@ -307,3 +324,40 @@ def test_missing_tokens_or_teacher_is_a_clear_error():
         build_loss("degla")({k: v for k, v in f.items() if k != "teacher_text_features"})
     with pytest.raises(InputError, match="normalizer"):
         build_loss("fscclip", normalizer="max")
+
+
+# ----------------------------------------------------------------------------- CLIC's batch transform
+
+def test_clic_pairs_concatenate_and_swap_like_the_tokenizer():
+    from tripletclip.models import create_model
+
+    bundle = create_model("test-vit-tiny")
+    tok = bundle.tokenizer
+    caps = ["a red cube left of a blue ball", "two green cones", "dog dog", "dog"]
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(4, 3, 8, 6, generator=g), "text": tok(caps),
+             "neg_text": torch.zeros(4, 1, tok.context_length, dtype=torch.long),
+             "neg_text_mask": torch.ones(4, 1, dtype=torch.bool), "neg_text_type": torch.zeros(4, 1, dtype=torch.long),
+             "neg_image": torch.zeros(4, 1, 3, 8, 6), "neg_image_mask": torch.ones(4, 1, dtype=torch.bool),
+             "key": ["a", "b", "c", "d"]}
+    transform = build_loss("clic").batch_transform(tok)
+    out = transform(batch)
+    assert out["image"].shape == (2, 3, 8, 6) and out["key"] == ["a+b", "c+d"]
+    assert torch.equal(out["text"], tok([caps[0] + " " + caps[1], caps[2] + " " + caps[3]]))
+    assert torch.equal(out["pos_text"][:, 0], tok([caps[1] + " " + caps[0], caps[3] + " " + caps[2]]))
+    # one word of each caption swapped: same multiset of words as p_1, a different sequence
+    words = lambda ids: [tok.decoder[i] for i in ids.tolist() if i not in (0, tok.sot_token_id, tok.eot_token_id)]  # noqa: E731
+    neg, pos = words(out["neg_text"][0, 0]), words(out["text"][0])
+    assert sorted(neg) == sorted(pos) and neg != pos
+    diff = [i for i, (x, y) in enumerate(zip(neg, pos)) if x != y]
+    assert len(diff) == 2 and diff[0] < 8 <= diff[1]  # 8 words in caption a: one position in each caption
+    assert out["neg_text_mask"][:, 0].tolist() == [True, False]  # one word repeated: no swap changes it
+    assert not out["neg_image_mask"].any()
+    # the image is the side-by-side pair resized back to the input size
+    pair = torch.cat([batch["image"][0], batch["image"][1]], dim=-1)[None]
+    want = torch.nn.functional.interpolate(pair, size=(8, 6), mode="bilinear", align_corners=False, antialias=True)
+    assert torch.equal(out["image"][:1], want)
+    again = transform(batch)  # deterministic in the data: a resumed run draws the same swaps
+    assert torch.equal(again["neg_text"], out["neg_text"])
+    with pytest.raises(InputError, match="batch_size must be even"):
+        transform({k: v[:3] for k, v in batch.items()})

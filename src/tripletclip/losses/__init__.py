@@ -13,7 +13,7 @@ from typing import Any
 from tripletclip.errors import InputError
 from tripletclip.losses.base import LOSSES, ContrastiveLoss, Features, LossInputs
 from tripletclip.losses import ceclip, clip, negclip, negimage, tripletclip  # noqa: F401  (registration)
-from tripletclip.losses import degla, fscclip  # noqa: F401  (registration)
+from tripletclip.losses import clic, degla, fscclip  # noqa: F401  (registration)
 from tripletclip.losses.regularisers import Regularised, check_regularisers, regularise
 from tripletclip.losses.ceclip import CeClipLoss
 from tripletclip.losses.clip import ClipLoss

@@ -64,12 +64,16 @@ class Regularised(ContrastiveLoss):
         self.needs_neg_text = inner.needs_neg_text  # type: ignore[misc]
         self.needs_neg_image = inner.needs_neg_image  # type: ignore[misc]
         self.needs_tokens = inner.needs_tokens  # type: ignore[misc]
+        self.needs_pos_text = inner.needs_pos_text  # type: ignore[misc]
         self.needs_teacher = inner.needs_teacher or distill_weight > 0  # type: ignore[misc]
         self.default_teacher = inner.default_teacher  # type: ignore[misc]
         self.w_cross, self.w_in, self.w_distill = float(cyclip_cross), float(cyclip_in), float(distill_weight)
 
     def on_epoch_start(self, epoch: int) -> None:
         self.inner.on_epoch_start(epoch)
+
+    def batch_transform(self, tokenizer: Any):  # type: ignore[no-untyped-def]
+        return self.inner.batch_transform(tokenizer)
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return self.inner.logits_shapes(local_b, global_b, k, m)

@@ -95,8 +95,9 @@ def token_features(out: Any, b: int, neg_text_mask: Optional[torch.Tensor]) -> d
     if neg_text_mask is not None:
         k = neg_text_mask.shape[1]
         idx = neg_text_mask.reshape(-1).nonzero(as_tuple=True)[0]
-        tokens = txt.new_zeros(b * k, *txt.shape[1:]).index_copy(0, idx, txt[b:])
-        token_mask = mask.new_zeros(b * k, mask.shape[1]).index_copy(0, idx, mask[b:])
+        n = idx.shape[0]  # the valid negatives follow the positives (further positives, if any, come last)
+        tokens = txt.new_zeros(b * k, *txt.shape[1:]).index_copy(0, idx, txt[b : b + n])
+        token_mask = mask.new_zeros(b * k, mask.shape[1]).index_copy(0, idx, mask[b : b + n])
         feats["neg_text_tokens"] = tokens.view(b, k, *txt.shape[1:])
         feats["neg_text_token_mask"] = token_mask.view(b, k, mask.shape[1])
     return feats

@@ -1,6 +1,7 @@
 """What an objective declares it needs, provided by the trainer: token features and a teacher.
 
-The trainer makes three calls into :class:`LossSupport` and never asks which objective runs:
+The trainer makes four calls into :class:`LossSupport` and never asks which objective runs: ``transform``
+(the objective's ``batch_transform``, e.g. CLIC's concatenated pairs; identity otherwise),
 ``forward_module`` (the step's forward: token features when the loss ``needs_tokens``), ``features`` (the
 teacher's features of the positives when it ``needs_teacher``) and ``after_step`` (the EMA update). Its
 ``state_dict`` goes into every checkpoint, so an EMA teacher resumes exactly.
@@ -63,8 +64,9 @@ class Teacher:
 class LossSupport:
     """Provides what ``loss`` declares (tokens, teacher) for a run on ``model`` (the bare, unwrapped model)."""
 
-    def __init__(self, loss: ContrastiveLoss, loss_cfg: Any, model: torch.nn.Module) -> None:
+    def __init__(self, loss: ContrastiveLoss, loss_cfg: Any, model: torch.nn.Module, tokenizer: Any = None) -> None:
         self.needs_tokens = bool(loss.needs_tokens)
+        self.transform = loss.batch_transform(tokenizer) or (lambda batch: batch)
         kind = teacher_kind(loss_cfg, loss)
         self.teacher = Teacher(model, kind, loss_cfg.ema_decay) if kind else None
 

@@ -146,7 +146,7 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
     loss_fn = build_objective(cfg.loss).to(device)
-    support = LossSupport(loss_fn, cfg.loss, model)  # before any restore: a "base" teacher is the start
+    support = LossSupport(loss_fn, cfg.loss, model, bundle.tokenizer)  # before any restore: a "base" teacher is the start
     use_nt = bool(loss_fn.needs_neg_text and cfg.data.use_neg_text)
     use_ni = bool(loss_fn.needs_neg_image and cfg.data.use_neg_image)
     data_cfg = dataclasses.replace(cfg.data, use_neg_text=use_nt, use_neg_image=use_ni)
@@ -194,7 +194,7 @@ def _loop(run: _Run) -> dict[str, Any]:
         if loader.epoch != epoch:  # e.g. CE-CLIP resets its adaptive thresholds
             epoch = loader.epoch
             run.loss_fn.on_epoch_start(epoch)
-        batch = move_batch(batch, torch.device(env.device))
+        batch = move_batch(run.support.transform(batch), torch.device(env.device))
         feats = forward_features(run.forward_model, batch, run.use_nt, run.use_ni, run.autocast)
         out = run.loss_fn({**feats, **run.support.features(batch, run.autocast)})
         run.opt.zero_grad(set_to_none=True)
