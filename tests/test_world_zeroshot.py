@@ -1,6 +1,6 @@
 """Zero-shot shape and colour classification on the world (eval/world_zeroshot.py) and its results.json block.
 
-An oracle encoder (image -> one-hot of its object's shape plus one-hot of its colour; prompt -> the same from
+An oracle encoder (object crop -> one-hot of its shape plus one-hot of its colour; prompt -> the same from
 its words) must score 100%; a constant encoder ties every class and must score 0% (ties count as wrong)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tripletclip.errors import InputError
-from tripletclip.eval.world_zeroshot import attach_zeroshot, single_object_images, world_zeroshot
+from tripletclip.eval.world_zeroshot import attach_zeroshot, object_crops, world_zeroshot
 from tripletclip.world import build_world
 
 
@@ -26,7 +26,8 @@ class Oracle:
     def __init__(self, bench: Path, constant: bool = False) -> None:
         spec = json.loads((bench / "manifest.json").read_text())["spec"]
         self.words = list(spec["shapes"]) + list(spec["colours"])
-        self.scenes = {json.loads(x)["image"]: json.loads(x)["scene"] for x in (bench / "scenes.jsonl").read_text().splitlines()}
+        size = json.loads((bench / "manifest.json").read_text())["image_size"]
+        self.labels = {(str(c.path), c.box): (s, col) for c, s, col in object_crops(bench, size)}
         self.constant = constant
 
     def _vec(self, words) -> torch.Tensor:
@@ -39,24 +40,27 @@ class Oracle:
     def encode_texts(self, texts):
         return torch.stack([self._vec(t.split()) for t in texts])
 
-    def encode_images(self, paths):
-        return torch.stack([self._vec([self.scenes[Path(p).name]["objects"][0][k] for k in ("shape", "colour")])
-                            for p in paths])
+    def encode_images(self, crops):
+        return torch.stack([self._vec(self.labels[(str(c.path), c.box)]) for c in crops])
 
 
 def test_oracle_scores_everything_and_a_constant_encoder_nothing(bench):
-    rows = single_object_images(bench)
-    assert rows and all(len(r) == 3 for r in rows)
+    size = json.loads((bench / "manifest.json").read_text())["image_size"]
+    rows = object_crops(bench, size)
+    n_objects = sum(len(json.loads(x)["scene"]["objects"]) for x in (bench / "scenes.jsonl").read_text().splitlines())
+    assert len(rows) == min(n_objects, 1000) and len(object_crops(bench, size, limit=10)) == 10
+    crop = rows[0][0]
+    assert crop.box[2] == crop.box[3] > 0  # a square around the object
     res = world_zeroshot(Oracle(bench), bench)
     assert (res["shape"], res["colour"], res["mean"]) == (100.0, 100.0, 100.0)
-    assert res["n_images"] == len(rows)
+    assert res["n_objects"] == len(rows)
     flat = world_zeroshot(Oracle(bench, constant=True), bench)
     assert (flat["shape"], flat["colour"]) == (0.0, 0.0)  # every class ties: wrong
 
 
 def test_missing_scenes_is_a_user_error(tmp_path):
     with pytest.raises(InputError, match="scenes.jsonl"):
-        single_object_images(tmp_path)
+        object_crops(tmp_path, 24)
 
 
 def test_results_block_has_per_seed_values_and_the_change_vs_base():

@@ -1,8 +1,8 @@
 """Forgetting on the embedded world: zero-shot classification of shape and colour, base vs fine-tuned.
 
-The world's own ImageNet: every benchmark image that shows exactly one object (``scenes.jsonl`` of a world
-benchmark, tripletclip.world.eval_set) is classified by shape among the spec's shapes and by colour among its
-colours. Prompts run over the world vocabulary with CLIP's prompt ensembling (arXiv 2103.00020, Sec. 3.1.4):
+The world's own ImageNet: every object of the benchmark's scenes (``scenes.jsonl`` of a world benchmark,
+tripletclip.world.eval_set), cropped to a square of 1.25 radii around its centre (the demo's scenes always hold
+two objects), is classified by shape among the spec's shapes and by colour among its colours. Prompts run over the world vocabulary with CLIP's prompt ensembling (arXiv 2103.00020, Sec. 3.1.4):
 the weight of shape s is the renormalised mean of the normalised embeddings of "<a/an> <c> <s>" and
 "a photo of <a/an> <c> <s>" over every colour c (and symmetrically for colours), so no class is named with a
 word the captions never use. Correct iff the true class scores strictly above every other class (ties count
@@ -22,30 +22,37 @@ from typing import Any, Mapping, MutableMapping, Sequence
 import torch
 
 from tripletclip.errors import InputError
+from tripletclip.eval.encoder import ImageCrop
 from tripletclip.world.vocab import article
 
 TEMPLATES = ("{a} {c} {s}", "a photo of {a} {c} {s}")
+MARGIN = 1.25  # crop half-side in object radii: the whole object and a little ground
+MAX_CROPS = 1000  # bounds the evaluation's cost on large benchmarks
 METRICS = ("shape", "colour", "mean")
 
 
-def single_object_images(bench_dir: Path) -> list[tuple[str, str, str]]:
-    """(image file, shape, colour) of every benchmark image with exactly one object, in file-name order."""
+def object_crops(bench_dir: Path, image_size: int, limit: int = MAX_CROPS) -> list[tuple[ImageCrop, str, str]]:
+    """(crop, shape, colour) of every object of the benchmark's scenes, at most ``limit`` (evenly spaced, in
+    (file name, object) order, so the set is the same for every model evaluated on this benchmark)."""
     path = bench_dir / "scenes.jsonl"
     if not path.is_file():
         raise InputError(f"{path}: missing; zero-shot on the world needs a world benchmark folder "
                          "(tripletclip world build --out DIR, then DIR/bench)")
-    seen: dict[str, tuple[str, str]] = {}
+    found: dict[tuple[str, int], tuple[ImageCrop, str, str]] = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            objects = row["scene"]["objects"]
-            if len(objects) == 1:
-                seen[row["image"]] = (objects[0]["shape"], objects[0]["colour"])
+            for i, o in enumerate(row["scene"]["objects"]):
+                half = MARGIN * float(o["r"]) * image_size
+                box = (float(o["x"]) * image_size - half, float(o["y"]) * image_size - half, 2 * half, 2 * half)
+                found[(row["image"], i)] = (ImageCrop(bench_dir / "images" / row["image"], box), o["shape"], o["colour"])
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path}: line {n} is not a scene record ({e}); rebuild the world benchmark") from None
-    return [(name, *seen[name]) for name in sorted(seen)]
+    items = [found[k] for k in sorted(found)]
+    step = max(1, -(-len(items) // limit))
+    return items[::step][:limit]
 
 
 def class_weights(enc: Any, shapes: Sequence[str], colours: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,19 +74,19 @@ def strict_top1(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def world_zeroshot(enc: Any, bench_dir: str | Path) -> dict[str, Any]:
     """Shape and colour zero-shot accuracy (percent) on the single-object images of a world benchmark."""
     bench_dir = Path(bench_dir)
-    spec = json.loads((bench_dir / "manifest.json").read_text())["spec"]
-    shapes, colours = list(spec["shapes"]), list(spec["colours"])
-    rows = [r for r in single_object_images(bench_dir) if r[1] in shapes and r[2] in colours]
+    manifest = json.loads((bench_dir / "manifest.json").read_text())
+    shapes, colours = list(manifest["spec"]["shapes"]), list(manifest["spec"]["colours"])
+    rows = [r for r in object_crops(bench_dir, int(manifest["image_size"])) if r[1] in shapes and r[2] in colours]
     if not rows:
-        raise InputError(f"{bench_dir}: no single-object image to classify; build the world with more benchmark rows")
-    images = enc.encode_images([bench_dir / "images" / name for name, _, _ in rows]).float()
+        raise InputError(f"{bench_dir}: no object to classify; build the world with more benchmark rows")
+    images = enc.encode_images([crop for crop, _, _ in rows]).float()
     images = torch.nn.functional.normalize(images, dim=-1)
     shape_w, colour_w = class_weights(enc, shapes, colours)
     shape_t = torch.tensor([shapes.index(s) for _, s, _ in rows])
     colour_t = torch.tensor([colours.index(c) for _, _, c in rows])
     shape = 100.0 * strict_top1(images @ shape_w.t(), shape_t).double().mean().item()
     colour = 100.0 * strict_top1(images @ colour_w.t(), colour_t).double().mean().item()
-    return {"shape": shape, "colour": colour, "mean": 0.5 * (shape + colour), "n_images": len(rows),
+    return {"shape": shape, "colour": colour, "mean": 0.5 * (shape + colour), "n_objects": len(rows),
             "chance": {"shape": 100.0 / len(shapes), "colour": 100.0 / len(colours)},
             "prompts": list(TEMPLATES), "rule": "strict top-1 (ties wrong), prompt ensemble over the vocabulary"}
 
