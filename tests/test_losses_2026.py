@@ -316,6 +316,13 @@ def test_bad_regulariser_settings_are_user_errors(key, value, match):
         build_objective(cfg)
 
 
+def test_a_teacher_without_use_is_refused():
+    cfg = RunConfig().loss
+    cfg.name, cfg.teacher = "clip", "ema"
+    with pytest.raises(InputError, match="loss.teacher=ema has no effect"):
+        build_objective(cfg)
+
+
 def test_missing_tokens_or_teacher_is_a_clear_error():
     f = make_features(10)
     with pytest.raises(KeyError, match="image_tokens.*needs_tokens"):

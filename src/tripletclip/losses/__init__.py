@@ -39,7 +39,11 @@ def build_objective(cfg: Any) -> ContrastiveLoss:
     """The run's objective from a LossConfig: ``loss.name`` with ``loss.kwargs``, plus the regularisers
     ``loss.cyclip_cross``, ``loss.cyclip_in`` and ``loss.distill_weight`` (docs/objectives.md)."""
     check_regularisers(cfg.cyclip_cross, cfg.cyclip_in, cfg.distill_weight, cfg.teacher, cfg.ema_decay)
-    return regularise(build_loss(cfg.name, **cfg.kwargs), cfg.cyclip_cross, cfg.cyclip_in, cfg.distill_weight)
+    loss = regularise(build_loss(cfg.name, **cfg.kwargs), cfg.cyclip_cross, cfg.cyclip_in, cfg.distill_weight)
+    if cfg.teacher and not loss.needs_teacher:  # a setting without effect must not pass silently
+        raise InputError(f"loss.teacher={cfg.teacher} has no effect: loss '{cfg.name}' uses no teacher; set "
+                         "loss.distill_weight > 0 or drop loss.teacher")
+    return loss
 
 
 def teacher_kind(cfg: Any, loss: ContrastiveLoss) -> str:
