@@ -73,3 +73,20 @@ def test_refusals_are_one_line(tuned_run, tiny_weights, tmp_path):
         interpolate_state({"a": torch.zeros(2)}, {"b": torch.zeros(2)}, 0.5)
     with pytest.raises(InputError, match="shape"):
         interpolate_state({"a": torch.zeros(2)}, {"a": torch.zeros(3)}, 0.5)
+
+
+def test_sweep_points_are_changes_against_the_base_on_the_world(tuned_run, tiny_weights, tmp_path):
+    from tripletclip.demo.jobs import evaluate_bundle
+    from tripletclip.models import create_model, load_run_model
+    from tripletclip.report.tradeoff import sweep_points
+    from tripletclip.world import build_world
+
+    build_world(tmp_path / "w", n_train=4, n_bench=4, n_retrieval=8, seed=2, image_size=32, progress=False)
+    bench = tmp_path / "w" / "bench"
+    points = sweep_points(str(tuned_run), str(tiny_weights), [1.0], str(bench), method="negclip")
+    assert [p["alpha"] for p in points] == [0.0, 1.0]  # the base is always a point
+    assert points[0]["compositional_change"] == 0.0 and points[0]["zeroshot_change"] == 0.0
+    base = evaluate_bundle(create_model("test-vit-tiny", str(tiny_weights)), bench, sim_rows=1)
+    tuned = evaluate_bundle(load_run_model(tuned_run), bench, sim_rows=1)
+    assert points[-1]["compositional_change"] == pytest.approx(tuned["scores"]["seen"]["mean"] - base["scores"]["seen"]["mean"])
+    assert points[-1]["zeroshot_change"] == pytest.approx(tuned["zeroshot"]["mean"] - base["zeroshot"]["mean"])

@@ -75,3 +75,23 @@ def tradeoff_figure(results: Mapping[str, Any], sweep: Optional[Sequence[Mapping
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return _png(fig)
+
+
+def sweep_points(run: str, base: str, alphas: Sequence[float], bench_dir: str, method: str = "",
+                 batch_size: int = 256) -> list[dict[str, Any]]:
+    """WiSE-FT points for :func:`tradeoff_figure`: each alpha's world scores (tripletclip.demo.jobs) as changes
+    against alpha = 0, the base itself (added to ``alphas`` when missing)."""
+    from pathlib import Path
+
+    from tripletclip.demo.jobs import evaluate_bundle
+    from tripletclip.models.interpolate import sweep
+
+    alphas = sorted({0.0, *map(float, alphas)})
+    scores = {}
+    for alpha, bundle in sweep(run, base, alphas):
+        rec = evaluate_bundle(bundle, Path(bench_dir), batch_size=batch_size, sim_rows=1)  # similarities unused
+        scores[alpha] = (rec["scores"]["seen"]["mean"], rec["zeroshot"]["mean"])
+    comp0, zs0 = scores[0.0]
+    name = method or Path(run).name
+    return [{"method": name, "alpha": a, "compositional_change": c - comp0, "zeroshot_change": z - zs0}
+            for a, (c, z) in sorted(scores.items())]
