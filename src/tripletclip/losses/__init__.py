@@ -1,4 +1,5 @@
-"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (docs/methods.md section 2).
+"""Training objectives by name: clip, negclip, negimage, tripletclip, ceclip (docs/methods.md section 2), fscclip,
+clic, degla, and the regularisers any of them takes (docs/objectives.md; :func:`build_objective`).
 
 Each objective is an ``nn.Module`` registered in :data:`LOSSES`; ``forward(features)`` takes the features
 contract of :mod:`tripletclip.data.contract` and returns ``{"loss": total (with graph), <term>: detached}``.
