@@ -16,17 +16,26 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tripletclip.losses import LOSSES, build_loss
+from tripletclip.config import LossConfig
+from tripletclip.losses import LOSSES, build_loss, build_objective
 from tripletclip.utils import distributed as du
 
-FEATURES = ("image", "text", "neg_text", "neg_image")
+FEATURES = ("image", "text", "neg_text", "neg_image", "pos_text")
+# local-only inputs of objectives that declare needs_tokens / needs_teacher (tokens go through the projection too)
+TOKENS = ("image_tokens", "text_tokens", "neg_text_tokens")
+TEACHER = ("teacher_image", "teacher_text")
+# the regularisers on top of an objective (loss.cyclip_*, loss.distill_weight), checked like an objective
+COMPOSED = {"tripletclip+cyclip": dict(name="tripletclip", cyclip_cross=0.25, cyclip_in=0.25),
+            "negclip+distill": dict(name="negclip", distill_weight=0.5)}
 
 
 def _features(raw: dict[str, torch.Tensor], rows: slice, proj: torch.Tensor, log_scale: torch.Tensor):
     """Leaves for this rank's rows and the features contract built from them through a shared projection."""
-    leaves = {k: raw[k][rows].clone().requires_grad_(True) for k in FEATURES}
-    feats = {f"{k}_features": F.normalize(leaves[k] @ proj, dim=-1) for k in FEATURES}
-    feats.update({k: raw[k][rows] for k in ("neg_text_mask", "neg_image_mask", "neg_text_type")})
+    leaves = {k: raw[k][rows].clone().requires_grad_(True) for k in FEATURES + TOKENS + TEACHER}
+    feats = {f"{k}_features": F.normalize(leaves[k] @ proj, dim=-1) for k in FEATURES + TEACHER}
+    feats.update({k: leaves[k] @ proj for k in TOKENS})
+    feats.update({k: raw[k][rows] for k in ("neg_text_mask", "neg_image_mask", "neg_text_type", "text_token_mask",
+                                            "neg_text_token_mask")})
     feats["logit_scale"] = log_scale.exp()
     return leaves, feats
 
@@ -37,8 +46,9 @@ def run_objectives(inputs: dict[str, Any], rank: int, world_size: int) -> dict[s
     b = n // world_size
     rows = slice(rank * b, (rank + 1) * b)
     results: dict[str, Any] = {}
-    for name in LOSSES.names():
-        loss_fn = build_loss(name)
+    objectives = {name: build_loss(name) for name in LOSSES.names()}
+    objectives.update({name: build_objective(LossConfig(**spec)) for name, spec in COMPOSED.items()})
+    for name, loss_fn in objectives.items():
         record: dict[str, Any] = {}
         for step, batch in enumerate(("batch1", "batch2")):
             proj = inputs["proj"].clone().requires_grad_(True)  # a replicated parameter, as under DDP

@@ -67,6 +67,18 @@ def _batch(g: torch.Generator, n: int, k: int, m: int, d: int) -> dict[str, torc
         "neg_text": torch.randn(n, k, d, generator=g), "neg_image": torch.randn(n, m, d, generator=g),
         "neg_text_mask": nt_mask, "neg_image_mask": ni_mask,
         "neg_text_type": torch.randint(0, EDIT_TYPE_INDEX["llm"] + 1, (n, k), generator=g),
+    } | _extras(g, n, k, d)
+
+
+def _extras(g: torch.Generator, n: int, k: int, d: int, p: int = 3, length: int = 5) -> dict[str, torch.Tensor]:
+    """Tokens (uneven caption lengths), teacher features and further positives for the objectives that declare them."""
+    return {
+        "image_tokens": torch.randn(n, p, d, generator=g), "text_tokens": torch.randn(n, length, d, generator=g),
+        "neg_text_tokens": torch.randn(n, k, length, d, generator=g),
+        "text_token_mask": torch.arange(length) < torch.randint(2, length + 1, (n, 1), generator=g),
+        "neg_text_token_mask": torch.arange(length) < torch.randint(2, length + 1, (n, k, 1), generator=g),
+        "teacher_image": torch.randn(n, d, generator=g), "teacher_text": torch.randn(n, d, generator=g),
+        "pos_text": torch.randn(n, 2, d, generator=g),
     }
 
 
@@ -111,7 +123,8 @@ def test_every_objective_w2_equals_w1(two_ranks):
     ref = _load_worker().run_objectives(inputs, rank=0, world_size=1)
     b = inputs["batch1"]["image"].shape[0] // WORLD
     close = dict(rtol=1e-5, atol=1e-6)
-    assert set(ref) == {"clip", "negclip", "negimage", "tripletclip", "ceclip"}
+    assert set(ref) == {"clip", "negclip", "negimage", "tripletclip", "ceclip", "fscclip", "degla", "clic",
+                        "tripletclip+cyclip", "negclip+distill"}
     for name, steps in ref.items():
         for step, want in steps.items():
             got = [rk[name][step] for rk in ranks]

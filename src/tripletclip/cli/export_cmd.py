@@ -10,11 +10,14 @@ import click
               help="open_clip: state dict + model config; hf: transformers CLIPModel folder with its processor.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-def export(run: str, fmt: str, out: str, overwrite: bool) -> None:
+@click.option("--interpolate", "alpha", type=float, default=None,
+              help="WiSE-FT: write (1-ALPHA) * base + ALPHA * run (0 = the base, 1 = the run); needs --base.")
+@click.option("--base", default="", help="The model RUN was fine-tuned from (open_clip tag, weights file or run folder).")
+def export(run: str, fmt: str, out: str, overwrite: bool, alpha: float | None, base: str) -> None:
     """Export the model of RUN (a run or checkpoint folder) for open_clip or transformers."""
     from tripletclip.models.export import export_model
 
-    manifest = export_model(run, fmt, out, overwrite=overwrite)  # refusals are UserErrors: one line (tripletclip.cli)
+    manifest = export_model(run, fmt, out, overwrite=overwrite, interpolate=alpha, base=base)  # refusals are UserErrors: one line (tripletclip.cli)
     diff = max(manifest["max_feature_diff"].values())
     click.echo(f"wrote {out} ({fmt}; read back with {'transformers' if fmt == 'hf' else 'open_clip'}: "
                f"features within {diff:.1e} of the checkpoint)")

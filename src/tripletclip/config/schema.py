@@ -75,6 +75,15 @@ class LossConfig:
 
     name: str = "clip"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # CyCLIP's symmetry regularisers on top of any objective (arXiv 2205.14459 uses 0.25 each; 0 = off)
+    cyclip_cross: float = 0.0
+    cyclip_in: float = 0.0
+    # forgetting control for any objective: squared distance to a teacher's features (docs/objectives.md)
+    distill_weight: float = 0.0
+    # the teacher of distill_weight and of objectives that need one: "base" (frozen starting model),
+    # "ema" (moving average of the student), "" = the objective's default (DeGLA: ema, else base)
+    teacher: str = ""
+    ema_decay: float = 0.999
 
 
 @dataclass

@@ -94,6 +94,7 @@ def evaluate_run(run_dir: Path, bench_dir: Path, batch_size: int = 256, sim_rows
 def evaluate_bundle(bundle: Any, bench_dir: Path, batch_size: int = 256, sim_rows: int = 400) -> dict[str, Any]:
     """World benchmark scores (percent) per split and category, Winoground, retrieval, and similarities."""
     from tripletclip.eval import Encoder, evaluate
+    from tripletclip.eval.world_zeroshot import world_zeroshot
 
     enc = Encoder.from_bundle(bundle, batch_size=batch_size)
     rec = evaluate(["world"], enc, {"world": {"annotations": str(bench_dir)}})["world"]
@@ -112,7 +113,8 @@ def evaluate_bundle(bundle: Any, bench_dir: Path, batch_size: int = 256, sim_row
             wino[k] = 100.0 * sum(vals) / len(vals)
     retrieval = {k.split("/")[1]: 100.0 * v for k, v in head.items() if k.startswith("retrieval/")}
     return {"scores": scores, "winoground": wino, "retrieval": retrieval, "eval_record_cost": rec.get("cost"),
-            "sims": similarities(enc, bench_dir, sim_rows), "weights_sha256": bundle.identity.get("weights_sha256")}
+            "sims": similarities(enc, bench_dir, sim_rows), "weights_sha256": bundle.identity.get("weights_sha256"),
+            "zeroshot": world_zeroshot(enc, bench_dir)}  # forgetting: shape/colour zero-shot (eval/world_zeroshot.py)
 
 
 def similarities(enc: Any, bench_dir: Path, n_rows: int = 400, split: Optional[str] = "seen") -> dict[str, list[float]]:

@@ -14,7 +14,7 @@ small floats. The pack is differentiable, so gradients of every rank's columns f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import torch
 from torch import nn
@@ -37,6 +37,15 @@ class Features:
     neg_text_type: torch.Tensor | None = None  # [B,K] long
     neg_image: torch.Tensor | None = None  # [B,M,D]
     neg_image_mask: torch.Tensor | None = None  # [B,M] bool
+    pos_text: torch.Tensor | None = None  # [B,P,D] further positive captions of each image (needs_pos_text)
+    # local-only fields (never all-gathered: the objectives that use them compute per-sample terms)
+    image_tokens: torch.Tensor | None = None  # [B,P,D] projected patch features (needs_tokens)
+    text_tokens: torch.Tensor | None = None  # [B,L,D] projected token features (needs_tokens)
+    text_token_mask: torch.Tensor | None = None  # [B,L] bool, True on real tokens (start to end-of-text)
+    neg_text_tokens: torch.Tensor | None = None  # [B,K,L,D] (needs_tokens and needs_neg_text)
+    neg_text_token_mask: torch.Tensor | None = None  # [B,K,L] bool; all False on masked negatives
+    teacher_image: torch.Tensor | None = None  # [B,D] teacher's image features (needs_teacher)
+    teacher_text: torch.Tensor | None = None  # [B,D] teacher's text features (needs_teacher)
 
     @property
     def batch_size(self) -> int:
@@ -117,6 +126,60 @@ def parse_features(features: Mapping[str, Any], loss: str, neg_text: bool, neg_i
     return out
 
 
+def parse_pos_text(features: Mapping[str, Any], out: Features, loss: str) -> None:
+    """Attach ``pos_text_features`` [B,P,D] (every slot valid) for objectives that declare ``needs_pos_text``."""
+    pos = features.get("pos_text_features")
+    if pos is None:
+        raise KeyError(f"losses/{loss}: features lack 'pos_text_features' [B,P,D]; this objective declares "
+                       "needs_pos_text=True (its batch_transform makes the 'pos_text' batch key)")
+    b, d = out.image.shape
+    if pos.dim() != 3 or pos.shape[0] != b or pos.shape[2] != d:
+        raise ValueError(f"losses/{loss}: pos_text_features has shape {_shape(pos)}, expected [B={b},P,D={d}]")
+    out.pos_text = pos.float()
+
+
+def parse_extras(features: Mapping[str, Any], out: Features, loss: str, tokens: bool, teacher: bool) -> None:
+    """Validate and attach the local-only fields an objective declares (``needs_tokens``, ``needs_teacher``).
+
+    Masked token rows are zeroed with torch.where, as masked negatives are in :func:`parse_features`.
+    """
+    where = f"losses/{loss}"
+    b, d = out.image.shape
+
+    def get(key: str, shape: str, flag: str) -> torch.Tensor:
+        if features.get(key) is None:
+            raise KeyError(f"{where}: features lack '{key}' {shape}; this objective declares {flag}=True "
+                           "(the trainer provides it: tripletclip.models.tokens / tripletclip.train.teacher)")
+        return features[key]
+
+    if tokens:
+        img = get("image_tokens", "[B,P,D]", "needs_tokens")
+        txt = get("text_tokens", "[B,L,D]", "needs_tokens")
+        mask = get("text_token_mask", "[B,L]", "needs_tokens").bool()
+        if img.dim() != 3 or img.shape[0] != b or img.shape[2] != d:
+            raise ValueError(f"{where}: image_tokens has shape {_shape(img)}, expected [B={b},P,D={d}]")
+        if txt.dim() != 3 or txt.shape[0] != b or txt.shape[2] != d or mask.shape != txt.shape[:2]:
+            raise ValueError(f"{where}: text_tokens {_shape(txt)} / text_token_mask {_shape(mask)} must be "
+                             f"[B={b},L,D={d}] / [B,L]")
+        out.image_tokens, out.text_tokens, out.text_token_mask = img.float(), txt.float(), mask
+        if out.neg_text is not None:
+            ntok = get("neg_text_tokens", "[B,K,L,D]", "needs_tokens")
+            nmask = get("neg_text_token_mask", "[B,K,L]", "needs_tokens").bool()
+            k = out.neg_text.shape[1]
+            if ntok.dim() != 4 or ntok.shape[:2] != (b, k) or ntok.shape[3] != d or nmask.shape != ntok.shape[:3]:
+                raise ValueError(f"{where}: neg_text_tokens {_shape(ntok)} / neg_text_token_mask {_shape(nmask)} "
+                                 f"must be [B={b},K={k},L,D={d}] / [B,K,L]")
+            nmask = nmask & out.neg_text_mask[..., None]
+            out.neg_text_tokens = torch.where(nmask[..., None], ntok.float(), ntok.new_zeros((), dtype=torch.float32))
+            out.neg_text_token_mask = nmask
+    if teacher:
+        for key, attr in (("teacher_image_features", "teacher_image"), ("teacher_text_features", "teacher_text")):
+            t = get(key, "[B,D]", "needs_teacher")
+            if t.shape != (b, d):
+                raise ValueError(f"{where}: {key} has shape {_shape(t)}, expected [B={b},D={d}]")
+            setattr(out, attr, t.float().detach())  # a teacher is a target, never trained through
+
+
 def parse_scale(logit_scale: Any, device: torch.device) -> torch.Tensor:
     """exp(logit_scale) as a 0-dim fp32 tensor, keeping its graph when it is a tensor."""
     if isinstance(logit_scale, torch.Tensor):
@@ -139,6 +202,8 @@ def gather_features(local: Features) -> Features:
         if getattr(local, name) is not None:
             parts.append((name, getattr(local, name).flatten(1)))
             parts.append((name + "_mask", getattr(local, name + "_mask").float()))
+    if local.pos_text is not None:
+        parts.append(("pos_text", local.pos_text.flatten(1)))
     if local.neg_text_type is not None:
         parts.append(("neg_text_type", local.neg_text_type.float()))
     packed = all_gather_with_grad(torch.cat([t for _, t in parts], dim=1))
@@ -170,9 +235,23 @@ class ContrastiveLoss(nn.Module):
     name: ClassVar[str] = ""
     needs_neg_text: ClassVar[bool] = False
     needs_neg_image: ClassVar[bool] = False
+    # What else the model and trainer must provide (docs/objectives.md, "The loss contract"):
+    # needs_tokens: patch and token features (tripletclip.models.tokens.TokenClip);
+    # needs_teacher: a teacher's features of the positives (tripletclip.train.teacher), whose kind
+    # ("base": the frozen starting model, "ema": an exponential moving average of the student) defaults to
+    # default_teacher unless loss.teacher says otherwise.
+    needs_tokens: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = False
+    default_teacher: ClassVar[str] = "base"
+    # needs_pos_text: further positives per image ("pos_text_features" [B,P,D], all-gathered like the negatives),
+    # which only a batch_transform makes (CLIC)
+    needs_pos_text: ClassVar[bool] = False
 
     def forward(self, features: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         local = parse_features(features, self.name, self.needs_neg_text, self.needs_neg_image)
+        parse_extras(features, local, self.name, self.needs_tokens, self.needs_teacher)
+        if self.needs_pos_text:
+            parse_pos_text(features, local, self.name)
         scale = parse_scale(features["logit_scale"], local.image.device)
         with torch.autocast(device_type=local.image.device.type, enabled=False):
             inputs = LossInputs(local=local, glob=gather_features(local), scale=scale,
@@ -182,6 +261,11 @@ class ContrastiveLoss(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer when the data enter ``epoch`` (>= 1); objectives with per-epoch state reset it."""
+
+    def batch_transform(self, tokenizer: Any) -> Optional[Callable[[dict[str, Any]], dict[str, Any]]]:
+        """A function the trainer applies to every batch before the forward (the data contract in and out), or
+        None. Objectives that build their own training examples from the batch (CLIC) return one."""
+        return None
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         """Shapes of this objective's logits on one rank (logged: "batch size with negatives" made explicit)."""

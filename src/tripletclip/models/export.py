@@ -156,7 +156,8 @@ def _export_open_clip(bundle: Any, out: Path, name: str, what: str) -> dict[str,
     return _verify(bundle, back.encode_image, back.encode_text, what)
 
 
-def export_model(run: str | Path, fmt: str, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+def export_model(run: str | Path, fmt: str, out: str | Path, overwrite: bool = False,
+                 interpolate: float | None = None, base: str = "") -> dict[str, Any]:
     """Write the model of a tripletclip run / checkpoint folder to ``out`` in ``fmt``; returns the manifest."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
@@ -164,6 +165,10 @@ def export_model(run: str | Path, fmt: str, out: str | Path, overwrite: bool = F
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} exists and is not empty; choose a new folder or pass --overwrite")
     bundle = load_run_model(run)
+    if interpolate is not None:  # WiSE-FT toward the base (models/interpolate.py)
+        from tripletclip.models.interpolate import interpolate_bundle
+
+        bundle = interpolate_bundle(bundle, base, interpolate)
     what = f"{run} ({bundle.identity['name']})"
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":

@@ -10,7 +10,7 @@ from tripletclip.config import ConfigError, RunConfig, config_problems
 from tripletclip.data import tables, wds  # noqa: F401  (registration of the data sources)
 from tripletclip.data.source import SOURCES
 from tripletclip.errors import UserError
-from tripletclip.losses import LOSSES, build_loss
+from tripletclip.losses import LOSSES, build_objective
 from tripletclip.models.factory import check_model_name
 
 
@@ -32,7 +32,7 @@ def run_problems(cfg: RunConfig) -> list[str]:
     if cfg.data.type not in SOURCES:
         problems.append(f"data.type={cfg.data.type!r}: unknown; known: {', '.join(SOURCES.names())}")
     try:
-        build_loss(cfg.loss.name, **cfg.loss.kwargs)
+        build_objective(cfg.loss)
         problems += _negative_problems(cfg)
     except UserError as e:  # unknown name or option: the message lists the known ones
         problems.append(f"loss: {e}")

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from tripletclip.models.tokens import token_features
+
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -42,6 +44,10 @@ def forward_features(
         texts.append(batch["neg_text"].flatten(0, 1)[nt_mask.reshape(-1)])
     if ni_mask is not None:
         images.append(batch["neg_image"].flatten(0, 1)[ni_mask.reshape(-1)])
+    n_neg = sum(t.shape[0] for t in texts[1:])
+    pos_text = batch.get("pos_text")  # further positives [B,P,L], made by an objective's batch_transform (CLIC)
+    if pos_text is not None:
+        texts.append(pos_text.flatten(0, 1))
     device_type = image.device.type
     with torch.autocast(device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         out = model(torch.cat(images), torch.cat(texts))
@@ -59,10 +65,13 @@ def forward_features(
         "logit_scale": scale.float().reshape(()),
     }
     if nt_mask is not None:
-        feats["neg_text_features"] = _scatter_rows(txt_f[b:], nt_mask, d)
+        feats["neg_text_features"] = _scatter_rows(txt_f[b : b + n_neg], nt_mask, d)
         feats["neg_text_mask"] = nt_mask
         feats["neg_text_type"] = batch["neg_text_type"]
     if ni_mask is not None:
         feats["neg_image_features"] = _scatter_rows(img_f[b:], ni_mask, d)
         feats["neg_image_mask"] = ni_mask
+    if pos_text is not None:
+        feats["pos_text_features"] = txt_f[b + n_neg :].view(b, pos_text.shape[1], d)
+    feats.update(token_features(out, b, nt_mask))  # patch/token features when the forward gives them
     return feats

@@ -26,15 +26,15 @@ import torch
 from tripletclip.config import RunConfig, config_to_dict, save_config
 from tripletclip.data.contract import DataError
 from tripletclip.data.loader import TrainLoader, build_train_loader
-from tripletclip.losses import ContrastiveLoss, build_loss
+from tripletclip.losses import ContrastiveLoss, build_objective
 from tripletclip.models import apply_locks, create_model
-from tripletclip.models.trimmed import TrimmedClip
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.checks import check_run
 from tripletclip.train.metrics import MetricsLogger
 from tripletclip.train.optim import build_optimizer, build_scheduler
 from tripletclip.train.precision import autocast_dtype
 from tripletclip.train.progress import StepProgress
+from tripletclip.train.teacher import LossSupport
 from tripletclip.train.forward import forward_features, move_batch
 from tripletclip.train.provenance_run import data_fingerprint, open_run, write_run_info
 from tripletclip.utils.distributed import (
@@ -96,6 +96,7 @@ class _Run:
     use_ni: bool
     metrics: MetricsLogger
     meta: dict[str, Any]
+    support: Optional[LossSupport] = None  # what the objective declares it needs (tokens, teacher)
     step: int = 0
     counters: dict[str, int] = field(
         default_factory=lambda: {"real_pairs_seen": 0, "synthetic_images_seen": 0, "neg_texts_seen": 0})
@@ -111,6 +112,7 @@ class _Run:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.loss_fn.load_state_dict(state["loss"])
+        self.support.load_state_dict(state.get("support"))
         rank = self.env.rank
         self.loader.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
         self.counters = dict(state["counters"])
@@ -123,7 +125,8 @@ class _Run:
         rngs = _gather_objects(rng_state(), self.env.world_size)
         if self.env.rank == 0:
             state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                     "loss": self.loss_fn.state_dict(), "data": data_states, "rng": rngs, "counters": self.counters}
+                     "loss": self.loss_fn.state_dict(),
+                     "support": self.support.state_dict(), "data": data_states, "rng": rngs, "counters": self.counters}
             save_checkpoint(self.run_dir, self.step, self.model, state, {**self.meta, "counters": self.counters},
                             keep=self.cfg.train.keep_checkpoints)
         barrier()
@@ -142,7 +145,8 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
                 cfg.model.lock_text, cfg.model.lock_text_unlocked_layers)
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    loss_fn = build_loss(cfg.loss.name, **cfg.loss.kwargs).to(device)
+    loss_fn = build_objective(cfg.loss).to(device)
+    support = LossSupport(loss_fn, cfg.loss, model, bundle.tokenizer)  # before any restore: a "base" teacher is the start
     use_nt = bool(loss_fn.needs_neg_text and cfg.data.use_neg_text)
     use_ni = bool(loss_fn.needs_neg_image and cfg.data.use_neg_image)
     data_cfg = dataclasses.replace(cfg.data, use_neg_text=use_nt, use_neg_image=use_ni)
@@ -151,7 +155,7 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
                                 context_length=bundle.context_length, require_negatives=True)
     opt = build_optimizer(model, cfg.optim)
     # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
-    forward_model = TrimmedClip(model) if cfg.model.trim_text else model
+    forward_model = support.forward_module(model, cfg.model.trim_text)
     if env.world_size > 1:
         forward_model = torch.nn.parallel.DistributedDataParallel(
             forward_model, device_ids=[device] if device.type == "cuda" else None)
@@ -162,7 +166,7 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
                              wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg),
                              resume=resume_ckpt is not None),
                {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size,
-                "autocast": precision})
+                "autocast": precision}, support)
     if resume_ckpt is not None:
         run.restore(resume_ckpt, device)
     elif env.rank == 0:
@@ -190,12 +194,14 @@ def _loop(run: _Run) -> dict[str, Any]:
         if loader.epoch != epoch:  # e.g. CE-CLIP resets its adaptive thresholds
             epoch = loader.epoch
             run.loss_fn.on_epoch_start(epoch)
-        batch = move_batch(batch, torch.device(env.device))
-        out = run.loss_fn(forward_features(run.forward_model, batch, run.use_nt, run.use_ni, run.autocast))
+        batch = move_batch(run.support.transform(batch), torch.device(env.device))
+        feats = forward_features(run.forward_model, batch, run.use_nt, run.use_ni, run.autocast)
+        out = run.loss_fn({**feats, **run.support.features(batch, run.autocast)})
         run.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
         run.opt.step()
+        run.support.after_step(model)
         run.sched.step()
         with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
             model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))

@@ -1,0 +1,32 @@
+"""The trade-off view (report/tradeoff.py): changes against the base, per-seed ranges, a PNG or None."""
+from __future__ import annotations
+
+import pytest
+
+from tripletclip.report.tradeoff import tradeoff_figure, tradeoff_points
+
+
+def entry(mean, seeds, zs_mean, zs_seeds):
+    return {"mean": mean, "per_seed": {str(i): {"mean": v} for i, v in enumerate(seeds)},
+            "zeroshot": {"mean": zs_mean, "per_seed": {str(i): {"mean": v} for i, v in enumerate(zs_seeds)}}}
+
+
+RESULTS = {"base": entry(60.0, [60.0], 70.0, [70.0]), "negclip": entry(66.0, [65.0, 67.0], 64.0, [63.0, 65.0]),
+           "fscclip": entry(64.0, [64.0], 69.0, [69.0]), "regime": "finetune", "paired": {}}
+
+
+def test_points_are_changes_against_the_base():
+    pts = {p["method"]: p for p in tradeoff_points(RESULTS)}
+    assert set(pts) == {"negclip", "fscclip"}
+    assert pts["negclip"]["compositional_change"] == 6.0 and pts["negclip"]["zeroshot_change"] == -6.0
+    assert pts["negclip"]["compositional_per_seed"] == [5.0, 7.0]
+    assert pts["negclip"]["zeroshot_per_seed"] == [-7.0, -5.0]
+    assert pts["fscclip"]["zeroshot_change"] == pytest.approx(-1.0)
+
+
+def test_figure_is_a_png_and_needs_a_base():
+    sweep = [{"method": "negclip", "alpha": a, "compositional_change": 6 * a, "zeroshot_change": -6 * a}
+             for a in (0.0, 0.5, 1.0)]
+    png = tradeoff_figure(RESULTS, sweep)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert tradeoff_figure({k: v for k, v in RESULTS.items() if k != "base"}) is None
