@@ -145,6 +145,9 @@ def rewrite(**o: Any) -> None:
 def images(**o: Any) -> None:
     """Negative images from negative captions, written as TripletData shards."""
     from tripletclip.negatives.images import ImageJobOptions, run_images
+    from tripletclip.utils.ownership import check_separate
+
+    check_separate(o["out"], [p for p in (o["negs"], o["positives"]) if p], in_option="--negatives/--positives")
 
     t2i = {"size": o["size"]} if o["backend"] == "world" else \
         {k: o[k] for k in ("model", "steps", "guidance", "size", "device", "dtype")}
@@ -171,6 +174,9 @@ def images(**o: Any) -> None:
 def filter_cmd(**o: Any) -> None:
     """TripletCLIP++ filter: keep the top fraction by 1/2 [s(x,y) + s(x',y')]."""
     from tripletclip.negatives.filter import FilterJobOptions, run_filter
+    from tripletclip.utils.ownership import check_separate
+
+    check_separate(o["out"], [o["shards"]], in_option="--shards")
 
     m = run_filter(FilterJobOptions(**o))
     click.echo(json.dumps(m.get("filter", {k: m.get(k) for k in ("complete", "units_done", "units_total")}), indent=1))
