@@ -129,7 +129,16 @@ class ShardedJob:
     def run(self, rank: int, world: int, work: Callable[[int], dict[str, Any]], what: str = "units",
             rows_of: Callable[[dict[str, Any]], int] = lambda s: int(s.get("rows", 0))) -> dict[str, Any]:
         """Run ``work(u)`` (which writes the unit's outputs atomically and returns its stats) on this rank's
-        pending units, marking each done; then write the manifest. Logs one JSON line per unit to log.jsonl."""
+        pending units, marking each done; then write the manifest. Logs one JSON line per unit to log.jsonl.
+        A failure frees the folder at once (the caller may still hold this object, e.g. in a traceback)."""
+        try:
+            return self._run(rank, world, work, what, rows_of)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _run(self, rank: int, world: int, work: Callable[[int], dict[str, Any]], what: str,
+             rows_of: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
         todo = self.todo(rank, world)
         skipped = sum(1 for u in range(len(self.units)) if u % world == rank) - len(todo)
         t_start, rows_total = time.perf_counter(), 0

@@ -15,7 +15,6 @@ never with advice to load it unsafely.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -40,7 +39,6 @@ except ImportError:  # Windows: no holds (an export there may race with pruning)
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
-_HOLD_IDS = itertools.count()
 
 WEIGHTS, STATE, META = "model.safetensors", "train_state.pt", "meta.json"
 
@@ -123,16 +121,14 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, train_stat
     return final
 
 
-_PRUNE_LOCK, _HOLD = ".prune.lock", ".hold-"
-
-
 @contextlib.contextmanager
 def _prune_lock(ckpt_root: Path) -> Iterator[None]:
-    """Exclusive while pruning or while a reader places its hold: no checkpoint is deleted under a new hold."""
+    """Exclusive ``flock`` on the checkpoints folder itself while pruning, or while a reader places its hold, so
+    that no checkpoint is deleted under a new hold (a lock on the folder: no file is left behind)."""
     if fcntl is None or not ckpt_root.is_dir():
         yield
         return
-    fd = os.open(ckpt_root / _PRUNE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(ckpt_root, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -141,21 +137,18 @@ def _prune_lock(ckpt_root: Path) -> Iterator[None]:
 
 
 def _is_held(ckpt: Path) -> bool:
-    """Whether a live process holds ``ckpt`` (:func:`hold_checkpoint`); a dead holder's file is removed."""
-    held = False
-    for hold in ckpt.glob(f"{_HOLD}*"):
-        try:
-            fd = os.open(hold, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            hold.unlink(missing_ok=True)  # its holder died without removing it
-        except BlockingIOError:
-            held = True
-        finally:
-            os.close(fd)
-    return held
+    """Whether a live process holds ``ckpt`` (:func:`hold_checkpoint`: a shared ``flock`` on the folder)."""
+    try:
+        fd = os.open(ckpt, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -163,7 +156,7 @@ def hold_checkpoint(path: str | Path, tries: int = 5) -> Iterator[Path]:
     """The checkpoint ``path`` resolves to, held against the run's pruning while the block runs.
 
     A run that saves meanwhile keeps a held checkpoint until a later save; a checkpoint pruned between
-    resolving and holding is resolved again (the run's newer one).
+    resolving and holding is resolved again (the run's newer one). The hold dies with its process.
     """
     for _ in range(tries):
         ckpt = resolve_checkpoint(path)
@@ -171,16 +164,15 @@ def hold_checkpoint(path: str | Path, tries: int = 5) -> Iterator[Path]:
             yield ckpt
             return
         with _prune_lock(ckpt.parent):
-            if not ckpt.is_dir():
+            try:
+                fd = os.open(ckpt, os.O_RDONLY)
+            except FileNotFoundError:  # pruned since it was resolved
                 continue
-            hold = ckpt / f"{_HOLD}{os.getpid()}-{next(_HOLD_IDS)}"
-            fd = os.open(hold, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             yield ckpt
         finally:
             os.close(fd)
-            hold.unlink(missing_ok=True)
         return
     raise CheckpointError(f"{path}: its checkpoints were replaced {tries} times while being opened; try again")
 

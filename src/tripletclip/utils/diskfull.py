@@ -58,8 +58,21 @@ def write_problem(exc: BaseException) -> Optional[str]:
     if code in _DENIED:
         return _DENIED[code]
     if isinstance(exc, RuntimeError) and _TORCH_WRITE_RE.search(str(exc)):
-        return "the write failed (disk full or a file size limit)"
+        limit = _size_limit()
+        if limit is not None:
+            return f"the write failed: the disk is full or the file is larger than allowed (ulimit -f: {limit:,} bytes)"
+        return "the write failed: the disk is full"
     return None
+
+
+def _size_limit() -> Optional[int]:
+    """This process's file size limit in bytes (``ulimit -f``), None when unlimited."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 @contextlib.contextmanager

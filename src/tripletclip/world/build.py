@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from tripletclip.errors import ConflictError, InputError
+from tripletclip.utils.diskfull import write_guard
 from tripletclip.utils.files import write_json_atomic
 from tripletclip.utils.lock import FolderLock
 from tripletclip.utils.ownership import WORLD, claim_output
@@ -149,9 +150,10 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
         if claim_output(out, WORLD, overwrite) and not overwrite:
             raise ConflictError(f"{out}: already holds a world; pass --overwrite (overwrite=True) to replace it, or "
                                 "choose a new folder")
-        return _write_world(out, n_train, n_bench, seed, image_size, n_neg, n_captions, n_retrieval,
-                            spec or make_spec(heldout_pairs, seed), style, train_edit_types, workers, image_format,
-                            shard_size, overwrite, progress)
+        with write_guard(out, "the world", "the partial world in it is unusable until a build with --overwrite"):
+            return _write_world(out, n_train, n_bench, seed, image_size, n_neg, n_captions, n_retrieval,
+                                spec or make_spec(heldout_pairs, seed), style, train_edit_types, workers, image_format,
+                                shard_size, overwrite, progress)
     finally:
         lock.release()
 
