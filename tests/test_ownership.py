@@ -192,3 +192,49 @@ def test_demo_overwrite_removes_only_what_the_demo_wrote(tmp_path):
     _claim_demo(out, "demo-quick", overwrite=True).release()
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".lock" not in p.name)
     assert left == [OWNER_FILE, "my_notes.md", "runs/clip-seed1/analysis.ipynb"]
+
+
+def test_of_two_concurrent_world_builds_exactly_one_writes(tmp_path):
+    """Two `world build --out W --overwrite` 2 s apart both exited 0: world.json of one, shards of the other."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    w = tmp_path / "W"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    first = subprocess.Popen([sys.executable, "-m", "tripletclip.cli", "world", "build", "--out", str(w), "--overwrite",
+                              "--seed", "7", "--n-train", "1000", "--n-bench", "4", "--n-retrieval", "6",
+                              "--image-size", "16", "--no-progress"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+
+    def held() -> bool:
+        try:
+            fd = os.open(w / ".lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    import time
+
+    deadline = time.time() + 120
+    while not held():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.01)
+    second = CliRunner().invoke(main, ["world", "build", "--out", str(w), "--overwrite", "--seed", "8", "--n-train",
+                                       "10", "--n-bench", "2", "--n-retrieval", "2", "--no-progress"])
+    assert first.poll() is None, "the first build ended before the second started: nothing was tested"
+    err = _one_line_error(second)
+    assert f"PID {first.pid} " in err and "another world build" in err
+    out, errs = first.communicate(timeout=300)
+    assert first.returncode == 0, errs
+    summary = json.loads((w / "world.json").read_text())
+    manifest = json.loads((w / "train" / "manifest.json").read_text())
+    assert summary["seed"] == 7 and manifest["total_samples"] == 1000
+    assert summary["train"]["dataset_hash"] == manifest["dataset_hash"] and _bench_images_exist(w)
