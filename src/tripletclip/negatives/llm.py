@@ -2,9 +2,10 @@
 
 Batched prompting through any registered LLM backend; every reply is parsed and validated, never trusted
 (:func:`tripletclip.negatives.replies.parse_reply`: content parts, JSON objects, markup, links, instructions,
-extra sentences, length; then :func:`tripletclip.negatives.prompts.check_output`). Rejected outputs are retried with sampling (a greedy
-retry would repeat itself); what still fails falls back to the ``rules`` generator (negatives) or keeps the
-original caption (rewrites). Every rejection reason, retry and fallback is counted.
+extra sentences, length, and :func:`tripletclip.negatives.prompts.check_output`). Rejected outputs are
+retried with sampling (a greedy retry would repeat itself); what still fails falls back to the ``rules``
+generator (negatives) or keeps the original caption (rewrites). Every rejection reason, retry (the backend's
+HTTP retries included) and fallback is counted.
 
 Determinism: first attempts are greedy by default (temperature 0), so a caption's LLM negative does not depend
 on its batch; sampled retries are seeded per (seed, attempt, first key of the batch) and recorded in the job

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ def register_kind(kind: OutputKind) -> OutputKind:
     return kind
 
 
-_TMP = (".*.tmp-*", ".*.tmp")
+_TMP = (".*.tmp-*", ".*.tmp", ".*.tmp-*/**")
 RUN = register_kind(OutputKind(
     "run", "run.json", "a training run (tripletclip train)",
     ("run.json", "config.yaml", "metrics.jsonl", "final_metrics.json", "checkpoints/**", "tensorboard/**",
