@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -134,8 +135,12 @@ def open_image(blob: Blob, max_pixels: int = 0) -> Image.Image:
     ``max_pixels`` pixels: a decompression bomb of a few kB must not be decoded to gigabytes)."""
     data = blob.read()
     cap = max_pixels or MAX_IMAGE_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and cap > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = cap  # NOTE: data.max_image_pixels is the limit; PIL's own would refuse at 2x its own
     try:
-        img = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # the cap below decides, PIL's warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
     except Exception as e:  # PIL raises many types for corrupt data (and DecompressionBombError)
         raise BadSample(f"undecodable image {blob.label or os.path.basename(blob.path)} ({type(e).__name__}: {e})",
                         "re-encode or remove the image") from None
