@@ -88,7 +88,8 @@ def _files(folder: Path) -> list[str]:
         dirs.sort()
         rel_root = Path(root).relative_to(folder)
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            if name.startswith(_LOCK_PREFIX) or (name == OWNER_FILE and rel_root == Path(".")):
+            # the claim record and its temporary (another rank of a sharded job may be writing it right now)
+            if name.startswith(_LOCK_PREFIX) or (name.startswith(OWNER_FILE) and rel_root == Path(".")):
                 continue
             out.append((rel_root / name).as_posix())
     return sorted(out)
@@ -156,7 +157,7 @@ def claim_output(folder: str | Path, kind: OutputKind, overwrite: bool = False, 
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / OWNER_FILE
     if not record.is_file():
-        tmp = folder / f".{OWNER_FILE}.tmp-{os.getpid()}"
+        tmp = folder / f"{OWNER_FILE}.tmp-{os.getpid()}"
         tmp.write_text(json.dumps({"kind": kind.name, "command": kind.command, "pid": os.getpid(),
                                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         os.replace(tmp, record)
