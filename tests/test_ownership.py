@@ -238,3 +238,40 @@ def test_of_two_concurrent_world_builds_exactly_one_writes(tmp_path):
     manifest = json.loads((w / "train" / "manifest.json").read_text())
     assert summary["seed"] == 7 and manifest["total_samples"] == 1000
     assert summary["train"]["dataset_hash"] == manifest["dataset_hash"] and _bench_images_exist(w)
+
+
+# files a world build writes, and look-alikes it never writes (the user's)
+_WORLD_FILES = ("world.json", "train/train-000000.tar", "train/manifest.json", "bench/images/sc-000001-pos.png",
+                "bench/sugarcrepe/replace_att.json", "bench/winoground/examples.jsonl", "bench/retrieval.json",
+                "bench/scenes.jsonl", "bench/manifest.json", "train/.train-000001.tar.tmp-42")
+_USER_FILES = ("train/my_train.py", "notes.md", "world.json.bak", "train/train-000000.tar.orig", "bench/images/x.jpg",
+               "bench/sugarcrepe/mine/replace_att.json", "train/sub/train-000000.tar", "bench/README")
+
+
+def test_overwrite_removes_exactly_the_files_the_kind_writes(tmp_path_factory):
+    """Any mix of a world's files and look-alikes: --overwrite removes exactly the world's, keeps every other,
+    and a folder without any of the world's files is refused, naming the others."""
+    from hypothesis import given, settings, strategies as st
+
+    from tripletclip.utils.ownership import remove_owned
+
+    @settings(derandomize=True, max_examples=40, deadline=None)
+    @given(st.sets(st.sampled_from(_WORLD_FILES)), st.sets(st.sampled_from(_USER_FILES)))
+    def check(ours: set[str], theirs: set[str]) -> None:
+        folder = tmp_path_factory.mktemp("mix")
+        for rel in ours | theirs:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(rel)
+        if "world.json" in ours:  # a world: overwrite removes its files only
+            assert claim_output(folder, WORLD, overwrite=True) == bool(ours)
+            left = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+            assert left - {OWNER_FILE} == theirs
+            assert all((folder / rel).read_text() == rel for rel in theirs)
+        elif theirs:  # no marker: the user's folder
+            with pytest.raises(ConflictError, match="did not write") as err:
+                claim_output(folder, WORLD)
+            assert all(rel in str(err.value) for rel in sorted(ours | theirs)[:5])  # named, first five
+            assert not (folder / OWNER_FILE).exists()
+        assert sorted(remove_owned(folder, WORLD)) == sorted(theirs)
+
+    check()
