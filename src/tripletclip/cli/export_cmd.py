@@ -8,8 +8,9 @@ import click
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--format", "fmt", type=click.Choice(["open_clip", "hf"]), required=True,
               help="open_clip: state dict + model config; hf: transformers CLIPModel folder with its processor.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new, empty, or an earlier export); not inside RUN.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export in --out (only the files its manifest lists are removed).")
 def export(run: str, fmt: str, out: str, overwrite: bool) -> None:
     """Export the model of RUN (a run or checkpoint folder) for open_clip or transformers."""
     from tripletclip.models.export import export_model
