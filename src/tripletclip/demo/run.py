@@ -176,10 +176,10 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     if bad or not methods:
         raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}")
     out = Path(out_dir)
+    preset = preset or ("demo-quick" if quick else "demo")  # provenance names the preset actually run
+    lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     n_train, steps = _plan(cfg)
-    preset = preset or ("demo-quick" if quick else "demo")  # provenance names the preset actually run
-    lock = _claim_demo(out, preset, overwrite)
     run_base = cfg.run_dict()
     model_name = run_base.get("model", {}).get("name", "world-cnn")
     image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
@@ -275,7 +275,7 @@ def _meta(cfg: DemoConfig, preset: Optional[str], run_base: dict[str, Any], spec
         "summary": f"{cfg.regime} regime: {len(cfg.seeds)} seeds x objectives at equal compute on the embedded world "
                    f"(world seed {cfg.world_seed}, {n_train} training triplets, {cfg.n_bench} benchmark rows per "
                    f"category, {steps} steps x batch {batch}).",
-        "preset": preset, "demo_config": config_to_dict(cfg), "run_config": run_base,
+        "preset": preset or "demo", "demo_config": config_to_dict(cfg), "run_config": run_base,
         "world_spec": spec.to_json(), "world": world_summary, "base": base, "parallel_jobs": jobs, **timings,
         "code_version": code_version(),
         "runs": [{k: r.get(k) for k in ("key", "method", "seed", "run_dir", "train_s", "eval_s", "weights_sha256")}
