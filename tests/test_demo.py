@@ -18,6 +18,7 @@ def test_quick_demo_writes_results_in_the_documented_schema(tmp_path, monkeypatc
              echo=lambda s: None)
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "demo_meta.json").read_text())["preset"] == "demo-quick"  # the preset actually run
     assert [k for k in results if k not in ("regime", "base", "paired", "units")] == ["clip", "tripletclip"]
     assert results["regime"] == "finetune"
     for method, r in list(results.items()):

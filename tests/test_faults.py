@@ -9,6 +9,7 @@ interpreter per kill would spend most of this module's time importing torch and 
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -550,3 +551,36 @@ def test_a_generation_folder_has_one_live_writer(tmp_path):
         _release(rank0)
         _release(rank1)
     FolderLock(tmp_path / "sharded", "job", "wait").release()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the loader worker through /proc")
+def test_a_killed_run_with_a_loader_worker_resumes_at_once(shards, zygote, tmp_path):
+    """data.workers=1, SIGKILL, then `--resume latest` at once: refused 3 times in 3, because the loader worker,
+    forked after the folder lock was taken, held the lock for seconds after its parent died."""
+    overrides = _overrides(shards, tmp_path, "worker", steps=4, **{"data.workers": 1, "train.save_every": 1})
+    pid = zygote.start(overrides)
+    ckpts = tmp_path / "worker" / "checkpoints"
+    _wait_for(lambda: (ckpts / "step_00000002").is_dir() and _children(pid), pid)
+    workers = _children(pid)
+    os.kill(pid, signal.SIGKILL)
+    assert os.WIFSIGNALED(zygote.wait(pid))
+    try:
+        assert any(_running(w) for w in workers), "the worker died with its parent: nothing was tested"
+        train(load_config(None, overrides), resume="latest")  # at once, the orphaned worker still alive
+    finally:
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "worker" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4 and sorted(set(steps)) == [1, 2, 3, 4]

@@ -38,8 +38,9 @@ def _preset_names() -> str:
 @click.option("--jobs", type=int, default=None, help="Trainings run in parallel (default: min(2, CPU count)).")
 @click.option("--world-seed", type=int, default=None,
               help="World seed (default: the preset's, 1; seed 0 is the development seed the design was chosen on).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier demo in --out (only what it wrote is removed).")
 def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, seeds: str | None,
-         methods: str | None, jobs: int | None, world_seed: int | None) -> None:
+         methods: str | None, jobs: int | None, world_seed: int | None, overwrite: bool) -> None:
     """The whole method offline on the embedded compositional world, in minutes on CPU.
 
     OVERRIDES are dotted preset keys, e.g. run.train.steps=200 base.train.steps=800 n_bench=400."""
@@ -51,4 +52,5 @@ def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, 
 
     run_demo(out, preset=preset, overrides=overrides, quick=quick,
              seeds=[int(s) for s in seeds.split(",")] if seeds else None,
-             methods=[m for m in methods.split(",") if m] if methods else None, jobs=jobs, world_seed=world_seed)
+             methods=[m for m in methods.split(",") if m] if methods else None, jobs=jobs, world_seed=world_seed,
+             overwrite=overwrite)

@@ -8,8 +8,9 @@ import click
 @click.argument("run", type=click.Path(exists=True))
 @click.option("--format", "fmt", type=click.Choice(["open_clip", "hf"]), required=True,
               help="open_clip: state dict + model config; hf: transformers CLIPModel folder with its processor.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (new, empty, or an earlier export); not inside RUN.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier export in --out (only the files its manifest lists are removed).")
 @click.option("--interpolate", "alpha", type=float, default=None,
               help="WiSE-FT: write (1-ALPHA) * base + ALPHA * run (0 = the base, 1 = the run); needs --base.")
 @click.option("--base", default="", help="The model RUN was fine-tuned from (open_clip tag, weights file or run folder).")

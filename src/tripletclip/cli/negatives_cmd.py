@@ -22,6 +22,11 @@ def _llm_options(f: Any) -> Any:
         click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="openai backend: server URL."),
         click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="openai backend: env variable holding the key."),
         click.option("--concurrency", default=8, show_default=True, help="openai backend: parallel requests."),
+        click.option("--timeout", default=60.0, show_default=True,
+                     help="openai backend: seconds to wait for a reply (then retried; still none: counted, and "
+                          "the caption is retried or falls back like an invalid reply)."),
+        click.option("--max-reply-chars", default=2000, show_default=True,
+                     help="Longest reply read (characters); longer ones are rejected unread, counted."),
         click.option("--device", default="auto", show_default=True),
         click.option("--dtype", default="auto", show_default=True),
         click.option("--llm-batch-size", default=32, show_default=True, help="Prompts per generate call."),
@@ -47,13 +52,15 @@ def _input_options(f: Any) -> Any:
 def _llm(o: dict[str, Any], temperature: float) -> dict[str, Any]:
     """The LLM options shared by ``text --generator llm`` and ``rewrite``, from the parsed click options."""
     if o["backend"] == "openai":
-        backend = {"base_url": o["base_url"], "api_key_env": o["api_key_env"], "concurrency": o["concurrency"]}
+        backend = {"base_url": o["base_url"], "api_key_env": o["api_key_env"], "concurrency": o["concurrency"],
+                   "timeout": o["timeout"], "max_reply_bytes": 4 * o["max_reply_chars"] + (1 << 16)}
     elif o["backend"] == "vllm":
         backend = {"dtype": o["dtype"]}
     else:
         backend = {"device": o["device"], "dtype": o["dtype"]}
     return {"batch_size": o["llm_batch_size"], "retries": o["retries"], "max_new_tokens": o["max_new_tokens"],
             "seed": o["seed"], "temperature": temperature if o["temperature"] is None else o["temperature"],
+            "max_reply_chars": o["max_reply_chars"],
             "backend_options": backend}
 
 
@@ -145,6 +152,9 @@ def rewrite(**o: Any) -> None:
 def images(**o: Any) -> None:
     """Negative images from negative captions, written as TripletData shards."""
     from tripletclip.negatives.images import ImageJobOptions, run_images
+    from tripletclip.utils.ownership import check_separate
+
+    check_separate(o["out"], [p for p in (o["negs"], o["positives"]) if p], in_option="--negatives/--positives")
 
     t2i = {"size": o["size"]} if o["backend"] == "world" else \
         {k: o[k] for k in ("model", "steps", "guidance", "size", "device", "dtype")}
@@ -171,6 +181,9 @@ def images(**o: Any) -> None:
 def filter_cmd(**o: Any) -> None:
     """TripletCLIP++ filter: keep the top fraction by 1/2 [s(x,y) + s(x',y')]."""
     from tripletclip.negatives.filter import FilterJobOptions, run_filter
+    from tripletclip.utils.ownership import check_separate
+
+    check_separate(o["out"], [o["shards"]], in_option="--shards")
 
     m = run_filter(FilterJobOptions(**o))
     click.echo(json.dumps(m.get("filter", {k: m.get(k) for k in ("complete", "units_done", "units_total")}), indent=1))

@@ -47,7 +47,7 @@ def world() -> None:
 @click.option("--workers", default=1, show_default=True, help="Worker processes (output is identical for any).")
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="Training shard images (the benchmark is always PNG).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing world in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing world in --out (only what a build wrote is removed).")
 @click.option("--no-progress", is_flag=True)
 @click.option("--set", "spec_set", multiple=True, help=_SET_HELP)
 def build(out_dir: str, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,

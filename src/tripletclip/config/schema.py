@@ -47,6 +47,9 @@ class DataConfig:
     # stop the run when more than this fraction of the samples read so far was skipped (bad samples) or lost
     # (samples of truncated or unreadable shards); checked from 1000 samples on and at the last step
     max_bad_fraction: float = 0.01
+    # images whose header declares more pixels are bad samples, never decoded (decompression bombs);
+    # PIL's warning threshold, far above any CLIP training image
+    max_image_pixels: int = 89_478_485
 
 
 @dataclass

@@ -37,6 +37,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.shuffle_buffer": _at_least(0),
     "data.prefetch_factor": _at_least(1),
     "data.max_bad_fraction": _within(0, 1),
+    "data.max_image_pixels": _at_least(1),
     "model.lock_image_unlocked_groups": _at_least(0),
     "model.lock_text_unlocked_layers": _at_least(0),
     "optim.lr": _POSITIVE,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -87,6 +88,7 @@ class DecodeOptions:
     max_neg_image: int
     sample_one_caption: bool
     sample_negatives: bool
+    max_image_pixels: int = 0  # 0: MAX_IMAGE_PIXELS
 
     @property
     def k(self) -> int:
@@ -124,11 +126,29 @@ def check_no_flip(preprocess: object) -> None:
             stack.extend(inner)
 
 
-def open_image(blob: Blob) -> Image.Image:
-    """Decode encoded bytes to an RGB PIL image (BadSample if undecodable)."""
+# PIL's own warning threshold (decompression bombs): ~9,460 x 9,460, far above any CLIP training image
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def open_image(blob: Blob, max_pixels: int = 0) -> Image.Image:
+    """Decode encoded bytes to an RGB PIL image (BadSample if undecodable, or if its header declares more than
+    ``max_pixels`` pixels: a decompression bomb of a few kB must not be decoded to gigabytes)."""
     data = blob.read()
+    cap = max_pixels or MAX_IMAGE_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and cap > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = cap  # NOTE: data.max_image_pixels is the limit; PIL's own would refuse at 2x its own
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the cap below decides, PIL's warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+    except Exception as e:  # PIL raises many types for corrupt data (and DecompressionBombError)
+        raise BadSample(f"undecodable image {blob.label or os.path.basename(blob.path)} ({type(e).__name__}: {e})",
+                        "re-encode or remove the image") from None
+    w, h = img.size
+    if w * h > cap:
+        raise BadSample(f"image {blob.label or os.path.basename(blob.path)} is {w} x {h} = {w * h:,} pixels, over "
+                        f"data.max_image_pixels={cap:,}; not decoded", "downscale it, or raise data.max_image_pixels")
+    try:
         img.load()
     except Exception as e:  # PIL raises many types for corrupt data
         raise BadSample(f"undecodable image {blob.label or os.path.basename(blob.path)} ({type(e).__name__}: {e})",
@@ -168,14 +188,14 @@ def decode_record(rec: Record, epoch: int, opts: DecodeOptions, preprocess: Prep
         ok = i < n_txt and rec.neg_captions[i].strip()
         neg_caps.append(rec.neg_captions[i] if ok else None)
         neg_types.append(rec.neg_types[i] if i < len(rec.neg_types) else "unknown")
-    image = _transform(open_image(rec.image), preprocess, derive_seed(opts.seed, epoch, rec.uid, "image"))
+    image = _transform(open_image(rec.image, opts.max_image_pixels), preprocess, derive_seed(opts.seed, epoch, rec.uid, "image"))
     neg_imgs: list[Optional[torch.Tensor]] = []
     for i in img_idx:
         if i >= n_img:
             neg_imgs.append(None)
             continue
         seed = derive_seed(opts.seed, epoch, rec.uid, "neg_image", i)
-        neg_imgs.append(_transform(open_image(rec.neg_images[i]), preprocess, seed))
+        neg_imgs.append(_transform(open_image(rec.neg_images[i], opts.max_image_pixels), preprocess, seed))
     return Decoded(rec.key, image, caption, neg_caps, neg_types, neg_imgs)
 
 

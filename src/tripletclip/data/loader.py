@@ -224,7 +224,8 @@ def build_train_loader(
     source = build_source(cfg)
     opts = DecodeOptions(seed=seed, use_neg_text=cfg.use_neg_text, use_neg_image=cfg.use_neg_image,
                          max_neg_text=cfg.max_neg_text, max_neg_image=cfg.max_neg_image,
-                         sample_one_caption=cfg.sample_one_caption, sample_negatives=cfg.sample_negatives)
+                         sample_one_caption=cfg.sample_one_caption, sample_negatives=cfg.sample_negatives,
+                         max_image_pixels=cfg.max_image_pixels)
     plan = StreamPlan(seed=seed, rank=rank, world_size=world_size, workers=max(1, cfg.workers),
                       batch_size=batch_size, buffer=cfg.shuffle_buffer, context_length=context_length, opts=opts)
     source.partition_for(plan.n_logical)

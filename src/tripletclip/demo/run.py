@@ -20,7 +20,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -30,9 +29,11 @@ from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
-from tripletclip.errors import InputError
+from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
+from tripletclip.utils.lock import FolderLock
+from tripletclip.utils.ownership import DEMO, RUN, claim_output, remove_owned
 
 
 # Objectives of issue 24 run only when named (--methods, or a preset the lead wires): the default demo's time budget
@@ -189,9 +190,10 @@ def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[str], overr
 def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, overrides: Sequence[str] = (),
              quick: bool = False, seeds: Optional[Sequence[int]] = None, methods: Optional[Sequence[str]] = None,
              world_seed: Optional[int] = None, jobs: Optional[int] = None, progress: bool = True,
-             echo: Callable[[str], None] = print) -> dict[str, Any]:
+             echo: Callable[[str], None] = print, overwrite: bool = False) -> dict[str, Any]:
     """World, base (fine-tuning regime), every objective x seed at equal compute, evaluation, report; returns
-    the content of results.json."""
+    the content of results.json. ``out_dir`` holds one demo: an earlier one there is refused unless
+    ``overwrite``, which removes only what that demo wrote."""
     from tripletclip.world import spec_preset
 
     t_start = time.perf_counter()
@@ -206,6 +208,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     if bad or not methods:
         raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}")
     out = Path(out_dir)
+    preset = preset or ("demo-quick" if quick else "demo")  # provenance names the preset actually run
+    lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     n_train, steps = _plan(cfg)
     settings = resolve_settings(cfg, preset or ("demo-quick" if quick else "demo"), methods, overrides, echo)
@@ -263,14 +267,32 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, base "
          f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
          f"results: {out / 'results.json'}; report: {out / 'report.html'}")
+    lock.release()
     return document
+
+
+def _claim_demo(out: Path, preset: str, overwrite: bool) -> FolderLock:
+    """Lock ``out`` and make it this demo's: new, or an earlier demo's (replaced only with ``overwrite``)."""
+    lock = FolderLock(out, "another demo", "use another --out")
+    try:
+        try:
+            before = json.loads((out / "demo_meta.json").read_text()).get("preset", "?")
+        except (OSError, ValueError, AttributeError):
+            before = "?"
+        if claim_output(out, DEMO, overwrite) and not overwrite:
+            raise ConflictError(f"--out {out}: already holds a demo (preset {before}); pass --overwrite to replace "
+                                f"it (only what that demo wrote is removed), or choose another --out")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: Path, runs_dir: Path,
          train: bool = True) -> Job:
     name = f"{method}-seed{seed}"
     if (runs_dir / name).exists():
-        shutil.rmtree(runs_dir / name)  # a demo always starts its runs afresh
+        remove_owned(runs_dir / name, RUN)  # a demo always starts its runs afresh (the user's files stay)
     cfg = config_from_dict(deep_merge(run_base, {
         "loss": {"name": "clip" if method == "base" else method},
         "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,

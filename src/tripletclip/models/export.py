@@ -23,7 +23,9 @@ import torch
 from tripletclip.models.hf import HFClip, HFImageTransform, HFTokenizer
 from tripletclip.models.hf_convert import ExportError, hf_config_for, hf_to_open_clip, open_clip_config_for, open_clip_to_hf
 from tripletclip.models.run_model import load_run_model
+from tripletclip.train.checkpoint import hold_checkpoint
 from tripletclip.utils.files import sha256_file
+from tripletclip.utils.ownership import EXPORT, check_separate, claim_output
 
 FORMATS = ("open_clip", "hf")
 MANIFEST = "tripletclip_export.json"
@@ -156,21 +158,36 @@ def _export_open_clip(bundle: Any, out: Path, name: str, what: str) -> dict[str,
     return _verify(bundle, back.encode_image, back.encode_text, what)
 
 
+def _listed(out: Path) -> list[str]:
+    """The files an earlier export in ``out`` wrote, as its manifest lists them."""
+    try:
+        return list(json.loads((out / MANIFEST).read_text()).get("files", {}))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def export_model(run: str | Path, fmt: str, out: str | Path, overwrite: bool = False,
                  interpolate: float | None = None, base: str = "") -> dict[str, Any]:
     """Write the model of a tripletclip run / checkpoint folder to ``out`` in ``fmt``; returns the manifest."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty; choose a new folder or pass --overwrite")
-    bundle = load_run_model(run)
+    check_separate(out, [run], in_option="RUN")
+    # only a new folder or an earlier export: --overwrite removes the files that export listed, nothing else
+    if claim_output(out, EXPORT, overwrite, listed=_listed(out)) and not overwrite:
+        raise ExportError(f"{out} already holds an export; choose a new folder or pass --overwrite")
+    try:
+        # held: a run that is still training does not prune the checkpoint while it is read
+        with hold_checkpoint(run) as ckpt:
+            bundle = load_run_model(ckpt)
+    except FileNotFoundError as e:  # removed by hand or by a process that does not honour holds
+        raise ExportError(f"{run}: the checkpoint went away while it was read ({e.filename or e}); run the "
+                          "export again") from None
     if interpolate is not None:  # WiSE-FT toward the base (models/interpolate.py)
         from tripletclip.models.interpolate import interpolate_bundle
 
         bundle = interpolate_bundle(bundle, base, interpolate)
     what = f"{run} ({bundle.identity['name']})"
-    out.mkdir(parents=True, exist_ok=True)
     if fmt == "hf":
         with _quiet_transformers():
             check = _export_hf(bundle, out, what)
@@ -178,6 +195,7 @@ def export_model(run: str | Path, fmt: str, out: str | Path, overwrite: bool = F
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", bundle.identity["name"].removeprefix("hf:")).strip("-")
         check = _export_open_clip(bundle, out, name if not isinstance(bundle.model, HFClip) else f"tripletclip-{name}", what)
     manifest = {"format": fmt, "source": bundle.identity, "max_feature_diff": check,
-                "files": {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST}}
+                "files": {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != MANIFEST
+                                                           and not p.name.startswith(".")}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     return manifest

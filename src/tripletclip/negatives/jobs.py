@@ -8,6 +8,8 @@ files, which are removed), so no row is ever duplicated or dropped. ``job.json``
 re-running into the same folder with different settings is an error instead of a silent mix. The folder is
 locked (:class:`~tripletclip.utils.lock.FolderLock`): the ranks of one sharded job share it, a second copy of
 a rank or a second single-process job is refused with the holder's PID; a killed job's lock dies with it.
+The folder must be new or a negatives job's (:mod:`tripletclip.utils.ownership`): a folder with files no job
+wrote (a world's shards, the user's own) is refused, naming them.
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tripletclip.errors import UserError
+from tripletclip.utils.diskfull import write_guard
 from tripletclip.utils.files import write_json_atomic
 from tripletclip.utils.lock import FolderLock
+from tripletclip.utils.ownership import NEGATIVES, claim_output
 from tripletclip.utils.progress import progress_bar
 
 JOB_FILE = "job.json"
@@ -82,6 +86,11 @@ class ShardedJob:
         self.out = Path(out_dir)
         self.stage, self.prefix, self.units = stage, prefix, units
         self._lock = FolderLock(self.out, f"another {stage} job", "use another --out", rank, world)
+        try:  # a new folder or a negatives job's: never the user's files, a world's or a run's
+            claim_output(self.out, NEGATIVES)
+        except BaseException:
+            self._lock.release()
+            raise
         spec = json.loads(json.dumps({"stage": stage, "config": config, "units": units}, default=str))
         path = self.out / JOB_FILE
         if path.exists():
@@ -120,7 +129,16 @@ class ShardedJob:
     def run(self, rank: int, world: int, work: Callable[[int], dict[str, Any]], what: str = "units",
             rows_of: Callable[[dict[str, Any]], int] = lambda s: int(s.get("rows", 0))) -> dict[str, Any]:
         """Run ``work(u)`` (which writes the unit's outputs atomically and returns its stats) on this rank's
-        pending units, marking each done; then write the manifest. Logs one JSON line per unit to log.jsonl."""
+        pending units, marking each done; then write the manifest. Logs one JSON line per unit to log.jsonl.
+        A failure frees the folder at once (the caller may still hold this object, e.g. in a traceback)."""
+        try:
+            return self._run(rank, world, work, what, rows_of)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _run(self, rank: int, world: int, work: Callable[[int], dict[str, Any]], what: str,
+             rows_of: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
         todo = self.todo(rank, world)
         skipped = sum(1 for u in range(len(self.units)) if u % world == rank) - len(todo)
         t_start, rows_total = time.perf_counter(), 0
@@ -128,7 +146,9 @@ class ShardedJob:
             task = bar.add_task(f"{self.stage} rank {rank}/{world}", total=len(todo), rate="")
             for u in todo:
                 t0 = time.perf_counter()
-                stats = work(u)
+                with write_guard(self.out, f"unit {u} ({self.units[u]})",
+                                 "finished units are intact and a re-run does only the rest"):
+                    stats = work(u)
                 dt = time.perf_counter() - t0
                 rows = rows_of(stats)
                 rows_total += rows

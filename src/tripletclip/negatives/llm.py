@@ -1,9 +1,11 @@
 """LLM negative captions (TripletCLIP, arXiv 2411.02545, Sec. 3.2) and LaCLIP rewrites (arXiv 2305.20088).
 
-Batched prompting through any registered LLM backend; every output is cleaned and validated
-(:func:`tripletclip.negatives.prompts.check_output`). Rejected outputs are retried with sampling (a greedy
-retry would repeat itself); what still fails falls back to the ``rules`` generator (negatives) or keeps the
-original caption (rewrites). Every rejection reason, retry and fallback is counted.
+Batched prompting through any registered LLM backend; every reply is parsed and validated, never trusted
+(:func:`tripletclip.negatives.replies.parse_reply`: content parts, JSON objects, markup, links, instructions,
+extra sentences, length, and :func:`tripletclip.negatives.prompts.check_output`). Rejected outputs are
+retried with sampling (a greedy retry would repeat itself); what still fails falls back to the ``rules``
+generator (negatives) or keeps the original caption (rewrites). Every rejection reason, retry (the backend's
+HTTP retries included) and fallback is counted.
 
 Determinism: first attempts are greedy by default (temperature 0), so a caption's LLM negative does not depend
 on its batch; sampled retries are seeded per (seed, attempt, first key of the batch) and recorded in the job
@@ -20,7 +22,8 @@ from typing import Any, Optional, Sequence
 from tripletclip.errors import InputError
 from tripletclip.negatives.base import TEXT_GENERATORS, GenStats, NegativeCaption, stable_hash
 from tripletclip.negatives.llm_backends import build_llm
-from tripletclip.negatives.prompts import NEGATIVE_PROMPT, REWRITE_PROMPT, PromptSpec, check_output, clean_output
+from tripletclip.negatives.prompts import NEGATIVE_PROMPT, REWRITE_PROMPT, PromptSpec
+from tripletclip.negatives.replies import MAX_REPLY_CHARS, parse_reply
 from tripletclip.negatives.rules import RulesGenerator
 
 
@@ -35,10 +38,13 @@ class PromptRunner:
     """Run one prompt task over captions in batches, validating and retrying."""
 
     def __init__(self, llm: Any, spec: PromptSpec, batch_size: int = 32, retries: int = 2, temperature: float = 0.0,
-                 retry_temperature: float = 0.8, max_new_tokens: int = 64, seed: int = 0, stats: Optional[GenStats] = None) -> None:
-        if batch_size < 1 or retries < 0:
-            raise InputError(f"batch_size must be >= 1 and retries >= 0, got {batch_size}, {retries}")
+                 retry_temperature: float = 0.8, max_new_tokens: int = 64, seed: int = 0, stats: Optional[GenStats] = None,
+                 json_key: Optional[str] = None, max_reply_chars: int = MAX_REPLY_CHARS) -> None:
+        if batch_size < 1 or retries < 0 or max_reply_chars < 1:
+            raise InputError(f"batch_size and max_reply_chars must be >= 1 and retries >= 0, got {batch_size}, "
+                             f"{max_reply_chars}, {retries}")
         self.llm, self.spec = llm, spec
+        self.json_key, self.max_reply_chars = json_key, max_reply_chars  # json_key: the prompt asks for an object
         self.batch_size, self.retries = batch_size, retries
         self.temperature, self.retry_temperature = temperature, retry_temperature
         self.max_new_tokens, self.seed = max_new_tokens, seed
@@ -57,9 +63,10 @@ class PromptRunner:
                 seed = stable_hash(self.seed, attempt, keys[idx[0]], bits=31)
                 outs = self.llm.complete([self.spec.messages(captions[i]) for i in idx], self.max_new_tokens, temp, seed)
                 self.stats.add("llm_calls", len(idx))
+                for name, n in (self.llm.take_counters() if hasattr(self.llm, "take_counters") else {}).items():
+                    self.stats.add(name, n)  # the backend's own retries (HTTP errors, timeouts) by reason
                 for i, raw in zip(idx, outs):
-                    text = clean_output(raw)
-                    reason = check_output(captions[i], text, self.spec)
+                    text, reason = parse_reply(raw, captions[i], self.spec, self.json_key, self.max_reply_chars)
                     results[i].attempts = attempt + 1
                     if reason is None:
                         results[i].text = text
@@ -81,7 +88,8 @@ class LLMGenerator:
 
     def __init__(self, backend: str = "transformers", model: str = "", batch_size: int = 32, retries: int = 2,
                  temperature: float = 0.0, max_new_tokens: int = 64, seed: int = 0, fallback: str = "rules",
-                 backend_options: Optional[dict[str, Any]] = None, llm: Any = None, tagger: str = "auto") -> None:
+                 backend_options: Optional[dict[str, Any]] = None, llm: Any = None, tagger: str = "auto",
+                 max_reply_chars: int = MAX_REPLY_CHARS) -> None:
         if llm is None and not model:
             raise InputError("llm generator: give --model (a local folder, a hub id, or the server's model name)")
         if fallback not in ("rules", "none"):
@@ -89,12 +97,14 @@ class LLMGenerator:
         self.llm = llm if llm is not None else build_llm(backend, model, **(backend_options or {}))
         self.stats = GenStats()
         self.runner = PromptRunner(self.llm, NEGATIVE_PROMPT, batch_size, retries, temperature,
-                                   max_new_tokens=max_new_tokens, seed=seed, stats=self.stats)
+                                   max_new_tokens=max_new_tokens, seed=seed, stats=self.stats,
+                                   max_reply_chars=max_reply_chars)
         self.fallback = RulesGenerator("sugarcrepe", 1, seed=seed, tagger=tagger) if fallback == "rules" else None
         self.label = f"llm:{self.llm.name}:{getattr(self.llm, 'model_id', model)}"
         self._cfg = {"generator": "llm", "backend": self.llm.name, "model": getattr(self.llm, "model_id", model),
                      "batch_size": batch_size, "retries": retries, "temperature": temperature,
                      "max_new_tokens": max_new_tokens, "seed": seed, "fallback": fallback,
+                     "max_reply_chars": max_reply_chars,
                      "prompt": {"instruction": NEGATIVE_PROMPT.instruction, "examples": NEGATIVE_PROMPT.examples}}
 
     def info(self) -> dict[str, Any]:
@@ -124,7 +134,8 @@ class Rewriter:
 
     def __init__(self, backend: str = "transformers", model: str = "", n: int = 1, batch_size: int = 32,
                  retries: int = 2, temperature: float = 0.7, max_new_tokens: int = 64, seed: int = 0,
-                 backend_options: Optional[dict[str, Any]] = None, llm: Any = None) -> None:
+                 backend_options: Optional[dict[str, Any]] = None, llm: Any = None,
+                 max_reply_chars: int = MAX_REPLY_CHARS) -> None:
         if llm is None and not model:
             raise InputError("rewrite: give --model (a local folder, a hub id, or the server's model name)")
         if n < 1:
@@ -133,11 +144,12 @@ class Rewriter:
         self.n = n
         self.stats = GenStats()
         self.runners = [PromptRunner(self.llm, REWRITE_PROMPT, batch_size, retries, temperature,
-                                     max_new_tokens=max_new_tokens, seed=seed + j, stats=self.stats) for j in range(n)]
+                                     max_new_tokens=max_new_tokens, seed=seed + j, stats=self.stats,
+                                     max_reply_chars=max_reply_chars) for j in range(n)]
         self.label = f"llm:{self.llm.name}:{getattr(self.llm, 'model_id', model)}"
         self._cfg = {"task": "rewrite", "backend": self.llm.name, "model": getattr(self.llm, "model_id", model), "n": n,
                      "batch_size": batch_size, "retries": retries, "temperature": temperature,
-                     "max_new_tokens": max_new_tokens, "seed": seed,
+                     "max_new_tokens": max_new_tokens, "seed": seed, "max_reply_chars": max_reply_chars,
                      "prompt": {"instruction": REWRITE_PROMPT.instruction, "examples": REWRITE_PROMPT.examples}}
 
     def info(self) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Every backend turns a batch of chat-message lists into one completion string each. ``transformers`` runs
 a local path or hub id with batched ``generate`` (left padding, since decoder-only models continue the last
 token); models without a chat template get a completion-style prompt. ``vllm`` is imported only when used.
-``openai`` talks to any OpenAI-compatible server (vLLM's, llama.cpp's, a hosted API) over HTTP; the API
+``openai`` talks to any OpenAI-compatible server (vLLM's, llama.cpp's, a hosted API) over HTTP, with a
+timeout and a reply-size cap; its retries and failed requests are counted by reason, and its replies are
+returned as sent, for :mod:`tripletclip.negatives.replies` to parse. The API
 key is read from an environment variable only, never from the command line or a config file. It is sent to
 the configured scheme, host and port only: a redirect elsewhere is refused (urllib would forward the
 ``Authorization`` header to any host), a reply from elsewhere is never used, and sending the key over plain
@@ -15,6 +17,8 @@ import ipaddress
 import json
 import logging
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -22,9 +26,10 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Sequence
 
-from tripletclip.errors import UnavailableError
+from tripletclip.errors import InputError, UnavailableError
 from tripletclip.negatives.base import LLM_BACKENDS, local_device
 from tripletclip.negatives.prompts import Messages, render_plain
+from tripletclip.negatives.replies import Failed
 
 log = logging.getLogger(__name__)
 _WARNED_PLAIN_HTTP: set[str] = set()
@@ -152,14 +157,21 @@ class OpenAIChatLLM:
     """Any OpenAI-compatible ``/chat/completions`` endpoint, with concurrent requests and retries."""
 
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout: float = 60.0, http_retries: int = 3) -> None:
+                 concurrency: int = 8, timeout: float = 60.0, http_retries: int = 3,
+                 max_reply_bytes: int = 1 << 20) -> None:
+        if not timeout > 0 or http_retries < 0 or max_reply_bytes < 1:
+            raise InputError(f"openai backend: timeout must be > 0 s, http retries >= 0 and the reply size cap >= 1 "
+                             f"byte (got {timeout}, {http_retries}, {max_reply_bytes})")
         self.name, self.model_id = "openai", model
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key_env = api_key_env
         key = os.environ.get(api_key_env, "")  # NOTE: never from argv/config, so keys stay out of logs and manifests
         self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
         self.concurrency, self.timeout, self.http_retries = max(1, concurrency), timeout, http_retries
+        self.max_reply_bytes = max_reply_bytes
         self.http_errors = 0
+        self._counters: dict[str, int] = {}
+        self._count_lock = threading.Lock()
         self.origin = _origin(self.url)
         self._opener = urllib.request.build_opener(_SameOriginRedirects(self.origin))
         scheme, host, _ = self.origin
@@ -169,33 +181,65 @@ class OpenAIChatLLM:
                         "use https", self.url, api_key_env)
 
     def info(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.model_id, "url": self.url, "api_key_env": self.api_key_env}
+        return {"backend": self.name, "model": self.model_id, "url": self.url, "api_key_env": self.api_key_env,
+                "timeout": self.timeout, "http_retries": self.http_retries, "max_reply_bytes": self.max_reply_bytes}
 
-    def _post(self, payload: dict[str, Any]) -> str:
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            self._counters[name] = self._counters.get(name, 0) + 1
+
+    def take_counters(self) -> dict[str, int]:
+        """The HTTP retries and failed requests since the last call, by reason (for the job's manifest)."""
+        with self._count_lock:
+            out, self._counters = self._counters, {}
+        return out
+
+    def _post(self, payload: dict[str, Any]) -> Any:
+        """The reply's message content (str, content parts, or whatever the server sent: parsed by the caller),
+        or :class:`Failed` when timeouts, server errors or malformed bodies outlast the retries."""
         data = json.dumps(payload).encode("utf-8")
         last: Optional[Exception] = None
+        reason = "http_error"
         for attempt in range(self.http_retries + 1):
             req = urllib.request.Request(self.url, data=data, headers=self._headers, method="POST")
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     if _origin(resp.geturl()) != self.origin:  # never use a reply from elsewhere
                         raise UnavailableError(f"{self.url}: the reply came from {resp.geturl()}; refused")
-                    body = json.loads(resp.read().decode("utf-8"))
-                return body["choices"][0]["message"]["content"] or ""
+                    raw = resp.read(self.max_reply_bytes + 1)
+                if len(raw) > self.max_reply_bytes:  # never parsed: a retry is sampled by the caller
+                    self._count("failed_request:too_large")
+                    return Failed("too_large")
+                content = json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"]
+                return "" if content is None else content
             except urllib.error.HTTPError as e:
                 if e.code in (401, 403):
                     raise UnavailableError(f"{self.url}: HTTP {e.code} unauthorised; set the API key in ${self.api_key_env}") from None
                 if e.code < 500 and e.code != 429:
                     detail = e.read().decode("utf-8", "replace")[:200]
                     raise UnavailableError(f"{self.url}: HTTP {e.code} ({detail}); check --model and the server") from None
-                last = e
-            except (urllib.error.URLError, TimeoutError, ConnectionError, KeyError, IndexError, json.JSONDecodeError) as e:
-                last = e
+                last, reason = e, f"http_{e.code}"
+            except urllib.error.URLError as e:
+                if not isinstance(e.reason, (TimeoutError, socket.timeout)):
+                    last, reason = e, "connection"
+                else:
+                    last, reason = e, "timeout"
+            except (TimeoutError, socket.timeout) as e:
+                last, reason = e, "timeout"
+            except ConnectionError as e:
+                last, reason = e, "connection"
+            except (KeyError, IndexError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                last, reason = e, "bad_body"
             self.http_errors += 1
-            time.sleep(min(8.0, 0.25 * 2**attempt))
-        raise UnavailableError(f"{self.url}: no valid answer after {self.http_retries + 1} tries ({last}); is the server up?")
+            if attempt < self.http_retries:
+                self._count(f"http_retry:{reason}")
+                time.sleep(min(8.0, 0.25 * 2**attempt))
+        if reason == "connection":  # nothing answers: every caption would fail the same way
+            raise UnavailableError(f"{self.url}: no answer after {self.http_retries + 1} tries ({last}); is the server up?")
+        self._count(f"failed_request:{reason}")
+        return Failed(reason)
 
-    def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
+    def complete(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float, seed: int) -> list[Any]:
         payloads = [{"model": self.model_id, "messages": list(m), "max_tokens": max_new_tokens,
                      "temperature": temperature, "seed": seed + i} for i, m in enumerate(prompts)]
         if self.concurrency == 1 or len(payloads) == 1:

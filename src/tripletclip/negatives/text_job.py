@@ -18,6 +18,7 @@ from tripletclip.negatives.base import TEXT_GENERATORS
 from tripletclip.negatives.io import CaptionColumns, CaptionInput, write_parquet_atomic
 from tripletclip.negatives.jobs import JobOptions, ShardedJob, resolve_shard
 from tripletclip.negatives.llm import Rewriter
+from tripletclip.utils.ownership import check_separate
 
 _KEEP = ("original_caption",)
 _MAX_LISTED = 20
@@ -57,6 +58,7 @@ def run_text(opts: TextJobOptions) -> dict[str, Any]:
     rank, world = resolve_shard(opts.shard)
     # keep_cols carries the original caption through when the input is the output of ``rewrite``
     src = CaptionInput(opts.inp, opts.columns, keep_cols=_KEEP)
+    check_separate(opts.out, [opts.inp, *src.paths])
     gen = TEXT_GENERATORS.get(opts.generator)(**opts.generator_options)
     job = ShardedJob(opts.out, "negatives-text", {"input": _input_config(src), "generator": gen.info()}, src.units,
                      overwrite=opts.overwrite, world=world, rank=rank)
@@ -138,6 +140,7 @@ def run_rewrite(opts: RewriteJobOptions, llm: Any = None) -> dict[str, Any]:
     """
     rank, world = resolve_shard(opts.shard)
     src = CaptionInput(opts.inp, opts.columns)
+    check_separate(opts.out, [opts.inp, *src.paths])
     rw = Rewriter(opts.backend, opts.model, n=opts.n, llm=llm, **opts.options)
     job = ShardedJob(opts.out, "negatives-rewrite", {"input": _input_config(src), "rewriter": rw.info()}, src.units,
                      overwrite=opts.overwrite, world=world, rank=rank)

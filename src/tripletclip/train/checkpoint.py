@@ -14,6 +14,7 @@ never with advice to load it unsafely.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -29,7 +30,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tripletclip.errors import NotFoundError, UserError
+from tripletclip.utils.diskfull import write_guard
 from tripletclip.utils.files import sha256_file
+
+try:
+    import fcntl
+except ImportError:  # Windows: no holds (an export there may race with pruning)
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +85,101 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, train_stat
     tmp = ckpt_root / f".tmp_{name}_{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / WEIGHTS))
-    torch.save(train_state, tmp / STATE)
-    files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)} for f in (WEIGHTS, STATE)}
-    (tmp / META).write_text(json.dumps({"step": step, **meta, "files": files}, indent=1, default=str))
-    for f in (WEIGHTS, STATE, META):
-        _fsync(tmp / f)
-    _fsync(tmp)
+    # disk full / size limit / permissions: one line naming the folder and the free space; the partial write
+    # is removed and the previous checkpoint stays as it was
+    kept = f"the previous checkpoint ({_newest_name(run_dir)}) is intact" if step_folders(run_dir) else "nothing was lost"
+    try:
+        with write_guard(ckpt_root, f"checkpoint step {step}", kept):
+            tmp.mkdir()
+            save_file(weights, str(tmp / WEIGHTS))
+            torch.save(train_state, tmp / STATE)
+            files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)} for f in (WEIGHTS, STATE)}
+            (tmp / META).write_text(json.dumps({"step": step, **meta, "files": files}, indent=1, default=str))
+            for f in (WEIGHTS, STATE, META):
+                _fsync(tmp / f)
+            _fsync(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # a re-run reaching the same step replaces it
         shutil.rmtree(final)
     os.replace(tmp, final)
     latest_tmp = ckpt_root / f".latest_{os.getpid()}"
-    latest_tmp.write_text(name + "\n")
-    os.replace(latest_tmp, ckpt_root / "latest")
+    with write_guard(ckpt_root / "latest", f"the pointer to checkpoint step {step}", f"{name} itself is complete"):
+        try:
+            latest_tmp.write_text(name + "\n")
+            os.replace(latest_tmp, ckpt_root / "latest")
+        finally:
+            latest_tmp.unlink(missing_ok=True)
     _fsync(ckpt_root)
-    for old in step_folders(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    if keep > 0:
+        with _prune_lock(ckpt_root):  # a checkpoint an export or evaluation holds stays until a later save
+            for old in step_folders(run_dir)[:-keep]:
+                if not _is_held(old):
+                    shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _prune_lock(ckpt_root: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on the checkpoints folder itself while pruning, or while a reader places its hold, so
+    that no checkpoint is deleted under a new hold (a lock on the folder: no file is left behind)."""
+    if fcntl is None or not ckpt_root.is_dir():
+        yield
+        return
+    fd = os.open(ckpt_root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_held(ckpt: Path) -> bool:
+    """Whether a live process holds ``ckpt`` (:func:`hold_checkpoint`: a shared ``flock`` on the folder)."""
+    try:
+        fd = os.open(ckpt, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_checkpoint(path: str | Path, tries: int = 5) -> Iterator[Path]:
+    """The checkpoint ``path`` resolves to, held against the run's pruning while the block runs.
+
+    A run that saves meanwhile keeps a held checkpoint until a later save; a checkpoint pruned between
+    resolving and holding is resolved again (the run's newer one). The hold dies with its process.
+    """
+    for _ in range(tries):
+        ckpt = resolve_checkpoint(path)
+        if fcntl is None:
+            yield ckpt
+            return
+        with _prune_lock(ckpt.parent):
+            try:
+                fd = os.open(ckpt, os.O_RDONLY)
+            except FileNotFoundError:  # pruned since it was resolved
+                continue
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            yield ckpt
+        finally:
+            os.close(fd)
+        return
+    raise CheckpointError(f"{path}: its checkpoints were replaced {tries} times while being opened; try again")
+
+
+def _newest_name(run_dir: Path) -> str:
+    steps = step_folders(run_dir)
+    return steps[-1].name if steps else ""
 
 
 def _fsync(path: Path) -> None:

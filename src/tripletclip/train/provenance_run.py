@@ -17,6 +17,7 @@ from tripletclip.data.source import Source
 from tripletclip.errors import ConflictError, NotFoundError
 from tripletclip.train.checkpoint import newest_intact, remove_partial_writes, step_folders, verified_checkpoint
 from tripletclip.utils.lock import FolderLock
+from tripletclip.utils.ownership import RUN, claim_output
 from tripletclip.utils.provenance import code_version, machine_info
 
 
@@ -57,6 +58,7 @@ def open_run(cfg: RunConfig, resume: Optional[str]) -> tuple[Path, Optional[Path
     run_dir, explicit = _run_dir(cfg, resume)
     lock = FolderLock(run_dir, "another training run", "choose another train.name / train.output_dir")
     try:
+        claim_output(run_dir, RUN, option="run folder")  # new, or a run: never the user's own files
         if not resume and step_folders(run_dir):
             raise ConflictError(f"{run_dir} already holds a run; pass --resume latest to continue it or choose train.name")
         remove_partial_writes(run_dir)

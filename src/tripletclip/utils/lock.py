@@ -7,7 +7,11 @@ with one line naming the holder's PID, which the holder writes into its lock fil
 Sharded generation jobs have several legitimate writers (rank r of W writes units u with u % W == r): each rank
 holds ``.lock`` shared plus its own ``.lock.rank<r>of<W>`` exclusively, while a single-process writer holds
 ``.lock`` exclusively. So ranks of one job run side by side, and a second copy of a rank, or a single-process
-job next to a sharded one, is refused. NOTE: ``flock`` is per host on some network file systems (Linux maps
+job next to a sharded one, is refused. A lock belongs to the process that took it and to no child: a process
+forked after the lock (a data loader worker) would otherwise share the ``flock`` and keep the folder locked
+for as long as it outlives its SIGKILLed parent, blocking the run's immediate ``--resume``; so every forked
+child closes its copies at once (:func:`os.register_at_fork`; spawned and exec'd children never get them, the
+descriptors are not inheritable). NOTE: ``flock`` is per host on some network file systems (Linux maps
 it to POSIX locks on NFS, which do cross hosts); the recorded host name makes a cross-host holder visible.
 """
 from __future__ import annotations
@@ -24,6 +28,21 @@ except ImportError:  # Windows: no flock; runs there are not protected against a
 from tripletclip.errors import ConflictError
 
 LOCK_NAME = ".lock"
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _drop_in_child() -> None:
+    """In a forked child: close the inherited lock descriptors (the parent's locks stay with the parent)."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def _holder(path: Path) -> str:
@@ -55,6 +74,7 @@ class FolderLock:
         self.folder = Path(folder)
         self.what, self.hint = what, hint
         self._fds: list[int] = []
+        self._pid = os.getpid()
         if fcntl is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -77,6 +97,7 @@ class FolderLock:
             raise ConflictError(f"{self.folder} is in use by {self._holders(path)} ({self.what}); wait for it to end, "
                                 f"or {self.hint}") from None
         self._fds.append(fd)
+        _HELD.add(fd)
         if exclusive:  # the PID a refused process names
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
@@ -90,8 +111,10 @@ class FolderLock:
 
     def release(self) -> None:
         """Free the folder (closing the descriptors drops the locks)."""
-        for fd in self._fds:
-            os.close(fd)
+        if os.getpid() == self._pid:  # in a forked child the copies are closed already (_drop_in_child)
+            for fd in self._fds:
+                _HELD.discard(fd)
+                os.close(fd)
         self._fds = []
 
     def __del__(self) -> None:  # an owner dropped without release() frees the folder too

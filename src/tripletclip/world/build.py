@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing as mp
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from tripletclip.errors import ConflictError, InputError
+from tripletclip.utils.diskfull import write_guard
 from tripletclip.utils.files import write_json_atomic
+from tripletclip.utils.lock import FolderLock
+from tripletclip.utils.ownership import WORLD, claim_output
 from tripletclip.utils.progress import progress_bar
 from tripletclip.world.eval_set import bench_tasks, run_bench_task, write_bench
 from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGenerator
@@ -134,8 +136,6 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
     """Write ``out_dir/train`` (``n_train`` triplets with ``n_neg`` negatives each) and ``out_dir/bench``
     (``n_bench`` rows per SugarCrepe category, half seen and half held-out, plus Winoground groups and
     ``n_retrieval`` retrieval images). Returns the summary also written to ``out_dir/world.json``."""
-    from tripletclip.data.shards import ShardWriter  # imports torch: only when actually building
-
     out = Path(out_dir)
     for name, v, lo in (("n_train", n_train, 0), ("n_bench", n_bench, 0), ("n_neg", n_neg, 0),
                         ("n_captions", n_captions, 1), ("n_retrieval", n_retrieval, 0), ("workers", workers, 1)):
@@ -143,12 +143,26 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
             raise InputError(f"build_world: {name}={v} must be >= {lo}")
     if n_neg > len(train_edit_types):
         raise InputError(f"build_world: n_neg={n_neg} exceeds the {len(train_edit_types)} training edit types")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConflictError(f"{out}: not empty; pass overwrite=True (--overwrite) or choose a new folder")
-        for sub in ("train", "bench"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    spec = spec or make_spec(heldout_pairs, seed)
+    # one build per folder at a time, and only into a new folder or a world: --overwrite removes what a build
+    # wrote, never the user's files (utils/ownership.py)
+    lock = FolderLock(out, "another world build", "use another --out")
+    try:
+        if claim_output(out, WORLD, overwrite) and not overwrite:
+            raise ConflictError(f"{out}: already holds a world; pass --overwrite (overwrite=True) to replace it, or "
+                                "choose a new folder")
+        with write_guard(out, "the world", "the partial world in it is unusable until a build with --overwrite"):
+            return _write_world(out, n_train, n_bench, seed, image_size, n_neg, n_captions, n_retrieval,
+                                spec or make_spec(heldout_pairs, seed), style, train_edit_types, workers, image_format,
+                                shard_size, overwrite, progress)
+    finally:
+        lock.release()
+
+
+def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,
+                 n_retrieval: int, spec: WorldSpec, style: CaptionStyle, train_edit_types: Sequence[str], workers: int,
+                 image_format: str, shard_size: int, overwrite: bool, progress: bool) -> dict[str, Any]:
+    from tripletclip.data.shards import ShardWriter  # imports torch: only when actually building
+
     bench_dir = out / "bench"
     (bench_dir / "images").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
