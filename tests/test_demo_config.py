@@ -99,16 +99,32 @@ def test_the_default_demo_still_uses_the_shipped_base(tmp_path, monkeypatch):
     spec = spec_preset(cfg.world_spec, seed=cfg.world_seed).to_json()
     identity = base_mod.base_identity(cfg, spec, 48)
     key = base_mod.base_key(identity)
-    meta = json.loads((base_mod.shipped_dir() / f"{key}.json").read_text())
-    assert meta["key"] == key and (base_mod.shipped_dir() / f"{key}.safetensors").is_file()
+    # found by the identity its recorded config resolves to today (schema fields added since take their defaults)
+    found = base_mod.shipped_for(identity)
+    assert found is not None, "the default demo's base is not shipped: run `tripletclip world pretrain --ship`"
+    src, meta = found
+    assert src.is_file() and src.suffix == ".safetensors"
     assert base_mod.pretrain_identity(config_from_dict(meta["config"])) == identity["pretrain"]
     monkeypatch.setenv("TRIPLETCLIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(run_mod, "_isolated", lambda *a, **k: pytest.fail("the default demo must not pretrain"))
     got = run_mod.ensure_base(cfg, spec, 48, tmp_path / "work", echo=lambda s: None)
     assert got["source"] == "shipped with the package" and got["key"] == key
+
     tuned = load_demo_config("demo", FINE_TUNING + ["base.optim.beta1=0.9"])
     again = run_mod.ensure_base(tuned, spec, 48, tmp_path / "work", echo=lambda s: None)
     assert again["source"] == "cache" and again["path"] == got["path"]
+
+
+def test_a_shipped_base_is_never_reused_for_a_changed_default(monkeypatch):
+    """A default that changed since the base was trained differs from the value recorded with it: no match."""
+    from tripletclip.demo import base as base_mod
+    from tripletclip.world import spec_preset
+
+    cfg = load_demo_config("demo")
+    spec = spec_preset(cfg.world_spec, seed=cfg.world_seed).to_json()
+    assert base_mod.shipped_for(base_mod.base_identity(cfg, spec, 48)) is not None
+    changed = load_demo_config("demo", ["base.optim.lr=1e-3"])
+    assert base_mod.shipped_for(base_mod.base_identity(changed, spec, 48)) is None
 
 
 def test_a_demo_typo_is_one_line_before_anything_is_built(tmp_path):

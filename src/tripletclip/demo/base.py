@@ -82,21 +82,48 @@ def install_shipped(identity: dict[str, Any]) -> Optional[Path]:
     from tripletclip.utils.files import sha256_file
 
     key = base_key(identity)
-    src = shipped_dir() / f"{key}.safetensors"
-    if not src.is_file():
+    found = shipped_for(identity)
+    if found is None:
         return None
-    meta = json.loads((shipped_dir() / f"{key}.json").read_text())
+    src, meta = found
     state = expand_state(load_file(str(src)), int(meta["vocab_size"]))
     folder = cache_root() / "world-base" / key
     tmp = folder.with_name(f".{key}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(state, str(tmp / BASE_FILE))
-    meta = {**meta, "weights_sha256": sha256_file(tmp / BASE_FILE), "installed_from": str(src)}
+    meta = {**meta, "key": key, "identity": identity, "shipped_key": src.stem,
+            "weights_sha256": sha256_file(tmp / BASE_FILE), "installed_from": str(src)}
     (tmp / "base.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def shipped_for(identity: dict[str, Any]) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The shipped base whose recorded training config resolves, today, to ``identity`` (file and metadata).
+
+    NOTE: matched by recomputing the identity from the full config recorded when the base was trained, not by the
+    file name: a schema field added since (absent from that record) takes its default, so adding a field keeps
+    the shipped base, while a changed default differs from the recorded value and never reuses a wrong base.
+    """
+    from tripletclip.config import config_from_dict
+
+    key = base_key(identity)
+    candidates = sorted(shipped_dir().glob("*.json"), key=lambda p: p.stem != key)  # the named one first
+    for meta_path in candidates:
+        src = meta_path.with_suffix(".safetensors")
+        if not src.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        recorded = meta.get("identity", {})
+        try:
+            again = {**recorded, "pretrain": pretrain_identity(config_from_dict(meta["config"]))}
+        except Exception:  # a record this code cannot read is not this base
+            continue
+        if base_key(again) == key:
+            return src, meta
+    return None
 
 
 def ship_base(folder: Path, out_dir: Optional[Path] = None) -> Path:

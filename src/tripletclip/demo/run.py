@@ -209,10 +209,11 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}")
     out = Path(out_dir)
     preset = preset or ("demo-quick" if quick else "demo")  # provenance names the preset actually run
-    lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     n_train, steps = _plan(cfg)
-    settings = resolve_settings(cfg, preset or ("demo-quick" if quick else "demo"), methods, overrides, echo)
+    # checks first (seconds, nothing written), then the folder is claimed: a refused setting leaves no folder
+    settings = resolve_settings(cfg, preset, methods, overrides, echo)
+    lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
     run_base = cfg.run_dict()
     model_name = run_base.get("model", {}).get("name", "world-cnn")
     image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
