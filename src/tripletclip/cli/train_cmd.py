@@ -14,6 +14,7 @@ from typing import Optional
 import click
 
 from tripletclip.errors import UserError
+from tripletclip.utils.ownership import OWNER_FILE
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -113,7 +114,8 @@ def _remove_own_leftovers(out: Path, before: Optional[set[Path]], named_without_
         return
     for folder in set(out.iterdir()) - (before or set()):
         entries = list(folder.iterdir()) if folder.is_dir() else [None]
-        if all(e is not None and _is_lock_file(e) and _lock_free(e) for e in entries):
+        # only its lock(s), free, and the claim record written with them (utils/ownership.py)
+        if all(e is not None and (e.name == OWNER_FILE or (_is_lock_file(e) and _lock_free(e))) for e in entries):
             for e in entries:
                 e.unlink()
             folder.rmdir()
