@@ -61,9 +61,10 @@ class CeClipLoss(ContrastiveLoss):
         if self.thresholds.device != loc.image.device:
             self.thresholds = self.thresholds.to(loc.image.device)
         n_types = self.thresholds.shape[0]
-        if bool(((loc.neg_text_type < 0) | (loc.neg_text_type >= n_types)).any()):
-            raise ValueError(f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
-                             "use tripletclip.edit_types.edit_type_id")
+        # checked on the device without a read-back (a GPU step must not stall): fails at the next sync
+        torch._assert_async(((loc.neg_text_type >= 0) & (loc.neg_text_type < n_types)).all(),
+                            f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
+                            "use tripletclip.edit_types.edit_type_id")
         negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
         i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
                                  inputs.labels, scale)
