@@ -15,6 +15,7 @@ naming file and key); later bad samples are skipped and counted in the loader's
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any, Optional
 
 import torch
@@ -45,6 +46,13 @@ _ERROR_KEYS = ("bad_samples", "stream_errors", "samples_lost")
 
 def _identity(x: Any) -> Any:
     return x
+
+
+def _ignore_preemption_signals(worker_id: int) -> None:
+    """Workers leave SIGTERM/SIGUSR1/SIGUSR2 to the main process, which saves a checkpoint and then stops
+    them (SLURM signals every process of a job step; train/preempt.py)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess, tokenizer: Tokenizer,
@@ -109,6 +117,7 @@ class TrainLoader:
             batch_size=None,
             num_workers=self.cfg.workers,
             collate_fn=_identity,
+            worker_init_fn=_ignore_preemption_signals,
             # the one iterator owns the workers: dropping it (close) shuts them down
             persistent_workers=False,
             prefetch_factor=max(1, self.cfg.prefetch_factor),
