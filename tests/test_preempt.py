@@ -95,6 +95,7 @@ def _preempted(out: Path, results: list[tuple[int, str]], after: int) -> int:
     return new[0]
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_checkpoints_both_and_resumes_bitwise(tmp_path):
     """SIGUSR1 to rank 1 after step 3, resume; SIGTERM to rank 0 three steps later, resume to the end:
     bitwise the weights and the logged losses of an uninterrupted 2-rank run."""

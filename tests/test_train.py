@@ -155,3 +155,33 @@ def test_fine_tune_from_local_weights_with_a_locked_image_tower(tmp_path, tiny_w
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("transformer."))
     assert json.loads((Path(res["run_dir"]) / "run.json").read_text())["model"]["weights_sha256"]
+
+
+def test_compile_trains_without_recompiling(tmp_path):
+    """train.compile=true: 10 steps, text lengths in buckets, at most 2 compilations. Dynamo decides when to
+    recompile whatever the backend, so the test uses the 'eager' backend (inductor on this 2-core CPU takes
+    minutes to build; docs/training.md gives its measured time)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    res = train(_cfg(tmp_path, "tripletclip", steps=10, **{"train.compile": "true", "train.compile_backend": "eager",
+                                                         "train.log_every": "5"}))
+    assert res["step"] == 10
+    assert 1 <= counters["frames"]["ok"] <= 2 and counters["stats"]["unique_graphs"] <= 2, dict(counters["frames"])
+
+
+@pytest.mark.parametrize("loss", ["tripletclip", "ceclip"])
+def test_accumulation_trains_the_same_run(tmp_path, loss):
+    """train.accum_steps=4 (micro-batches of 2) trains the plain run's objective over the same batch of 8,
+    through the whole trainer (real model, trimmed text, AdamW): step 1's loss and gradient norm agree to float
+    rounding; later steps only closely, as Adam's first updates amplify rounding in near-zero gradients."""
+    runs = []
+    for accum in (1, 4):
+        res = train(_cfg(tmp_path / str(accum), loss, steps=4, **{"train.accum_steps": str(accum), "train.log_every": "1"}))
+        runs.append([json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()])
+    assert runs[1][0]["loss/loss"] == pytest.approx(runs[0][0]["loss/loss"], rel=1e-6)
+    assert runs[1][0]["grad_norm"] == pytest.approx(runs[0][0]["grad_norm"], rel=1e-4)
+    for plain, acc in zip(*runs):
+        assert acc["loss/loss"] == pytest.approx(plain["loss/loss"], rel=2e-3)
+        assert acc["real_pairs_seen"] == plain["real_pairs_seen"]
