@@ -185,3 +185,17 @@ def test_accumulation_trains_the_same_run(tmp_path, loss):
     for plain, acc in zip(*runs):
         assert acc["loss/loss"] == pytest.approx(plain["loss/loss"], rel=2e-3)
         assert acc["real_pairs_seen"] == plain["real_pairs_seen"]
+
+
+def test_job_log_lines_and_metrics_fields(tmp_path, capsys):
+    """Not a terminal: one plain line per logging step with the fields of the metrics.jsonl record."""
+    res = train(_cfg(tmp_path, "negclip", steps=4))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    recs = [json.loads(x) for x in (Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [ln.split()[1] for ln in lines] == ["2/4", "4/4"] and len(recs) == 2
+    for ln, rec in zip(lines, recs):
+        assert f"loss {rec['loss/loss']:.4f}" in ln and f"grad_norm {rec['grad_norm']:.3g}" in ln
+        assert rec["grad_norm"] > 0 and rec["pairs_per_s_rank"] == rec["pairs_per_s"]  # one rank
+        assert rec["peak_memory_bytes"] > 2**20 and 0 <= rec["data_wait_frac"] <= 1
+        for key in ("lr", "pairs/s", "(rank", "data_wait", "peak_mem"):
+            assert key in ln
