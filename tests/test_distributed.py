@@ -227,3 +227,13 @@ def test_single_process_needs_no_group():
     assert all_gather_with_grad(x) is x
     assert all_reduce_mean(torch.tensor([2, 4])).tolist() == [2.0, 4.0]
     assert broadcast_object({"a": 1}) == {"a": 1}
+
+
+def test_one_visible_gpu_per_task_uses_cuda_0():
+    """srun --gpus-per-task=1 shows each task one GPU: set_device(local_rank) would fail for local rank > 0."""
+    from tripletclip.utils.distributed import cuda_index
+
+    assert cuda_index(local_rank=5, visible=1) == 0
+    assert cuda_index(local_rank=5, visible=8) == 5
+    with pytest.raises(ValueError, match="gpus-per-task"):
+        cuda_index(local_rank=4, visible=2)
