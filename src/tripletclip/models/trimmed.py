@@ -47,7 +47,10 @@ def encode_text_trimmed(model: torch.nn.Module, text: torch.Tensor, normalize: b
     if not (supports_trimming(model) if supported is None else supported):
         return model.encode_text(text, normalize=normalize)
     pool_at = pool_positions(model, text)
-    n = int(pool_at.max()) + 1 if length is None else min(int(length), text.shape[1])
+    if length is None:
+        n = int(pool_at.max()) + 1
+    else:  # an end-of-text id 0 (= padding) pools at the first padding position, one past the last token
+        n = min(int(length) + int(model.text_pool_type == "eos" and model.text_eos_id == 0), text.shape[1])
     text = text[:, :n]
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast) + model.positional_embedding[:n].to(cast)

@@ -31,7 +31,8 @@ def bucket_length(n: int, context_length: int, bucket: int) -> int:
 
 def text_length(batch: dict[str, Any], use_neg_text: bool) -> int:
     """Positions up to the last non-padding token over captions (and negative captions): trimming the text to
-    it is exact for causal end-of-text pooling (models/trimmed.py), with open_clip's padding id 0. Host data."""
+    it is exact for causal end-of-text pooling (models/trimmed.py), with open_clip's padding id 0 (a tokenizer
+    padding with another id trims nothing). Host data."""
     texts = [batch["text"]] + ([batch["neg_text"].flatten(0, 1)] if use_neg_text and "neg_text" in batch else [])
     last = 0
     for t in texts:
@@ -39,8 +40,7 @@ def text_length(batch: dict[str, Any], use_neg_text: bool) -> int:
             nz = (t != 0).any(0)  # positions used by any caption
             idx = nz.nonzero()
             last = max(last, int(idx[-1]) + 1 if idx.numel() else 0)
-    # one position past the last token: covers end-of-text pooling on a padding id as well
-    return last + 1
+    return last
 
 
 def prepare_batch(batch: dict[str, Any], use_neg_text: bool, use_neg_image: bool, text_bucket: int = 1) -> dict[str, Any]:

@@ -5,9 +5,10 @@ SLURM sends SIGTERM before it ends or preempts a job, or a chosen signal ahead o
 flag; the loop looks at it after a step, so the state saved is that of a finished step and ``--resume latest``
 continues bitwise (on CPU). A signal may reach one rank only (``kill`` on one pid, or ranks that see it in a
 different step), so the ranks *agree* before stopping: every ``check_every`` steps they all-reduce (MAX) a
-one-element flag. That is a tiny collective and, on a GPU, one read-back; a single process reads its own flag
-and syncs nothing. ``check_every`` trades that cost against the delay to the checkpoint (docs/training.md):
-at 1 s per step and a 120 s warning, any value up to ~30 is safe.
+one-element flag. The flag is a CPU tensor reduced over a gloo group (a side group when training uses NCCL), so
+the agreement never waits for the GPU: one small host-to-host message per check. A single process reads its own
+flag and communicates nothing. ``check_every`` trades that message against the delay to the checkpoint
+(docs/training.md).
 """
 from __future__ import annotations
 
@@ -47,11 +48,13 @@ def ignore_in_workers(signals: Sequence[int]) -> None:
 class Preemption:
     """Installs handlers for ``signals``; :meth:`should_stop` says (on every rank alike) when to checkpoint and exit."""
 
-    def __init__(self, signals: Sequence[str], check_every: int = 1, device: torch.device | str = "cpu") -> None:
+    def __init__(self, signals: Sequence[str], check_every: int = 1) -> None:
         self.signals = parse_signals(signals)
         self.check_every = max(1, int(check_every))
-        self.device = torch.device(device)
         self.received: Optional[str] = None
+        self._group = None
+        if is_dist() and torch.distributed.get_backend() != "gloo":  # collective call: every rank makes it
+            self._group = torch.distributed.new_group(backend="gloo")
         self._previous: dict[int, object] = {}
         for s in self.signals:
             self._previous[s] = signal.signal(s, self._handle)
@@ -67,9 +70,9 @@ class Preemption:
             return self.received is not None
         if step % self.check_every:
             return False
-        flag = torch.tensor([1.0 if self.received else 0.0], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        stop = bool(flag.item() > 0)
+        flag = torch.tensor([1 if self.received else 0], dtype=torch.int32)  # host memory: no GPU wait
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._group)
+        stop = bool(flag[0] > 0)
         if stop and self.received is None:
             self.received = "a signal to another rank"
         return stop

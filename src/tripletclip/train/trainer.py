@@ -80,15 +80,16 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
 def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> dict[str, Any]:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = _setup(cfg, env, run_dir, resume_ckpt)
-    preempt = Preemption(cfg.train.preempt_signals, cfg.train.preempt_check_every, env.device)
+    # handlers first: a signal during setup stops the run after its first step
+    preempt = Preemption(cfg.train.preempt_signals, cfg.train.preempt_check_every)
     try:
-        last = _loop(run, preempt)
+        run = _setup(cfg, env, run_dir, resume_ckpt)
+        last, stopped = _loop(run, preempt)
     finally:
         preempt.restore()
     # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
     run.checkpoint()
-    if preempt.received is not None:
+    if stopped:  # agreed by every rank (a local flag alone would split the ranks' paths)
         if env.rank == 0:
             print(f"preempted ({preempt.received}): checkpoint of step {run.step} saved in {run.run_dir}; continue "
                   "with --resume latest", flush=True)
@@ -207,9 +208,10 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
     return run
 
 
-def _loop(run: _Run, preempt: Preemption) -> dict[str, Any]:
+def _loop(run: _Run, preempt: Preemption) -> tuple[dict[str, Any], bool]:
     """Steps until ``train.steps`` (or a preemption signal): batch, update, counters; logs, checkpoints and
-    evaluations on schedule. Only logging steps read values back from the device."""
+    evaluations on schedule. Only logging steps read values back from the device. Returns the last logged
+    metrics and whether the ranks stopped early on a signal."""
     cfg, loader, model, env = run.cfg, run.loader, run.model, run.env
     shapes = run.loss_fn.logits_shapes(cfg.train.batch_size, run.global_batch, cfg.data.max_neg_text if run.use_nt else 0,
                                        cfg.data.max_neg_image if run.use_ni else 0)
@@ -219,6 +221,7 @@ def _loop(run: _Run, preempt: Preemption) -> dict[str, Any]:
     device = torch.device(env.device)
     bucket = cfg.train.compile_text_bucket if cfg.train.compile else 1
     last: dict[str, Any] = {}
+    stopped = False
     epoch = loader.epoch
     t_window, wait_window, n_window = 0.0, 0.0, 0
     model.train()
@@ -248,14 +251,15 @@ def _loop(run: _Run, preempt: Preemption) -> dict[str, Any]:
             if plain_log:
                 print(log_line(step, cfg.train.steps, last), flush=True)
             t_window, wait_window, n_window = 0.0, 0.0, 0
-        if preempt.should_stop(step):
+        if step < cfg.train.steps and preempt.should_stop(step):
+            stopped = True
             break  # _train saves the checkpoint of this finished step on every rank together
         if cfg.train.save_every and step % cfg.train.save_every == 0 and step < cfg.train.steps:
             run.checkpoint()
         if cfg.eval.benchmarks and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:
             _periodic_eval(cfg, run.bundle, model, run.metrics, step, env.rank)
     progress.close()
-    return last
+    return last, stopped
 
 
 def train_step(run: _Run, micro: list[dict[str, Any]], want_norm: bool = False
