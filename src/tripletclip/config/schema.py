@@ -39,6 +39,11 @@ class DataConfig:
     # validate this many first samples at start: a bad one is a one-line error naming the file and key
     validate_first: int = 8
     shuffle_buffer: int = 1000
+    # one data order for the whole job instead of one per (rank, worker): global batch t is samples
+    # [t*GB, (t+1)*GB) of a sequence that does not depend on the world size or data.workers, so a run can resume
+    # on another number of GPUs or workers (elastic resume; each worker scans the sequence, reading only its
+    # samples; docs/training.md)
+    global_order: bool = False
     # a sample with more negatives than K (M) contributes K (M) of them drawn per (seed, epoch, sample)
     # (NegCLIP picks one of its swaps at random each time); False keeps the first ones
     sample_negatives: bool = True

@@ -146,10 +146,10 @@ class _Run:
             self.precision.scaler.load_state_dict(state["scaler"])
         self.loss_fn.load_state_dict(state["loss"])
         rank = self.env.rank
-        self.loader.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
+        self.loader.load_state_dict(_of_rank(state["data"], rank))
         self.counters = dict(state["counters"])
         self.step = int(state["step"])
-        set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
+        set_rng_state(_of_rank(state["rng"], rank))
 
     def checkpoint(self) -> None:
         """Save the full state of every rank (data positions and RNG gathered on rank 0)."""
@@ -161,6 +161,15 @@ class _Run:
             save_checkpoint(self.run_dir, self.step, self.model, state, {**self.meta, "counters": self.counters},
                             keep=self.cfg.train.keep_checkpoints)
         barrier()
+
+
+def _of_rank(states: Any, rank: int) -> Any:
+    """This rank's entry of per-rank states saved at world size W (a plain object when W was 1). Resuming on
+    another world size (data.global_order) reuses rank ``rank mod W``'s: the data position is global then,
+    and only the trainer's own RNG stream (dropout) differs from an uninterrupted run at the new size."""
+    if not isinstance(states, list):
+        return states
+    return states[rank % len(states)]
 
 
 def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> _Run:
