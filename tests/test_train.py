@@ -199,3 +199,43 @@ def test_job_log_lines_and_metrics_fields(tmp_path, capsys):
         assert rec["peak_memory_bytes"] > 2**20 and 0 <= rec["data_wait_frac"] <= 1
         for key in ("lr", "pairs/s", "(rank", "data_wait", "peak_mem"):
             assert key in ln
+
+
+@pytest.mark.slow
+def test_elastic_resume_from_one_to_two_ranks(tmp_path, monkeypatch):
+    """data.global_order: checkpoint at W=1 (batch 8), resume at W=2 (batch 4 per rank) under torchrun: no
+    error; step, optimizer and schedule continue; the data position is global (the key sets are checked in
+    tests/test_data_loader.py, W=2 -> 1 as well)."""
+    from tripletclip.train.checkpoint import load_checkpoint
+
+    from tripletclip.train import preempt, trainer
+
+    common = {"data.global_order": "true", "train.save_every": "0", "train.log_every": "1"}
+    ref = train(_cfg(tmp_path / "ref", "negclip", steps=8, **common))
+
+    class StopAt4(preempt.Preemption):  # as if preempted after step 4 (tests/test_preempt.py sends real signals)
+        def should_stop(self, step: int) -> bool:
+            return step >= 4
+
+    monkeypatch.setattr(trainer, "Preemption", StopAt4)
+    first = train(_cfg(tmp_path, "negclip", steps=8, **common))
+    assert first["step"] == 4 and first["preempted"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "tripletclip.cli", "train", *_overrides(tmp_path, "negclip", 8, 0)[:-1], "train.batch_size=4",
+           "train.threads=1", *[f"{k}={v}" for k, v in common.items()], "--resume", "latest"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    _, state, _ = load_checkpoint(tmp_path / "negclip")
+    _, ref_state, _ = load_checkpoint(Path(ref["run_dir"]))
+    assert state["step"] == 8 and state["scheduler"]["last_epoch"] == ref_state["scheduler"]["last_epoch"] == 8
+    assert state["scheduler"]["_last_lr"] == ref_state["scheduler"]["_last_lr"]
+    adam = [s["step"] for s in state["optimizer"]["state"].values()]
+    assert adam and all(float(s) == 8 for s in adam)
+    assert [d["consumed"] for d in state["data"]] == [64, 64] and state["counters"]["real_pairs_seen"] == 64
+    recs = [json.loads(x) for x in (tmp_path / "negclip" / "metrics.jsonl").read_text().splitlines()]
+    refs = [json.loads(x) for x in (Path(ref["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == list(range(1, 9))
+    # the same objective over the same global batches: the losses after the resume agree closely
+    for got, want in zip(recs[4:], refs[4:]):
+        assert got["loss/loss"] == pytest.approx(want["loss/loss"], rel=1e-3)
