@@ -49,9 +49,10 @@ def _identity(x: Any) -> Any:
 
 
 def _ignore_preemption_signals(worker_id: int) -> None:
-    """Workers leave SIGTERM/SIGUSR1/SIGUSR2 to the main process, which saves a checkpoint and then stops
-    them (SLURM signals every process of a job step; train/preempt.py)."""
-    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+    """Workers leave SIGUSR1/SIGUSR2 to the main process, which saves a checkpoint and then stops them (SLURM's
+    ``--signal`` reaches every process of a job step; train/preempt.py). NOTE: SIGTERM keeps its default: it is
+    how multiprocessing stops daemonic workers at interpreter exit, and a worker ignoring it hangs the exit."""
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -87,6 +87,7 @@ def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
         last, stopped = _loop(run, preempt)
     finally:
         preempt.restore()
+    run.loader.close()  # stop the data workers now, not at interpreter exit
     # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
     run.checkpoint()
     if stopped:  # agreed by every rank (a local flag alone would split the ranks' paths)
