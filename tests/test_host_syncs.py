@@ -55,7 +55,7 @@ def test_non_logging_steps_read_nothing_back(tmp_path: Path, monkeypatch, loss: 
         with CountReadbacks() as fn_mode, CountReadbackOps() as op_mode:
             out = real_step(run, micro, want_norm)
             if want_norm:  # a logging step reads its values back (as _metrics_record does)
-                float(out[0]["loss"])
+                float(out[0]["loss"].detach())
                 float(run.model.logit_scale.exp())
         counts.append(fn_mode.seen + op_mode.seen)
         return out

@@ -8,6 +8,7 @@ from tripletclip.errors import InputError
 from tripletclip.train import precision as P
 
 
+@pytest.mark.filterwarnings("ignore:.*GradScaler is enabled, but CUDA is not available")
 @pytest.mark.parametrize("capability,dtype,scaled", [
     ((7, 0), torch.float16, True),   # V100
     ((7, 5), torch.float16, True),   # T4

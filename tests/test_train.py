@@ -203,9 +203,9 @@ def test_job_log_lines_and_metrics_fields(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_elastic_resume_from_one_to_two_ranks(tmp_path, monkeypatch):
-    """data.global_order: checkpoint at W=1 (batch 8), resume at W=2 (batch 4 per rank) under torchrun: no
-    error; step, optimizer and schedule continue; the data position is global (the key sets are checked in
-    tests/test_data_loader.py, W=2 -> 1 as well)."""
+    """data.global_order: checkpoint at W=1 (batch 8), resume at W=2 (batch 4 per rank, in 2 micro-batches:
+    DDP with accumulation) under torchrun: no error; step, optimizer and schedule continue; the data position
+    is global (the key sets are checked in tests/test_data_loader.py, W=2 -> 1 as well)."""
     from tripletclip.train.checkpoint import load_checkpoint
 
     from tripletclip.train import preempt, trainer
@@ -222,7 +222,7 @@ def test_elastic_resume_from_one_to_two_ranks(tmp_path, monkeypatch):
     assert first["step"] == 4 and first["preempted"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "tripletclip.cli", "train", *_overrides(tmp_path, "negclip", 8, 0)[:-1], "train.batch_size=4",
-           "train.threads=1", *[f"{k}={v}" for k, v in common.items()], "--resume", "latest"]
+           "train.threads=1", "train.accum_steps=2", *[f"{k}={v}" for k, v in common.items()], "--resume", "latest"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
