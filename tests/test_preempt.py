@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tripletclip.train.preempt import Preemption, parse_signals
 from tripletclip.errors import InputError
+from tripletclip.train.preempt import Preemption, parse_signals
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 STEPS = 24

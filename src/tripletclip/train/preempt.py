@@ -30,7 +30,7 @@ def parse_signals(names: Sequence[str]) -> list[signal.Signals]:
     out = []
     for name in names:
         key = name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
-        sig = getattr(signal.Signals, key, None) if hasattr(signal.Signals, key) else None
+        sig = signal.Signals.__members__.get(key)
         if sig is None or sig in (signal.SIGKILL, signal.SIGSTOP):
             raise InputError(f"train.preempt_signals: {name!r} is not a signal that can be caught "
                              "(e.g. SIGTERM, SIGUSR1, SIGUSR2)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import math
 import sys
 import time
@@ -39,11 +38,10 @@ from tripletclip.models import apply_locks, create_model
 from tripletclip.models.trimmed import TrimmedClip
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.checks import check_run
-from tripletclip.train.metrics import MetricsLogger
-from tripletclip.train.optim import build_optimizer, build_scheduler
 from tripletclip.train.accum import accumulated_step, split_rows
 from tripletclip.train.forward import forward_features, move_batch, prepare_batch
-from tripletclip.train.metrics import log_line, peak_memory_bytes
+from tripletclip.train.metrics import MetricsLogger, log_line, peak_memory_bytes
+from tripletclip.train.optim import build_optimizer, build_scheduler
 from tripletclip.train.precision import Precision, setup_precision
 from tripletclip.train.preempt import Preemption
 from tripletclip.train.progress import StepProgress
@@ -58,7 +56,6 @@ from tripletclip.utils.distributed import (
 )
 from tripletclip.utils.provenance import code_version
 
-log = logging.getLogger(__name__)
 
 
 def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
