@@ -3,6 +3,11 @@ precision, plus the cost of a TripletCLIP step relative to a CLIP step, and MFU 
 
     pip install pandas   # open_clip_train needs it; tripletclip does not
     python benchmarks/bench_train_speed.py --model ViT-B-32 --batch 64 --steps 12 --out bench_train.json
+    python benchmarks/bench_train_speed.py ... --accum 4 --compile   # + CLIP in 4 micro-batches, + compiled
+
+``--accum A`` adds CLIP at the same global batch in A micro-batches (train/accum.py): its time per pair over
+the plain run's is the accumulation cost (one extra forward without graph per micro-batch is the floor).
+``--compile`` adds CLIP with ``train.compile=true`` (its first steps, which compile, are excluded).
 
 Not a test: it takes minutes. Steps 1..warmup are excluded from the rates (allocator and thread-pool warmup).
 open_clip_train cannot see our model configs, so it runs through a two-line launcher that registers them
@@ -74,16 +79,18 @@ def train_flops_per_pair(model_name: str, batch: int) -> float:
     return fc.get_total_flops() / batch
 
 
-def run_ours(csv: Path, out: Path, model: str, batch: int, steps: int, loss: str, workers: int, precision: str) -> dict:
+def run_ours(csv: Path, out: Path, model: str, batch: int, steps: int, loss: str, workers: int, precision: str,
+             extra: tuple[str, ...] = (), name: str = "") -> dict:
+    name = name or loss
     cmd = [sys.executable, "-m", "tripletclip.cli", "train", "data.type=csv", f"data.train={csv}",
            "data.neg_caption_key=neg_caption", "data.neg_image_key=neg_image", f"data.workers={workers}",
            f"model.name={model}", f"loss.name={loss}", f"train.batch_size={batch}", f"train.steps={steps}",
            f"train.precision={precision}", "train.log_every=1", "train.save_every=0", "train.progress=false",
-           f"train.output_dir={out}", f"train.name={loss}", "optim.warmup_steps=2"]
+           f"train.output_dir={out}", f"train.name={name}", "optim.warmup_steps=2", *extra]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
-    recs = [json.loads(x) for x in (out / loss / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
     rates = [r["pairs_per_s"] for r in recs if r["step"] > 2]
     waits = [r["data_wait_frac"] for r in recs if r["step"] > 2]
     return {"pairs_per_s": float(np.median(rates)), "step_s": batch / float(np.median(rates)),
@@ -98,7 +105,7 @@ def run_open_clip(csv: Path, out: Path, model: str, batch: int, steps: int, work
     cmd = [sys.executable, "-c", LAUNCH, str(CONFIG_DIR), "--train-data", str(csv), "--dataset-type", "csv",
            "--csv-separator", "\t", "--csv-img-key", "filepath", "--csv-caption-key", "title",
            "--train-num-samples", str(n), "--batch-size", str(batch), "--epochs", "1", "--model", model,
-           "--precision", {"bf16": "amp_bf16", "fp32": "fp32"}[precision], "--workers", str(workers),
+           "--precision", {"bf16": "amp_bf16", "fp16": "amp", "fp32": "fp32"}[precision], "--workers", str(workers),
            "--logs", str(out), "--name", "openclip", "--log-every-n-steps", "1", "--lr", "5e-4",
            "--warmup", "2", "--save-frequency", "0", "--report-to", ""]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -121,11 +128,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", choices=["bf16", "fp32"],
+    ap.add_argument("--precision", default="fp32", choices=["bf16", "fp16", "fp32"],
                     help="fp32 on CPUs without native bf16 (see tripletclip/train/precision.py)")
     ap.add_argument("--image-size", type=int, default=256, help="stored JPEG size (the model resizes)")
     ap.add_argument("--out", default="bench_train.json")
     ap.add_argument("--skip-open-clip", action="store_true")
+    ap.add_argument("--accum", type=int, default=0, help="also CLIP in this many micro-batches (0: skip)")
+    ap.add_argument("--compile", action="store_true", help="also CLIP with train.compile=true")
+    ap.add_argument("--compile-backend", default="inductor")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -136,6 +146,17 @@ def main() -> None:
         res["train_flops_per_pair"] = train_flops_per_pair(args.model, 8)
         res["ours_clip"] = run_ours(csv, root / "ours", args.model, args.batch, args.steps, "clip", args.workers, args.precision)
         res["ours_tripletclip"] = run_ours(csv, root / "ours", args.model, args.batch, args.steps, "tripletclip", args.workers, args.precision)
+        if args.accum > 1:
+            res["ours_clip_accum"] = run_ours(csv, root / "ours", args.model, args.batch, args.steps, "clip", args.workers,
+                                              args.precision, (f"train.accum_steps={args.accum}",), "clip-accum")
+            res["accum_time_per_pair_over_plain"] = res["ours_clip_accum"]["step_s"] / res["ours_clip"]["step_s"]
+        if args.compile:
+            res["ours_clip_compile"] = run_ours(csv, root / "ours", args.model, args.batch, args.steps, "clip", args.workers,
+                                                args.precision, ("train.compile=true",
+                                                                 f"train.compile_backend={args.compile_backend}"),
+                                                "clip-compile")
+            res["compile_pairs_per_s_over_plain"] = (res["ours_clip_compile"]["pairs_per_s"]
+                                                     / res["ours_clip"]["pairs_per_s"])
         if not args.skip_open_clip:
             res["open_clip"] = run_open_clip(csv, root / "oc", args.model, args.batch, args.steps, args.workers, args.precision)
             res["speedup_vs_open_clip"] = res["ours_clip"]["pairs_per_s"] / res["open_clip"]["pairs_per_s"]

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from tripletclip.config import LossConfig
 from tripletclip.losses import LOSSES, build_loss, build_objective
+from tripletclip.train.accum import accumulated_step, split_rows
+from tripletclip.train.forward import forward_features, prepare_batch
 from tripletclip.utils import distributed as du
 
 FEATURES = ("image", "text", "neg_text", "neg_image", "pos_text")
@@ -70,6 +72,52 @@ def run_objectives(inputs: dict[str, Any], rank: int, world_size: int) -> dict[s
     return results
 
 
+class ProjModel(torch.nn.Module):
+    """Stand-in for CLIP's two towers: one linear map per modality and a learnable logit scale; takes the
+    raw vectors of a batch dict (image [B,D], text [B,D], negatives [B,K,D]) through ``forward_features``."""
+
+    def __init__(self, d: int, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.visual = torch.nn.Linear(d, d)
+        self.textual = torch.nn.Sequential(torch.nn.Linear(d, 2 * d), torch.nn.GELU(), torch.nn.Linear(2 * d, d))
+        for p in self.parameters():
+            p.data.copy_(torch.randn(p.shape, generator=g) / d**0.5)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor):
+        return self.visual(image), self.textual(text), self.logit_scale.exp()
+
+
+def run_accumulation(inputs: dict[str, Any], rank: int, world_size: int, parts: int) -> dict[str, Any]:
+    """Every objective: loss and parameter gradients of this rank's rows of ``inputs["batch1"]`` (then
+    ``batch2``, where CE-CLIP uses its updated thresholds), in ``parts`` micro-batches (1 = one plain step)."""
+    batches = [inputs["batch1"], inputs["batch2"]]
+    n = batches[0]["image"].shape[0]
+    b = n // world_size
+    d = batches[0]["image"].shape[1]
+    results: dict[str, Any] = {}
+    for name in LOSSES.names():
+        loss_fn, model = build_loss(name), ProjModel(d)
+        nt, ni = loss_fn.needs_neg_text, loss_fn.needs_neg_image
+        record = []
+        for batch in batches:
+            local = {k: v[rank * b:(rank + 1) * b] for k, v in batch.items()}
+            model.zero_grad(set_to_none=True)
+            if parts == 1:
+                out = loss_fn(forward_features(model, prepare_batch(local, nt, ni), nt, ni, None))
+                out["loss"].backward()
+            else:
+                micro = [prepare_batch(mb, nt, ni) for mb in split_rows(local, parts)]
+                out = accumulated_step(lambda mb: forward_features(model, mb, nt, ni, None), loss_fn, micro,
+                                       lambda t: t.backward())
+            record.append({"terms": {k: v.detach().clone() for k, v in out.items()},
+                           "grads": {k: p.grad.clone() for k, p in model.named_parameters()},
+                           "thresholds": loss_fn.thresholds.clone() if hasattr(loss_fn, "thresholds") else None})
+        results[name] = record
+    return results
+
+
 def run_smoke(env: du.DistEnv) -> dict[str, Any]:
     """The collective helpers on their own: gather with grad, reduce, broadcast, barrier."""
     x = torch.full((2, 3), float(env.rank + 1), requires_grad=True)
@@ -94,8 +142,11 @@ def main() -> None:
     inputs_path, out_dir = sys.argv[1], Path(sys.argv[2])
     env = du.init_distributed(device="cpu", timeout_s=60)
     try:
-        objectives = run_objectives(torch.load(inputs_path), env.rank, env.world_size)
+        inputs = torch.load(inputs_path)
+        objectives = run_objectives(inputs, env.rank, env.world_size)
         result = {"smoke": run_smoke(env), "objectives": objectives}
+        if "accum" in inputs:  # the same objectives in 4 micro-batches per rank (train/accum.py)
+            result["accum"] = run_accumulation(inputs["accum"], env.rank, env.world_size, parts=4)
         torch.save(result, out_dir / f"rank{env.rank}.pt")
     finally:
         du.cleanup()

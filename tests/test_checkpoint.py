@@ -63,14 +63,3 @@ def test_warmup_then_cosine():
     assert lr_multiplier(9, 100, 10) == pytest.approx(1.0)
     assert lr_multiplier(55, 100, 10) == pytest.approx(0.5)
     assert lr_multiplier(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
-
-
-def test_precision_auto_uses_bf16_only_where_native():
-    from tripletclip.train.precision import autocast_dtype, cpu_has_native_bf16
-
-    assert autocast_dtype("fp32", torch.device("cpu")) is None
-    assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
-    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
-    assert autocast_dtype("auto", torch.device("cpu")) is (torch.bfloat16 if cpu_has_native_bf16() else None)
-    with pytest.raises(ValueError, match="auto, bf16 or fp32"):
-        autocast_dtype("fp16", torch.device("cpu"))

@@ -89,7 +89,8 @@ def two_ranks(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
     n, k, m, d = 8, 2, 3, 12  # 4 rows per rank
     inputs = {"batch1": _batch(g, n, k, m, d), "batch2": _batch(g, n, k, m, d),
-              "proj": torch.randn(d, d, generator=g) / d**0.5, "log_scale": torch.tensor(2.0)}
+              "proj": torch.randn(d, d, generator=g) / d**0.5, "log_scale": torch.tensor(2.0),
+              "accum": _load_accum_tests().accum_inputs(seed=1)}
     torch.save(inputs, tmp_path / "inputs.pt")
     launch_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
     base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in launch_vars}
@@ -145,6 +146,29 @@ def test_every_objective_w2_equals_w1(two_ranks):
     # the uneven case really was exercised: rank 1 had no synthetic pair, yet its captions get term-2 gradients
     assert ranks[1]["tripletclip"][0]["grad"]["neg_text"].abs().sum() > 0
     assert ranks[1]["tripletclip"][0]["grad"]["neg_image"].abs().sum() == 0
+
+
+def _load_accum_tests():
+    spec = importlib.util.spec_from_file_location("_test_accum", TESTS / "test_accum.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_accumulation_on_two_ranks_equals_one_batch(two_ranks):
+    """Global batch 32 on 2 ranks, each in 4 micro-batches of 4 (train/accum.py) == one batch of 32 at W=1:
+    loss terms (mean over ranks), parameter gradients (DDP's mean over ranks), CE-CLIP thresholds."""
+    inputs, results = two_ranks
+    ref = _load_worker().run_accumulation(inputs["accum"], rank=0, world_size=1, parts=1)
+    for name, steps in ref.items():
+        for step, want in enumerate(steps):
+            got = [res["accum"][name][step] for res in results]
+            mean = {"terms": {k: torch.stack([gr["terms"][k] for gr in got]).mean() for k in want["terms"]},
+                    "grads": {k: torch.stack([gr["grads"][k] for gr in got]).mean(0) for k in want["grads"]},
+                    "thresholds": got[0]["thresholds"]}
+            _load_accum_tests().assert_same_step(mean, want, f"{name} step {step} (W=2, 4 micro-batches)")
+            if want["thresholds"] is not None:
+                assert torch.equal(got[0]["thresholds"], got[1]["thresholds"])
 
 
 def test_collective_helpers(two_ranks):
@@ -216,3 +240,13 @@ def test_single_process_needs_no_group():
     assert all_gather_with_grad(x) is x
     assert all_reduce_mean(torch.tensor([2, 4])).tolist() == [2.0, 4.0]
     assert broadcast_object({"a": 1}) == {"a": 1}
+
+
+def test_one_visible_gpu_per_task_uses_cuda_0():
+    """srun --gpus-per-task=1 shows each task one GPU: set_device(local_rank) would fail for local rank > 0."""
+    from tripletclip.utils.distributed import cuda_index
+
+    assert cuda_index(local_rank=5, visible=1) == 0
+    assert cuda_index(local_rank=5, visible=8) == 5
+    with pytest.raises(ValueError, match="gpus-per-task"):
+        cuda_index(local_rank=4, visible=2)

@@ -39,6 +39,11 @@ class DataConfig:
     # validate this many first samples at start: a bad one is a one-line error naming the file and key
     validate_first: int = 8
     shuffle_buffer: int = 1000
+    # one data order for the whole job instead of one per (rank, worker): global batch t is samples
+    # [t*GB, (t+1)*GB) of a sequence that does not depend on the world size or data.workers, so a run can resume
+    # on another number of GPUs or workers (elastic resume; each worker scans the sequence, reading only its
+    # samples; docs/training.md)
+    global_order: bool = False
     # a sample with more negatives than K (M) contributes K (M) of them drawn per (seed, epoch, sample)
     # (NegCLIP picks one of its swaps at random each time); False keeps the first ones
     sample_negatives: bool = True
@@ -107,9 +112,21 @@ class OptimConfig:
 class TrainConfig:
     steps: int = 1000
     batch_size: int = 64  # per process; the global batch is batch_size * world_size
-    # "auto" (bf16 autocast where native: CUDA, AVX512-BF16/AMX CPUs; else fp32), "bf16" or "fp32";
-    # master weights are fp32 in every case (train/precision.py)
+    # "auto" (bf16 autocast where native: CUDA capability >= 8.0, AVX512-BF16/AMX CPUs; fp16 + GradScaler on
+    # older GPUs; else fp32), "bf16", "fp16" or "fp32"; master weights are fp32 in every case (train/precision.py)
     precision: str = "auto"
+    tf32: bool = True  # TF32 tensor cores for fp32 matmuls/convolutions on CUDA (ignored on CPU)
+    # exact gradient accumulation (train/accum.py): batch_size rows per rank and step, encoded in accum_steps
+    # micro-batches of batch_size / accum_steps; the loss still sees the whole global batch
+    accum_steps: int = 1
+    compile: bool = False  # torch.compile the model; text lengths rounded up to compile_text_bucket
+    compile_text_bucket: int = 16
+    compile_backend: str = "inductor"  # torch.compile backend (inductor; aot_eager or eager to debug)
+    # preemption (train/preempt.py): these signals make every rank finish its step, save one checkpoint, exit
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
+    preempt_exit_code: int = 0  # exit status after a preemption checkpoint (e.g. 75 to requeue from sbatch)
+    preempt_check_every: int = 1  # steps between the ranks' (collective) agreement on a received signal
+    dist_timeout_s: float = 1800.0  # process-group timeout (a rank waiting longer on the others fails)
     seed: int = 0
     log_every: int = 10
     save_every: int = 500

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from tripletclip.config.schema import RunConfig
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
@@ -57,6 +57,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.keep_checkpoints": _at_least(0),
     "train.eval_every": _at_least(0),
     "train.threads": _at_least(0),
+    "train.accum_steps": _at_least(1),
+    "train.compile_text_bucket": _at_least(1),
+    "train.preempt_exit_code": _within(0, 255),
+    "train.preempt_check_every": _at_least(1),
+    "train.dist_timeout_s": _POSITIVE,
     "eval.batch_size": _at_least(1),
 }
 
@@ -71,6 +76,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
     problems = [f"{key}={_get(cfg, key)!r}: must be {what}" for key, (ok, what) in RULES.items() if not ok(_get(cfg, key))]
     if cfg.train.precision not in PRECISIONS:
         problems.append(f"train.precision={cfg.train.precision!r}: must be one of {', '.join(PRECISIONS)}")
+    if cfg.train.accum_steps >= 1 and cfg.train.batch_size % cfg.train.accum_steps:
+        problems.append(f"train.batch_size={cfg.train.batch_size} does not split into train.accum_steps="
+                        f"{cfg.train.accum_steps} equal micro-batches: make batch_size a multiple of accum_steps")
     if not cfg.data.train.strip():
         problems.append("data.train is empty: give shard patterns (wds) or a table path (csv/parquet), "
                         "e.g. data.train=shards/train-{000000..000009}.tar")

@@ -15,6 +15,7 @@ naming file and key); later bad samples are skipped and counted in the loader's
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any, Optional
 
 import torch
@@ -32,7 +33,7 @@ from tripletclip.data.decode import (
     tokenize_batch,
 )
 from tripletclip.data.source import ErrorCounter, Source, build_source
-from tripletclip.data.stream import BatchInfo, BatchStream, StreamPlan
+from tripletclip.data.stream import BatchInfo, BatchStream, GlobalBatchStream, StreamPlan
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ _ERROR_KEYS = ("bad_samples", "stream_errors", "samples_lost")
 
 def _identity(x: Any) -> Any:
     return x
+
+
+def _ignore_preemption_signals(worker_id: int) -> None:
+    """Workers leave SIGUSR1/SIGUSR2 to the main process, which saves a checkpoint and then stops them (SLURM's
+    ``--signal`` reaches every process of a job step; train/preempt.py). NOTE: SIGTERM keeps its default: it is
+    how multiprocessing stops daemonic workers at interpreter exit, and a worker ignoring it hangs the exit."""
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def validate_source(source: Source, opts: DecodeOptions, preprocess: Preprocess, tokenizer: Tokenizer,
@@ -91,6 +100,9 @@ class TrainLoader:
         self.tokenizer = tokenizer
         self._positions: list[tuple[int, int]] = [(0, 0)] * plan.workers
         self._next = 0
+        self.global_order = bool(getattr(cfg, "global_order", False))
+        self._consumed = 0  # global order: samples of the job's sequence consumed (all ranks)
+        self._start_at = 0
         self._stats = {k: 0 for k in _STAT_KEYS}
         self.errors = ErrorCounter()  # problems of every worker, summed over the batches handed out
         self._it: Optional[Any] = None
@@ -100,7 +112,13 @@ class TrainLoader:
         return self
 
     def _start(self) -> None:
-        stream = BatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._positions, self._next)
+        if self.global_order:
+            self._start_at = self._consumed
+            self._next = 0
+            stream: Any = GlobalBatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._consumed,
+                                            self.source.n)
+        else:
+            stream = BatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._positions, self._next)
         if self.cfg.workers <= 0:
             self._it = iter(stream)
             return
@@ -109,6 +127,7 @@ class TrainLoader:
             batch_size=None,
             num_workers=self.cfg.workers,
             collate_fn=_identity,
+            worker_init_fn=_ignore_preemption_signals,
             # the one iterator owns the workers: dropping it (close) shuts them down
             persistent_workers=False,
             prefetch_factor=max(1, self.cfg.prefetch_factor),
@@ -127,7 +146,11 @@ class TrainLoader:
         w = info.worker
         if w != self._next:  # would break exact resume; torch changed its round-robin order
             raise RuntimeError(f"data loader order broken: got a batch of worker {w}, expected worker {self._next}")
-        self._positions[w] = (info.epoch, info.pos)
+        if self.global_order:  # info.pos is the global batch index j since the stream started
+            self._consumed = self._start_at + (info.pos + 1) * self.plan.batch_size * self.plan.world_size
+            self._positions[w] = (info.epoch, 0)
+        else:
+            self._positions[w] = (info.epoch, info.pos)
         self._next = (w + 1) % self.plan.workers
         s = self._stats
         s["batches"] += 1
@@ -144,6 +167,8 @@ class TrainLoader:
         """Epochs completed by every worker of this rank (0 for resampled data: no epochs)."""
         if self.source.partition == "resampled":
             return 0
+        if self.global_order:  # the job's sequence: epoch e is positions [e*n, (e+1)*n)
+            return self._consumed // self.source.n
         return min(e for e, _ in self._positions)
 
     def stats(self) -> dict[str, int]:
@@ -170,7 +195,12 @@ class TrainLoader:
                 "partition": self.source.partition, "files": len(self.source.files)}
 
     def state_dict(self) -> dict[str, Any]:
-        """Position of every logical worker as of the last batch returned, plus the counters."""
+        """Position of every logical worker as of the last batch returned, plus the counters (global order: the
+        samples of the job's sequence consumed, the same on every rank)."""
+        if self.global_order:
+            return {"version": STATE_VERSION, "order": "global", "seed": self.plan.seed,
+                    "partition": self.source.partition, "files": len(self.source.files), "consumed": self._consumed,
+                    "stats": dict(self._stats), "errors": dict(self.errors.counts)}
         return {
             "version": STATE_VERSION,
             **self._plan_identity(),
@@ -184,15 +214,23 @@ class TrainLoader:
         """Continue exactly where ``state`` was taken (same data, seed, ranks and data.workers required)."""
         if state.get("version") != STATE_VERSION:
             raise DataError(f"loader state version {state.get('version')} is not {STATE_VERSION}; cannot resume the data order")
+        if (state.get("order") == "global") != self.global_order:
+            raise DataError("the checkpoint's data order (data.global_order) differs from this run's; resume with "
+                            f"data.global_order={str(state.get('order') == 'global').lower()}")
         mine = self._plan_identity()
+        if self.global_order:  # world size and workers may change: the order does not depend on them
+            mine = {k: mine[k] for k in ("seed", "partition", "files")}
         for k, v in mine.items():
             if state.get(k) != v:
                 hint = " (data.workers 0 and 1 are interchangeable)" if k == "workers" else ""
                 raise DataError(f"loader state has {k}={state.get(k)!r}, this run has {v!r}; resume with the same "
                                 f"setting for an exact data order{hint}")
         self.close()
-        self._positions = [(int(e), int(p)) for e, p in state["positions"]]
-        self._next = int(state["next_worker"])
+        if self.global_order:
+            self._consumed = int(state["consumed"])
+        else:
+            self._positions = [(int(e), int(p)) for e, p in state["positions"]]
+            self._next = int(state["next_worker"])
         self._stats = {k: int(state["stats"].get(k, 0)) for k in _STAT_KEYS}
         # (states written before the counter existed kept the two problem counts among the stats)
         errors = state.get("errors") or {k: state["stats"][k] for k in _ERROR_KEYS if k in state["stats"]}
@@ -228,6 +266,12 @@ def build_train_loader(
                          max_image_pixels=cfg.max_image_pixels)
     plan = StreamPlan(seed=seed, rank=rank, world_size=world_size, workers=max(1, cfg.workers),
                       batch_size=batch_size, buffer=cfg.shuffle_buffer, context_length=context_length, opts=opts)
-    source.partition_for(plan.n_logical)
+    if cfg.global_order:
+        if not hasattr(source, "n"):
+            raise DataError(f"data.global_order=true needs a source of known length (csv, parquet, synthetic); "
+                            f"data.type={cfg.type} is not one yet: use data.global_order=false")
+        source.partition_for(1)
+    else:
+        source.partition_for(plan.n_logical)
     validate_source(source, opts, preprocess, tokenizer, context_length, cfg.validate_first, require_negatives)
     return TrainLoader(cfg, source, plan, preprocess, tokenizer)

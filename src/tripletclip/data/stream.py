@@ -62,6 +62,74 @@ class BatchInfo:
     errors: ErrorCounter
 
 
+class GlobalBatchStream(IterableDataset):
+    """Batches of a job-wide order (``data.global_order``): one raw sequence per epoch, the same for every world
+    size and worker count (the source's order for a single logical worker), walked epoch after epoch.
+
+    Starting at global sample ``start``, batch j of the job covers sequence positions
+    ``[start + j*GB, start + (j+1)*GB)`` (GB = batch_size * world_size); this rank takes its ``batch_size``
+    positions of it, and worker w makes the batches j = w mod workers (torch's round-robin order). So the
+    samples consumed after any number of steps are the same set at any world size: a run resumes exactly on
+    another number of GPUs or workers. A bad sample is replaced by a copy of the previous good one of the same
+    batch (counted as bad), so that the order of everything else stays global.
+    """
+
+    def __init__(self, source: Source, plan: StreamPlan, preprocess: Preprocess, tokenizer: Tokenizer,
+                 start: int, n_per_epoch: int) -> None:
+        self.source, self.plan, self.preprocess, self.tokenizer = source, plan, preprocess, tokenizer
+        self.start, self.n_per_epoch = start, n_per_epoch
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
+        info = get_worker_info()
+        return self.batches(info.id if info is not None else 0)
+
+    def _positions(self, w: int) -> Iterator[tuple[int, int]]:
+        """(global batch j, sequence position) of this rank's rows in the batches of worker w, in order."""
+        p = self.plan
+        gb = p.batch_size * p.world_size
+        j = w
+        while True:
+            first = self.start + j * gb + p.rank * p.batch_size
+            for pos in range(first, first + p.batch_size):
+                yield j, pos
+            j += p.workers
+
+    def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
+        p, src, errors = self.plan, self.source, ErrorCounter()
+        epoch, it, at = -1, iter(()), 0  # the raw iterator of `epoch`, positioned at sequence position `at`
+        items: list[Any] = []
+        batch_j = None
+        for j, pos in self._positions(w):
+            e, offset = divmod(pos, self.n_per_epoch)
+            if e != epoch:
+                epoch, it, at = e, src.stream(e, 0, 1, p.seed, p.buffer, errors), e * self.n_per_epoch
+            if pos > at:
+                skip(it, pos - at)  # raw samples of other ranks and workers: never loaded
+            raw = next(it)
+            at = pos + 1
+            batch_j = j
+            with torch.random.fork_rng(devices=[]):
+                py_state = random.getstate()
+                try:
+                    items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
+                except BadSample as e_:
+                    errors.add("bad_samples", f"{src.where(raw)}: {e_.reason}")
+                    items.append(None)
+                random.setstate(py_state)
+            if len(items) == p.batch_size:
+                good = [x for x in items if x is not None]
+                if not good:
+                    raise DataError(f"{src.files[0]}: no usable sample in global batch {batch_j} of rank {p.rank}; "
+                                    "check the data and data.train")
+                prev = good[0]
+                for i, x in enumerate(items):
+                    items[i] = prev = prev if x is None else x
+                batch = collate(tokenize_batch(items, self.tokenizer, p.context_length), p.opts.k, p.opts.m,
+                                p.context_length)
+                yield batch, BatchInfo(w, epoch, batch_j, p.batch_size, errors.take())
+                items = []
+
+
 class BatchStream(IterableDataset):
     """Infinite batches of one logical worker; physical worker i plays logical worker (i + rotation) mod W."""
 

@@ -246,6 +246,10 @@ class ContrastiveLoss(nn.Module):
     # needs_pos_text: further positives per image ("pos_text_features" [B,P,D], all-gathered like the negatives),
     # which only a batch_transform makes (CLIC)
     needs_pos_text: ClassVar[bool] = False
+    # exact accumulation (train/accum.py) caches the features of micro-batches and concatenates per-row tensors;
+    # an objective whose inputs cannot be cached that way (e.g. per-step state of the model) sets this False and
+    # train.accum_steps > 1 is refused at config time
+    supports_accumulation: ClassVar[bool] = True
 
     def forward(self, features: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         local = parse_features(features, self.name, self.needs_neg_text, self.needs_neg_image)

@@ -61,9 +61,12 @@ class CeClipLoss(ContrastiveLoss):
         if self.thresholds.device != loc.image.device:
             self.thresholds = self.thresholds.to(loc.image.device)
         n_types = self.thresholds.shape[0]
-        if bool(((loc.neg_text_type < 0) | (loc.neg_text_type >= n_types)).any()):
-            raise ValueError(f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; "
-                             "use tripletclip.edit_types.edit_type_id")
+        in_range = ((loc.neg_text_type >= 0) & (loc.neg_text_type < n_types)).all()
+        msg = f"losses/ceclip: neg_text_type holds ids outside 0..{n_types - 1}; use tripletclip.edit_types.edit_type_id"
+        try:  # on an accelerator checked without a read-back (a step must not stall): fails at the next sync
+            torch._assert_async(in_range, msg)
+        except RuntimeError:  # host tensors are checked at once
+            raise ValueError(msg) from None
         negs_all, negs_valid = glob.neg_text.flatten(0, 1), glob.neg_text_mask.flatten()
         i2t, t2i = negclip_terms(loc.image, loc.text, glob.image, glob.text, negs_all, negs_valid,
                                  inputs.labels, scale)
@@ -87,8 +90,10 @@ class CeClipLoss(ContrastiveLoss):
     def _update_thresholds(self, glob: Features, scale: torch.Tensor) -> None:
         pos_mean = (scale * (glob.image * glob.text).sum(-1)).mean()
         neg = scale * torch.einsum("bd,bkd->bk", glob.image, glob.neg_text)
-        # per-type sums through a one-hot product: deterministic (no atomics), so ranks agree bit for bit
-        onehot = F.one_hot(glob.neg_text_type, self.thresholds.shape[0]).float() * glob.neg_text_mask[..., None]
+        # per-type sums through a one-hot product: deterministic (no atomics), so ranks agree bit for bit;
+        # built by comparison, not F.one_hot, which reads the ids' range back to the host every step
+        types = torch.arange(self.thresholds.shape[0], device=glob.neg_text_type.device)
+        onehot = (glob.neg_text_type[..., None] == types).float() * glob.neg_text_mask[..., None]
         count = onehot.sum(dim=(0, 1))
         neg_mean = (onehot * neg[..., None]).sum(dim=(0, 1)) / count.clamp_min(1)
         new = (pos_mean - neg_mean).clamp(0.0, self.max_threshold)

@@ -36,12 +36,21 @@ def pool_positions(model: torch.nn.Module, text: torch.Tensor) -> torch.Tensor:
     return (text == model.text_eos_id).int().argmax(dim=-1)
 
 
-def encode_text_trimmed(model: torch.nn.Module, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """``model.encode_text`` computed on the positions up to the last end-of-text token of the batch."""
-    if not supports_trimming(model):
+def encode_text_trimmed(model: torch.nn.Module, text: torch.Tensor, normalize: bool = False,
+                        length: int | None = None, supported: bool | None = None) -> torch.Tensor:
+    """``model.encode_text`` computed on the positions up to the last end-of-text token of the batch.
+
+    ``length``: the number of positions to encode, known on the host (train/forward.py ``prepare_batch``), so
+    that no value is read back from the device; it must cover every end-of-text position. ``supported``: a
+    cached :func:`supports_trimming` (it reads the mask back, so the trainer asks once).
+    """
+    if not (supports_trimming(model) if supported is None else supported):
         return model.encode_text(text, normalize=normalize)
     pool_at = pool_positions(model, text)
-    n = int(pool_at.max()) + 1
+    if length is None:
+        n = int(pool_at.max()) + 1
+    else:  # an end-of-text id 0 (= padding) pools at the first padding position, one past the last token
+        n = min(int(length) + int(model.text_pool_type == "eos" and model.text_eos_id == 0), text.shape[1])
     text = text[:, :n]
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast) + model.positional_embedding[:n].to(cast)
@@ -56,15 +65,20 @@ class TrimmedClip(torch.nn.Module):
     """The training forward: ``(image_features, text_features, logit_scale)`` with trimmed text encoding.
 
     One module call per step, so DDP sees a single forward; wraps (does not copy) the open_clip model.
+    ``text_len`` (from the host) trims without reading the batch back from the device.
     """
+
+    takes_text_len = True
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.supported = supports_trimming(model)  # once: it compares the mask on the device
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, text: torch.Tensor,
+                text_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (
             self.model.encode_image(image, normalize=True),
-            encode_text_trimmed(self.model, text, normalize=True),
+            encode_text_trimmed(self.model, text, normalize=True, length=text_len, supported=self.supported),
             self.model.logit_scale.exp(),
         )

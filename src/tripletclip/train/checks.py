@@ -12,6 +12,7 @@ from tripletclip.data.source import SOURCES
 from tripletclip.errors import UserError
 from tripletclip.losses import LOSSES, build_objective
 from tripletclip.models.factory import check_model_name
+from tripletclip.train.preempt import parse_signals
 
 
 def _negative_problems(cfg: RunConfig) -> list[str]:
@@ -34,12 +35,19 @@ def run_problems(cfg: RunConfig) -> list[str]:
     try:
         build_objective(cfg.loss)
         problems += _negative_problems(cfg)
+        if cfg.train.accum_steps > 1 and not LOSSES.get(cfg.loss.name).supports_accumulation:
+            problems.append(f"train.accum_steps={cfg.train.accum_steps}: loss.name={cfg.loss.name} cannot be "
+                            "accumulated exactly (its inputs cannot be cached per micro-batch); use accum_steps=1")
     except UserError as e:  # unknown name or option: the message lists the known ones
         problems.append(f"loss: {e}")
     try:
         check_model_name(cfg.model.name, cfg.model.pretrained)
     except UserError as e:
         problems.append(f"model: {e}")
+    try:
+        parse_signals(cfg.train.preempt_signals)
+    except UserError as e:
+        problems.append(str(e))
     if cfg.eval.benchmarks:
         from tripletclip.eval import EVALUATORS  # only when asked: the evaluators are a large import
 

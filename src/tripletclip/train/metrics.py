@@ -1,11 +1,19 @@
-"""Metrics sinks: ``metrics.jsonl`` in the run folder always; TensorBoard and W&B when asked (off by default)."""
+"""Metrics sinks: ``metrics.jsonl`` in the run folder always; TensorBoard and W&B when asked (off by default);
+one plain line per logging step for job logs (:func:`log_line`).
+
+W&B: the run id is kept in ``<run>/wandb_id``, so a resumed (e.g. requeued) run continues the same W&B run.
+"""
 from __future__ import annotations
 
 import json
 import math
 import os
+import resource
+import sys
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from tripletclip.errors import UnavailableError
 
@@ -40,7 +48,11 @@ class MetricsLogger:
                 import wandb as wb
             except ImportError as e:
                 raise UnavailableError("train.wandb=true needs wandb: pip install wandb") from e
-            self._wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, resume="allow" if resume else None)
+            id_file = Path(run_dir) / "wandb_id"
+            run_id = id_file.read_text().strip() if id_file.is_file() else wb.util.generate_id()
+            if not id_file.is_file():
+                id_file.write_text(run_id + "\n")
+            self._wandb = wb.init(project=wandb_project, dir=str(run_dir), config=config, id=run_id, resume="allow")
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop lines logged after the checkpoint step so the file reads as one uninterrupted run
@@ -70,6 +82,28 @@ class MetricsLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory of this process: allocated CUDA memory on a GPU, the peak resident set on a CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def log_line(step: int, total: int, rec: dict[str, Any]) -> str:
+    """The plain job-log line of a metrics record: step, loss, lr, gradient norm (before clipping), pairs/s
+    global and per rank, data-wait fraction, peak memory."""
+    mem = rec.get("peak_memory_bytes")
+    return (f"step {step}/{total} loss {_fmt(rec.get('loss/loss'), '.4f')} lr {_fmt(rec.get('lr'), '.3g')} "
+            f"grad_norm {_fmt(rec.get('grad_norm'), '.3g')} pairs/s {_fmt(rec.get('pairs_per_s'), '.1f')} "
+            f"(rank {_fmt(rec.get('pairs_per_s_rank'), '.1f')}) data_wait {_fmt(rec.get('data_wait_frac'), '.1%')} "
+            f"peak_mem {_fmt(None if mem is None else mem / 2**30, '.2f')} GiB")
 
 
 def _jsonable(v: Any) -> Any:

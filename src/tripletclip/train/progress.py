@@ -18,9 +18,11 @@ class StepProgress:
         self._task = self._p.add_task(label, total=total, completed=start, loss=float("nan"), rate=0.0)
         self._p.start()
 
-    def update(self, step: int, loss: float, rate: float) -> None:
+    def update(self, step: int, loss: float | None, rate: float) -> None:
+        """``loss`` None keeps the last shown value (it is read from the device on logging steps only)."""
         if self._p is not None:
-            self._p.update(self._task, completed=step, loss=loss, rate=rate)
+            fields = {"rate": rate} if loss is None else {"rate": rate, "loss": loss}
+            self._p.update(self._task, completed=step, **fields)
 
     def close(self) -> None:
         if self._p is not None:

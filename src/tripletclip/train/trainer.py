@@ -10,12 +10,19 @@ code's pure-bf16 weights degrade training, docs/methods.md section 3.2). Checkpo
 ``--resume`` continues bitwise identically on CPU. The whole config is checked before anything is created
 (train/checks.py), the run folder is locked by one live process (train/provenance_run.py), and a run whose skipped
 or lost samples pass ``data.max_bad_fraction`` stops with a one-line error instead of training on what is left.
+
+At scale (docs/training.md): ``train.accum_steps`` encodes the batch in micro-batches with the semantics of one
+batch (train/accum.py); SIGTERM/SIGUSR1 end the run after the current step with one checkpoint
+(train/preempt.py); fp16 runs with a GradScaler (train/precision.py); and a non-logging step reads nothing back
+from the device: counts come from the host batch, losses stay on the device until a logging step.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +37,14 @@ from tripletclip.losses import ContrastiveLoss, build_objective
 from tripletclip.models import apply_locks, create_model
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.checks import check_run
-from tripletclip.train.metrics import MetricsLogger
+from tripletclip.train.accum import accumulated_step, split_rows
+from tripletclip.train.forward import TEXT_LEN, forward_features, move_batch, prepare_batch
+from tripletclip.train.metrics import MetricsLogger, log_line, peak_memory_bytes
 from tripletclip.train.optim import build_optimizer, build_scheduler
-from tripletclip.train.precision import autocast_dtype
+from tripletclip.train.precision import Precision, setup_precision
+from tripletclip.train.preempt import Preemption
 from tripletclip.train.progress import StepProgress
 from tripletclip.train.teacher import LossSupport
-from tripletclip.train.forward import forward_features, move_batch
 from tripletclip.train.provenance_run import data_fingerprint, open_run, write_run_info
 from tripletclip.utils.distributed import (
     DistEnv,
@@ -48,33 +57,50 @@ from tripletclip.utils.distributed import (
 from tripletclip.utils.provenance import code_version
 
 
+
 def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns ``{"run_dir", "step", "final": last logged metrics}``."""
     check_run(cfg)
-    env = init_distributed()
+    env = init_distributed(timeout_s=cfg.train.dist_timeout_s)
     claim = open_run(cfg, resume) if env.rank == 0 else None  # rank 0 owns the folder and picks the checkpoint
     try:
         run_dir, resume_ckpt = broadcast_object(claim[:2] if claim else None)
-        return _train(cfg, env, run_dir, resume_ckpt)
+        result = _train(cfg, env, run_dir, resume_ckpt)
     finally:
         if claim:
             claim[2].release()
+    if result["preempted"] and cfg.train.preempt_exit_code:
+        raise SystemExit(cfg.train.preempt_exit_code)  # e.g. the sbatch script requeues the job on this status
+    return result
 
 
 def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> dict[str, Any]:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = _setup(cfg, env, run_dir, resume_ckpt)
-    last = _loop(run)
+    # handlers first: a signal during setup stops the run after its first step
+    preempt = Preemption(cfg.train.preempt_signals, cfg.train.preempt_check_every)
+    try:
+        run = _setup(cfg, env, run_dir, resume_ckpt)
+        last, stopped = _loop(run, preempt)
+    finally:
+        preempt.restore()
+    run.loader.close()  # stop the data workers now, not at interpreter exit
     # The official code never writes its final checkpoint (docs/methods.md section 5): we always do.
     run.checkpoint()
+    if stopped:  # agreed by every rank (a local flag alone would split the ranks' paths)
+        if env.rank == 0:
+            print(f"preempted ({preempt.received}): checkpoint of step {run.step} saved in {run.run_dir}; continue "
+                  "with --resume latest", flush=True)
+        run.metrics.close()
+        cleanup()
+        return {"run_dir": str(run.run_dir), "step": run.step, "final": last, "preempted": True}
     if cfg.eval.benchmarks:
         last.update(_periodic_eval(cfg, run.bundle, run.model, run.metrics, run.step, env.rank))
     run.metrics.close()
     if env.rank == 0:
         (run.run_dir / "final_metrics.json").write_text(json.dumps({"step": run.step, **last}, indent=1))
     cleanup()
-    return {"run_dir": str(run.run_dir), "step": run.step, "final": last}
+    return {"run_dir": str(run.run_dir), "step": run.step, "final": last, "preempted": False}
 
 
 @dataclass
@@ -91,7 +117,7 @@ class _Run:
     loader: TrainLoader
     opt: torch.optim.Optimizer
     sched: Any
-    autocast: Optional[torch.dtype]
+    precision: Precision
     use_nt: bool
     use_ni: bool
     metrics: MetricsLogger
@@ -105,19 +131,25 @@ class _Run:
     def global_batch(self) -> int:
         return self.cfg.train.batch_size * self.env.world_size
 
+    @property
+    def autocast(self) -> Optional[torch.dtype]:
+        return self.precision.dtype
+
     def restore(self, ckpt: Path, device: torch.device) -> None:
         """Continue from a checkpoint: weights, optimiser, schedule, loss buffers, data position, RNG, counters."""
         weights, state, _ = load_checkpoint(ckpt, map_location=str(device), verified=True)
         self.model.load_state_dict(weights)
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.precision.scaler.load_state_dict(state["scaler"])
         self.loss_fn.load_state_dict(state["loss"])
         self.support.load_state_dict(state.get("support"))
         rank = self.env.rank
-        self.loader.load_state_dict(state["data"][rank] if isinstance(state["data"], list) else state["data"])
+        self.loader.load_state_dict(_of_rank(state["data"], rank))
         self.counters = dict(state["counters"])
         self.step = int(state["step"])
-        set_rng_state(state["rng"][rank] if isinstance(state["rng"], list) else state["rng"])
+        set_rng_state(_of_rank(state["rng"], rank))
 
     def checkpoint(self) -> None:
         """Save the full state of every rank (data positions and RNG gathered on rank 0)."""
@@ -125,17 +157,26 @@ class _Run:
         rngs = _gather_objects(rng_state(), self.env.world_size)
         if self.env.rank == 0:
             state = {"step": self.step, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                     "loss": self.loss_fn.state_dict(),
+                     "scaler": self.precision.scaler.state_dict(), "loss": self.loss_fn.state_dict(),
                      "support": self.support.state_dict(), "data": data_states, "rng": rngs, "counters": self.counters}
             save_checkpoint(self.run_dir, self.step, self.model, state, {**self.meta, "counters": self.counters},
                             keep=self.cfg.train.keep_checkpoints)
         barrier()
 
 
+def _of_rank(states: Any, rank: int) -> Any:
+    """This rank's entry of per-rank states saved at world size W (a plain object when W was 1). Resuming on
+    another world size (data.global_order) reuses rank ``rank mod W``'s: the data position is global then,
+    and only the trainer's own RNG stream (dropout) differs from an uninterrupted run at the new size."""
+    if not isinstance(states, list):
+        return states
+    return states[rank % len(states)]
+
+
 def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> _Run:
     """Model, objective, data, optimiser and loggers of a run in ``run_dir`` (restored when resuming)."""
     device = torch.device(env.device)
-    autocast = autocast_dtype(cfg.train.precision, device)
+    precision = setup_precision(cfg.train.precision, device, cfg.train.tf32)
     # Same seed on every rank for the initial weights (DDP also broadcasts them); data order differs by rank.
     torch.manual_seed(cfg.train.seed)
     bundle = create_model(cfg.model.name, cfg.model.pretrained, device=device,
@@ -156,78 +197,124 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
     opt = build_optimizer(model, cfg.optim)
     # the step's forward: positives and negatives in one call, text trimmed to the longest caption (exact)
     forward_model = support.forward_module(model, cfg.model.trim_text)
+    if cfg.train.compile:  # text lengths come in buckets (forward.prepare_batch): a few graphs, not one per step
+        forward_model = torch.compile(forward_model, backend=cfg.train.compile_backend)
     if env.world_size > 1:
         forward_model = torch.nn.parallel.DistributedDataParallel(
             forward_model, device_ids=[device] if device.type == "cuda" else None)
-    precision = str(autocast) if autocast else "fp32"
     run = _Run(cfg, env, run_dir, bundle, model, forward_model, loss_fn, loader, opt,
-               build_scheduler(opt, cfg.optim, cfg.train.steps), autocast, use_nt, use_ni,
+               build_scheduler(opt, cfg.optim, cfg.train.steps), precision, use_nt, use_ni,
                MetricsLogger(run_dir, enabled=env.rank == 0, tensorboard=cfg.train.tensorboard, wandb=cfg.train.wandb,
                              wandb_project=cfg.train.wandb_project, config=config_to_dict(cfg),
                              resume=resume_ckpt is not None),
                {"config": config_to_dict(cfg), "code_version": code_version(), "world_size": env.world_size,
-                "autocast": precision}, support)
+                "autocast": precision.name}, support)
     if resume_ckpt is not None:
         run.restore(resume_ckpt, device)
     elif env.rank == 0:
         save_config(cfg, run_dir / "config.yaml")
-        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, loader.source), autocast=precision)
+        write_run_info(run_dir, cfg, env, bundle.identity, data_fingerprint(cfg.data, loader.source),
+                       autocast=precision.name)
     run.metrics.truncate_after(run.step)
     return run
 
 
-def _loop(run: _Run) -> dict[str, Any]:
-    """Steps until ``train.steps``: forward, loss, update, counters; logs, checkpoints and evaluations on schedule."""
+def _loop(run: _Run, preempt: Preemption) -> tuple[dict[str, Any], bool]:
+    """Steps until ``train.steps`` (or a preemption signal): batch, update, counters; logs, checkpoints and
+    evaluations on schedule. Only logging steps read values back from the device. Returns the last logged
+    metrics and whether the ranks stopped early on a signal."""
     cfg, loader, model, env = run.cfg, run.loader, run.model, run.env
     shapes = run.loss_fn.logits_shapes(cfg.train.batch_size, run.global_batch, cfg.data.max_neg_text if run.use_nt else 0,
                                        cfg.data.max_neg_image if run.use_ni else 0)
     progress = StepProgress(cfg.train.steps, start=run.step, enabled=env.rank == 0 and cfg.train.progress,
                             label=cfg.loss.name)
+    plain_log = env.rank == 0 and not (cfg.train.progress and sys.stdout.isatty())  # job logs: one line per log
+    device = torch.device(env.device)
+    bucket = cfg.train.compile_text_bucket if cfg.train.compile else 1
     last: dict[str, Any] = {}
+    stopped = False
     epoch = loader.epoch
     t_window, wait_window, n_window = 0.0, 0.0, 0
     model.train()
     while run.step < cfg.train.steps:
         t0 = time.perf_counter()
-        batch = next(loader)
+        batch = next(loader)  # host memory: counts, valid-negative indices and text length are read here
         t_data = time.perf_counter() - t0
         if loader.epoch != epoch:  # e.g. CE-CLIP resets its adaptive thresholds
             epoch = loader.epoch
             run.loss_fn.on_epoch_start(epoch)
-        batch = move_batch(run.support.transform(batch), torch.device(env.device))
-        feats = forward_features(run.forward_model, batch, run.use_nt, run.use_ni, run.autocast)
-        out = run.loss_fn({**feats, **run.support.features(batch, run.autocast)})
-        run.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else None
-        run.opt.step()
-        run.support.after_step(model)
-        run.sched.step()
-        with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
-            model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))
-        run.step += 1
+        batch = run.support.transform(batch)  # an objective's batch transform (CLIC), host side
         _count(run.counters, batch, run.global_batch, env.world_size, run.use_nt, run.use_ni)
+        micro = [prepare_batch(mb, run.use_nt, run.use_ni, bucket) for mb in split_rows(batch, cfg.train.accum_steps)]
+        text_len = max(mb[TEXT_LEN] for mb in micro)  # the whole batch's: token features match across micro-batches
+        micro = [move_batch({**mb, TEXT_LEN: text_len}, device) for mb in micro]
+        step = run.step + 1
+        logging_step = step % cfg.train.log_every == 0 or step == cfg.train.steps
+        out, grad_norm = train_step(run, micro, want_norm=logging_step)
+        run.step = step
         dt = time.perf_counter() - t0
         t_window, wait_window, n_window = t_window + dt, wait_window + t_data, n_window + 1
-        progress.update(run.step, float(out["loss"].detach()), run.global_batch / dt)
-        step = run.step
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-            check_skipped(loader.stats(), cfg.data.max_bad_fraction, step == cfg.train.steps, torch.device(env.device))
+        progress.update(step, None, run.global_batch / dt)
+        if logging_step:
+            check_skipped(loader.stats(), cfg.data.max_bad_fraction, step == cfg.train.steps, device)
             last = {**_metrics_record(run, out, grad_norm, run.global_batch * n_window / t_window,
                                       wait_window / t_window), **shapes}
             run.metrics.log(step, last)
+            progress.update(step, last["loss/loss"], last["pairs_per_s"])
+            if plain_log:
+                print(log_line(step, cfg.train.steps, last), flush=True)
             t_window, wait_window, n_window = 0.0, 0.0, 0
+        if step < cfg.train.steps and preempt.should_stop(step):
+            stopped = True
+            break  # _train saves the checkpoint of this finished step on every rank together
         if cfg.train.save_every and step % cfg.train.save_every == 0 and step < cfg.train.steps:
             run.checkpoint()
         if cfg.eval.benchmarks and cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:
             _periodic_eval(cfg, run.bundle, model, run.metrics, step, env.rank)
     progress.close()
-    return last
+    return last, stopped
+
+
+def train_step(run: _Run, micro: list[dict[str, Any]], want_norm: bool = False
+               ) -> tuple[dict[str, torch.Tensor], Optional[torch.Tensor]]:
+    """One optimizer step over the micro-batches of a batch (one plain forward/backward when there is one);
+    returns the loss terms and the gradient norm before clipping (None when neither clipped nor wanted).
+    Reads nothing back from the device (except the fp16 GradScaler's inf check)."""
+    cfg, model, scaler = run.cfg, run.model, run.precision.scaler
+    run.opt.zero_grad(set_to_none=True)
+
+    def encode(mb: dict[str, Any]) -> dict[str, Any]:
+        feats = forward_features(run.forward_model, mb, run.use_nt, run.use_ni, run.autocast)
+        return {**feats, **run.support.features(mb, run.autocast)}  # a teacher's features where one is declared
+
+    def backward(t: torch.Tensor) -> None:
+        scaler.scale(t).backward()
+
+    if len(micro) == 1:
+        out = run.loss_fn(encode(micro[0]))
+        backward(out["loss"])
+    else:
+        no_sync = getattr(run.forward_model, "no_sync", None) or (lambda: contextlib.nullcontext())
+        out = accumulated_step(encode, run.loss_fn, micro, backward, no_sync)
+    scaler.unscale_(run.opt)
+    grad_norm = None
+    if cfg.optim.grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    elif want_norm:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
+    scaler.step(run.opt)
+    scaler.update()
+    run.support.after_step(model)  # the EMA teacher follows the student
+    run.sched.step()
+    with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
+        model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))
+    return out, grad_norm
 
 
 def _count(counters: dict[str, int], batch: dict[str, Any], global_b: int, world_size: int, use_nt: bool,
            use_ni: bool) -> None:
-    """Real pairs, synthetic images and negative captions seen by all ranks (equal on every rank by construction)."""
+    """Real pairs, synthetic images and negative captions seen by all ranks (equal on every rank by construction).
+    Counted on the host batch (before it moves to the device): no read-back."""
     counters["real_pairs_seen"] += global_b
     counters["synthetic_images_seen"] += int(batch["neg_image_mask"].sum()) * world_size if use_ni else 0
     counters["neg_texts_seen"] += int(batch["neg_text_mask"].sum()) * world_size if use_nt else 0
@@ -235,7 +322,8 @@ def _count(counters: dict[str, int], batch: dict[str, Any], global_b: int, world
 
 def _metrics_record(run: _Run, out: dict[str, torch.Tensor], grad_norm: Optional[torch.Tensor], pairs_per_s: float,
                     data_wait_frac: float) -> dict[str, Any]:
-    """One metrics.jsonl record: loss terms (mean over ranks), scale, lr, throughput, counters, data stats."""
+    """One metrics.jsonl record: loss terms (mean over ranks), scale, lr, gradient norm before clipping,
+    throughput (global and per rank), data wait, peak memory, counters, data stats. The only read-backs."""
     terms = {f"loss/{k}": float(all_reduce_mean(v.detach().float())) for k, v in out.items()
              if torch.is_tensor(v) and v.numel() == 1}
     return {
@@ -244,7 +332,9 @@ def _metrics_record(run: _Run, out: dict[str, torch.Tensor], grad_norm: Optional
         "lr": run.sched.get_last_lr()[0],
         "grad_norm": float(grad_norm) if grad_norm is not None else None,
         "pairs_per_s": pairs_per_s,
+        "pairs_per_s_rank": pairs_per_s / run.env.world_size,
         "data_wait_frac": data_wait_frac,
+        "peak_memory_bytes": peak_memory_bytes(torch.device(run.env.device)),
         **run.counters,
         "samples_seen": run.counters["real_pairs_seen"] + run.counters["synthetic_images_seen"],
         **{f"data/{k}": v for k, v in run.loader.stats().items()},

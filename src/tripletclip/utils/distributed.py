@@ -124,18 +124,32 @@ def read_launch_env(env: Mapping[str, str]) -> LaunchInfo:
     return LaunchInfo(rank=rank, world_size=world, local_rank=local, master_addr=addr, master_port=port, source=source)
 
 
+def cuda_index(local_rank: int, visible: int) -> int:
+    """The GPU of this process: ``local_rank`` when the node's GPUs are all visible (torchrun, ``srun`` with
+    ``--gpus-per-node``), 0 when the launcher shows each task only its own (``srun --gpus-per-task=1``, where
+    CUDA_VISIBLE_DEVICES holds one id and ``set_device(local_rank)`` would fail)."""
+    if visible == 1:
+        return 0
+    if not 0 <= local_rank < visible:
+        raise ValueError(f"distributed: local rank {local_rank} but {visible} visible GPUs; give each task one GPU "
+                         "(--gpus-per-task=1) or all of the node's (one task per GPU)")
+    return local_rank
+
+
 def init_distributed(
     env: Mapping[str, str] | None = None, device: str | None = None, timeout_s: float = 1800.0
 ) -> DistEnv:
     """Join the job described by ``env`` (default ``os.environ``): gloo on CPU, nccl on CUDA.
 
     ``device`` forces "cpu" or "cuda" (default: CUDA when available). One process creates no group.
+    ``timeout_s``: how long a collective waits for the other ranks before failing (``train.dist_timeout_s``).
     """
     info = read_launch_env(os.environ if env is None else env)
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda:
-        torch.cuda.set_device(info.local_rank)
-        dev, backend = torch.device("cuda", info.local_rank), "nccl"
+        index = cuda_index(info.local_rank, torch.cuda.device_count())
+        torch.cuda.set_device(index)
+        dev, backend = torch.device("cuda", index), "nccl"
     else:
         dev, backend = torch.device("cpu"), "gloo"
     if info.world_size > 1 and not dist.is_initialized():
@@ -229,6 +243,7 @@ __all__ = [
     "read_launch_env",
     "first_slurm_host",
     "init_distributed",
+    "cuda_index",
     "is_dist",
     "get_rank",
     "get_world_size",
