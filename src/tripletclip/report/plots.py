@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tripletclip.report.intervals import whiskers  # noqa: E402
+
 METHOD_COLOURS = {"clip": "#7f7f7f", "negclip": "#1f77b4", "negimage": "#9467bd", "tripletclip": "#d62728",
                   "ceclip": "#2ca02c"}
 CATEGORY_LABELS = {"replace_obj": "replace\nobj", "replace_att": "replace\natt", "replace_rel": "replace\nrel",
@@ -47,9 +49,9 @@ def _bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Sequence[floa
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for i, (name, per_group) in enumerate(series.items()):
-        mean = np.array([np.mean(v) if len(v) else np.nan for v in per_group])
-        lo = np.array([np.mean(v) - np.min(v) if len(v) else 0.0 for v in per_group])
-        hi = np.array([np.max(v) - np.mean(v) if len(v) else 0.0 for v in per_group])
+        # NOTE: lengths from intervals.whiskers, never mean - min: rounding makes that -1e-14 on equal seeds
+        mean, lo, hi = (np.array(col, dtype=float) for col in zip(*(whiskers(v) for v in per_group))) \
+            if per_group else (np.zeros(0),) * 3
         ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=[lo, hi], capsize=2, label=name,
                color=colours[name], edgecolor="black", linewidth=0.3)
     ax.set_ylim(0, 100)
