@@ -92,8 +92,6 @@ def compare(runs: Sequence[RunInputs]) -> tuple[dict[str, Any], list[str], list[
             merged[f"{lab}: {m}"] = e
     for n in (r.absent for r in runs):
         notes += n
-    if not same:
-        notes.append("Similarity histograms and the gallery: left out, the runs were not measured on one benchmark.")
     notes.append("Paired per-seed differences: within one run only; see each run's own report.")
     opening = (f"Side by side: {len(runs)} runs ({', '.join(labels)}), every method of each named 'run: method'. "
                + (f"Compared on: {', '.join(split_name(s) for s in kept)}. " if kept else
@@ -115,6 +113,8 @@ def render_compare(paths: Sequence[str | Path], out: str | Path) -> Path:
             if isinstance(v, dict) and v} if same else {}
     curves = {f"{lab}: {m}": v for lab, r in zip(_labels(runs), runs) for m, v in r.curves.items()}
     gallery = _gallery(runs[0].world) if same and runs[0].world else []
+    if not same:
+        notes.append("Similarity histograms and the gallery: left out, the runs were not measured on one benchmark.")
     meta = {"summary": "; ".join(f"{lab}: {r.meta.get('summary', r.folder)}" for lab, r in zip(_labels(runs), runs))}
     return write_report(out, merged, SUGARCREPE_TYPES, meta, sims=sims or None, curves=curves or None,
                         gallery=gallery, title=f"tripletclip: {len(runs)} runs side by side", notes=notes,
