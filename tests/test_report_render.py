@@ -137,11 +137,12 @@ def test_eval_files_render_one_method_per_file(tmp_path):
     (tmp_path / "clip.json").write_text(json.dumps(_eval_doc(60.0)))
     (tmp_path / "tc.json").write_text(json.dumps(_eval_doc(70.0)))
     page = report([tmp_path]).read_text()
-    assert "<td>CLIP</td><td>60.0</td>" in page and "<td>tc</td><td><b>70.0</b></td>" in page  # percent, a row each
+    # percent, one row per file; one evaluation of 28 rows per category: the 95% Wilson interval, not a spread
+    assert "<td>CLIP</td><td>60.0 [41.7, 75.9]</td>" in page and "<td>tc</td><td><b>70.0 [51.5, 83.7]</b></td>" in page
     assert "held-out compositions" in page and "<td>30.0</td>" in page  # Winoground text 0.3
     assert "Highest 7-category mean: tc 73.0%" in page
     one = report([tmp_path / "tc.json"])
-    assert one == tmp_path / "tc.html" and "<td>tc</td><td>70.0</td>" in one.read_text()  # alone: not bold
+    assert one == tmp_path / "tc.html" and "<td>tc</td><td>70.0 [51.5, 83.7]</td>" in one.read_text()  # alone: not bold
     (tmp_path / "other.txt.json").write_text('{"x": 1}')
     with pytest.raises(InputError, match="not a results file"):
         report([tmp_path / "other.txt.json"])

@@ -122,3 +122,11 @@ def test_aggregate_split_keeps_mean_inside_the_seeds(per_seed):
             assert min(vals) <= m <= max(vals)
         if len(set(vals)) == 1 and m is not None:
             assert m == vals[0] and half == 0.0
+
+
+def test_wilson_matches_the_textbook_values():
+    # 50 of 100: 40.4%..59.6%; 0 of 10: 0..27.8% (the normal interval would be 0..0)
+    lo, hi = intervals.wilson(50.0, 100)
+    assert round(lo, 1) == 40.4 and round(hi, 1) == 59.6
+    lo, hi = intervals.wilson(0.0, 10)
+    assert lo == 0.0 and round(hi, 1) == 27.8

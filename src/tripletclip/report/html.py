@@ -161,8 +161,9 @@ def _split_sections(results: Mapping[str, Any], categories: Optional[Sequence[st
             continue
         label = split_name(part)
         parts += [f"<h2>SugarCrepe-format benchmark: {html.escape(label)}</h2>",
-                  "<p class='caption'>Accuracy (%), mean over seeds ± half the min..max range (no ± for one seed); "
-                  f"mean: unweighted mean of the {len(cats)} categories; bold: best objective per column.</p>",
+                  "<p class='caption'>Accuracy (%), mean over seeds ± half the min..max range (no ± for one seed; "
+                  "a single evaluation that records its rows: [the 95% Wilson interval]); mean: unweighted mean of the "
+                  f"{len(cats)} categories; bold: best objective per column.</p>",
                   split_table(results, cats, part),
                   _img(plots.category_bars(per_seed, cats, f"accuracy per category, {label} (bars: mean over seeds, "
                                                            "whiskers: min..max)"), label)]

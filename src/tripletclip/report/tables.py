@@ -9,9 +9,9 @@ from __future__ import annotations
 import html
 from typing import Any, Collection, Mapping, Optional, Sequence
 
-from tripletclip.report.intervals import finite, half_range, mean
+from tripletclip.report.intervals import finite, half_range, mean, wilson
 from tripletclip.report.labels import (
-    PAIRED_METRICS, category_name, method_items, method_name, metric_name, seed_values,
+    PAIRED_METRICS, category_name, method_items, method_name, metric_name, part_of, seed_values,
 )
 
 
@@ -35,12 +35,21 @@ def _rows_with_base(results: Mapping[str, Any]) -> list[tuple[str, Mapping[str, 
 
 
 def table_rows(results: Mapping[str, Any], categories: Sequence[str], part: str) -> list[list[str]]:
-    """Rows [method, per-category 'mean ± spread', mean] of the ``part`` split (the base first, if any)."""
+    """Rows [method, per-category 'mean ± spread', mean] of the ``part`` split (the base first, if any). A single
+    evaluation (no per-seed values) that records its rows per category shows the 95% Wilson interval instead."""
     rows = []
     for key, entry in _rows_with_base(results):
         if seed_values(entry, part, "mean") or any(seed_values(entry, part, c) for c in categories):
-            rows.append([key] + [fmt_pm(seed_values(entry, part, c)) for c in list(categories) + ["mean"]])
+            rows.append([key] + [_cell(entry, part, c) for c in list(categories) + ["mean"]])
     return rows
+
+
+def _cell(entry: Mapping[str, Any], part: str, key: str) -> str:
+    vals = seed_values(entry, part, key)
+    rec = part_of(entry, part)
+    n = (rec.get("rows") or {}).get(key) if isinstance(rec.get("rows"), Mapping) else None
+    ci = wilson(vals[0], int(n)) if len(vals) == 1 and not rec.get("per_seed") and finite([n]) else None
+    return f"{vals[0]:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else fmt_pm(vals)
 
 
 def text_table(results: Mapping[str, Any], categories: Sequence[str], part: str = "seen") -> str:
