@@ -47,7 +47,8 @@ def render_run(run: RunInputs, out: Optional[str | Path] = None) -> Path:
 def render_folder(path: str | Path, out: Optional[str | Path] = None) -> Path:
     """Read a demo folder (or an eval folder or file) and write its report; returns the report's path."""
     run = load_run(path)
-    return render_run(run, out or (run.folder / REPORT if Path(path).is_dir() else Path(path).with_suffix(".html")))
+    one_file = Path(path).is_file() and run.source == "eval"  # an eval file: its report beside it, same stem
+    return render_run(run, out or (Path(path).with_suffix(".html") if one_file else run.folder / REPORT))
 
 
 def _labels(runs: Sequence[RunInputs]) -> list[str]:
