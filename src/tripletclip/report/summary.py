@@ -150,11 +150,11 @@ def next_steps(results: Mapping[str, Any], meta: Mapping[str, Any], source: str 
     if source == "demo":
         if preset == "demo-quick" or (steps and max(steps) < 50):
             out.append(f"This was a smoke run ({max(steps) if steps else '?'} steps): its numbers test the pipeline, "
-                       f"not the method. {code('tripletclip demo')} runs the comparison (three seeds, about 4 "
-                       "minutes on 2 cores).")
+                       f"not the method. {code('tripletclip demo')} runs the comparison (three seeds, several "
+                       "minutes on 2 CPU cores).")
         if preset != "demo-long":
-            out.append(f"{code('tripletclip demo --preset demo-long')}: 1,000 fine-tuning steps (about 17 minutes on "
-                       "2 cores), where hard negatives make the model bind in the README's run.")
+            out.append(f"{code('tripletclip demo --preset demo-long')}: 1,000 fine-tuning steps (about 20 minutes on "
+                       "2 CPU cores), where hard negatives make the model bind in the README's run.")
         other = 2 if seed in (None, 1) else 1
         out.append(f"{code(f'tripletclip demo --world-seed {other} --out demo_world{other}')}: another world (its "
                    "base is pretrained once and cached), to see which differences hold beyond one world; "
