@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from tripletclip.report import intervals
-from tripletclip.report.intervals import diff_error, finite, half_range
-
 from tripletclip.edit_types import SUGARCREPE_CATEGORIES
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
+from tripletclip.report import intervals
+from tripletclip.report.intervals import diff_error, finite, half_range
 
 # metric -> (how to read it from one run record, how many benchmark rows it rests on)
 SWAPS = SUGARCREPE_CATEGORIES["swap"]
