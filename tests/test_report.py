@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tripletclip.report import method_items, text_table, verdict, write_report
+from tripletclip.report.labels import PAIRED_METRICS
 from tripletclip.report.summary import provenance_rows
 from tripletclip.report.tables import html_table
 from tripletclip.world.gallery import edited_words, gallery_entries
@@ -140,20 +141,26 @@ def test_bold_only_in_score_columns_and_never_for_ties():
 def test_verdict_states_regime_and_paired_differences():
     text = verdict(synthetic_results())
     assert "Fine-tuning regime" in text
-    assert ("CLIP is in the bag-of-words regime: it perceives (replace-obj 95.0%, replace-att 93.0%) but does not "
-            "bind (swap mean 59.0%, ceiling 65%); so is the pretrained base (replace-obj 93.0%") in text
+    assert ("CLIP is in the bag-of-words regime: it perceives objects and attributes (replace-obj 95.0%, "
+            "replace-att 93.0%) but does not bind them to each other (swap mean 59.0%, at most 65%); so is the "
+            "pretrained base (replace-obj 93.0%") in text
     # NegCLIP's swap gain over CLIP is about +22 points on every seed: real; NegImage's +1.3 is within noise
-    assert re.search(r"on the swap mean, real for NegCLIP \+22\.3, TripletCLIP \+23\.0 and CE-CLIP \+21\.3, "
-                     r"noise for NegImage \+1\.3;", text)
-    assert "TripletCLIP vs NegCLIP: real on Wino image +5.7, Wino group +6.0 and i2t R@1 +4.7, noise on" in text
-    assert text.count("sampling error") == 1 and "(±5.2 for the 7-category mean, ±9.8 for the swap mean)" in text
+    assert ("Real changes against CLIP (points): on the swap mean NegCLIP +22.3, TripletCLIP +23.0 and CE-CLIP "
+            "+21.3; on the 7-category mean NegCLIP +11.5") in text and "NegImage" not in text
+    assert "TripletCLIP against NegCLIP, real: Wino image +5.7, Wino group +6.0 and i2t R@1 +4.7." in text
+    # the noise is one compact statement, not a list: 4 methods x 7 metrics vs CLIP + 4 x 7 vs NegCLIP
+    n_real = sum(d["real"] for refs in synthetic_results()["paired"].values() for b in refs.values()
+                 for k, d in b.items() if k in PAIRED_METRICS)
+    assert f"{n_real} of the 56 paired differences in the tables below are real; the other {56 - n_real} are noise" \
+        in text and text.count("noise") == 1
+    assert text.count("sampling error") == 1 and "±5.2 points for the 7-category mean and ±9.8 points for the swap" in text
 
 
 def test_verdict_when_clip_does_not_perceive():
     results = synthetic_results()
     for rec in results["clip"]["seen"]["per_seed"].values():
         rec["replace_obj"] = 60.0
-    assert "CLIP does not yet perceive (replace-obj 60.0%" in verdict(results)
+    assert "CLIP does not yet perceive objects and attributes (replace-obj 60.0%" in verdict(results)
     assert "the pretrained base is in the bag-of-words regime" in verdict(results)
 
 

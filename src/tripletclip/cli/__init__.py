@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "negatives": ("tripletclip.cli.negatives_cmd:negatives", "Generate TripletData: negative captions, images, filters."),
     "models": ("tripletclip.cli.models_cmd:models", "List model configs; write tiny random checkpoints."),
     "export": ("tripletclip.cli.export_cmd:export", "Export a run's model as open_clip weights or a transformers CLIP folder."),
+    "report": ("tripletclip.cli.report_cmd:report", "report.html from a demo or eval folder; several folders side by side."),
 }
 
 

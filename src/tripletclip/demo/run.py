@@ -253,18 +253,18 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     attach_zeroshot(document, results)  # each entry's zero-shot block and change vs the base (issue 24)
     sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
                 for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
-    curves = {m: {str(r["seed"]): r["curve"] for r in results if r["method"] == m} for m in methods}
     meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
     meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
+    meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report comes after)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (out / "similarities.json").write_text(json.dumps(sims) + "\n")
-    from tripletclip.demo.output import print_tables, write_html
-
-    write_html(out, document, meta, sims, curves, world_summary, echo)
-    meta["wall_time_s"] = time.perf_counter() - t_start
     (out / "demo_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    from tripletclip.demo.output import print_tables, write_report_or_say
+
     print_tables(document, echo)
+    # the same code as `tripletclip report OUT`: the page is made from the files just written (curves from runs/)
+    write_report_or_say(out)
     echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, base "
          f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
          f"results: {out / 'results.json'}; report: {out / 'report.html'}")

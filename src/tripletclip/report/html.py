@@ -17,11 +17,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 from tripletclip.report import plots
 from tripletclip.report.labels import (
-    BAG_OF_WORDS_CEILING, BINDING, CHANCE, PERCEPTION, PERCEPTION_TARGET, RELATION, category_name, method_items,
-    method_name, part_of,
+    BAG_OF_WORDS_CEILING, BINDING, CHANCE, PERCEIVES_AT, PERCEPTION, RELATION, category_name, method_items,
+    method_name, part_of, regime_definition, split_categories, split_name, split_names,
 )
 from tripletclip.report.summary import provenance_json, provenance_rows, verdict
-from tripletclip.report.tables import paired_table, scores_and_cost_table, split_table
+from tripletclip.report.tables import numbers_table, paired_table, scores_and_cost_table, split_table
 
 _CSS = """*{box-sizing:border-box}
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:1.2em 24px 3em;color:#222;line-height:1.45}
@@ -36,6 +36,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}td b{font-we
 tr.ref td{font-style:italic;color:#555}
 table.paired td{vertical-align:top}table.paired small{color:#666;font-size:0.85em}
 .real{color:#1a7f37}.noise{color:#888}
+.next{margin:0 0 0.8em}.next li{margin:0.15em 0}p.absent{color:#777;font-size:0.85em;margin:0.2em 0}
 img{max-width:100%;height:auto}
 .caption{color:#555;font-size:0.9em;margin:0.1em 0 1em}
 details{border:1px solid #ddd;border-radius:4px;padding:0.4em 0.8em;margin:0.6em 0}
@@ -66,7 +67,13 @@ def _png(image: Any) -> bytes:
 
 
 def _per_seed_records(entry: Mapping[str, Any], part: str) -> list[Mapping[str, float]]:
-    return list((part_of(entry, part).get("per_seed") or {}).values())
+    """The per-seed {category: %} records of a split; one evaluation without seeds gives its aggregate."""
+    rec = part_of(entry, part)
+    per_seed = rec.get("per_seed")
+    if isinstance(per_seed, Mapping) and per_seed:
+        return [s for s in per_seed.values() if isinstance(s, Mapping)]
+    cats = rec.get("categories")
+    return [{**cats, "mean": rec.get("mean")}] if isinstance(cats, Mapping) and cats else []
 
 
 def _provenance(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
@@ -84,13 +91,11 @@ def _regime_figure(results: Mapping[str, Any]) -> str:
     per_seed = {method_name(name): recs for name, e in models if (recs := _per_seed_records(e, "seen"))}
     if not per_seed:
         return ""
-    png = plots.regime_chart(per_seed, PERCEPTION, BINDING, RELATION, PERCEPTION_TARGET, BAG_OF_WORDS_CEILING, CHANCE)
+    png = plots.regime_chart(per_seed, PERCEPTION, BINDING, RELATION, PERCEIVES_AT, BAG_OF_WORDS_CEILING, CHANCE)
     return ("<h2>Fig. 1: the bag-of-words regime</h2>" + _img(png, "perception vs binding per model") +
-            "<p class='caption'>Accuracy (%) on the world's SugarCrepe-format benchmark, seen compositions; bars: "
-            "mean over seeds, whiskers: min..max. A model in the bag-of-words regime perceives objects and attributes "
-            f"(replace-obj and replace-att at or above the {PERCEPTION_TARGET:.0f}% target) but does not bind them "
-            f"(swap-obj and swap-att at or below the {BAG_OF_WORDS_CEILING:.0f}% ceiling); chance is "
-            f"{CHANCE:.0f}%.</p>")
+            "<p class='caption'>Accuracy (%) on the SugarCrepe-format benchmark, seen compositions; bars: mean over "
+            f"seeds, whiskers: min..max. The bag-of-words regime (Yuksekgonul et al., ICLR 2023): "
+            f"{regime_definition()}. Chance is {CHANCE:.0f}%.</p>")
 
 
 def _paired_section(results: Mapping[str, Any]) -> str:
@@ -102,10 +107,13 @@ def _paired_section(results: Mapping[str, Any]) -> str:
              "then <span class='real'>real</span> when the sign is the same on every seed and the mean exceeds "
              "that metric's sampling error, else <span class='noise'>noise</span>; underneath, the sampling error "
              "(±, 1.96 binomial standard errors of the difference) and the per-seed differences.</p>"]
-    for against, label in (("clip", "CLIP"), ("negclip", "NegCLIP")):
+    found = list(dict.fromkeys(r for v in paired.values() if isinstance(v, Mapping) for r in v))
+    order = [m for m, _ in method_items(results)]  # references in the order of the methods (CLIP first)
+    refs = [r for r in order if r in found] + [r for r in found if r not in order]
+    for against in refs:
         table = paired_table(paired, against)
         if table:
-            parts += [f"<h3>vs {label}</h3>", table]
+            parts += [f"<h3>vs {html.escape(method_name(against))}</h3>", table]
     return "\n".join(parts)
 
 
@@ -140,35 +148,55 @@ def _gallery_section(gallery: Sequence[Any]) -> str:
             "that the edit changed. x' is y' rendered.</p><div class='gallery'>" + "\n".join(rows) + "</div>")
 
 
-def _split_sections(results: Mapping[str, Any], categories: Sequence[str]) -> list[str]:
+def _split_sections(results: Mapping[str, Any], categories: Optional[Sequence[str]] = None) -> list[str]:
+    """One table and one bar chart per benchmark split found in the entries (seen, held-out, transfer, ...)."""
     parts = []
-    for part, label in (("seen", "seen compositions"), ("heldout", "held-out compositions")):
+    entries = [e for _, e in method_items(results)]
+    for part in split_names(entries + ([results["base"]] if isinstance(results.get("base"), Mapping) else [])):
         per_seed = {m: recs for m, e in method_items(results) if (recs := _per_seed_records(e, part))}
-        if not per_seed:
+        cats = split_categories(entries, part)
+        if categories and part in ("seen", "heldout"):
+            cats = [c for c in categories if c in cats] + [c for c in cats if c not in categories]
+        if not per_seed or not cats:
             continue
-        parts += [f"<h2>SugarCrepe-format world benchmark: {label}</h2>",
-                  "<p class='caption'>Accuracy (%), mean over seeds ± half the min..max range; mean: unweighted "
-                  "mean of the seven categories; bold: best objective per column.</p>",
-                  split_table(results, categories, part),
-                  _img(plots.category_bars(per_seed, categories, f"accuracy per category, {label} (bars: mean "
-                                                                 "over seeds, whiskers: min..max)"), label)]
+        label = split_name(part)
+        parts += [f"<h2>SugarCrepe-format benchmark: {html.escape(label)}</h2>",
+                  "<p class='caption'>Accuracy (%), mean over seeds ± half the min..max range (no ± for one seed; "
+                  "a single evaluation that records its rows: [the 95% Wilson interval]); mean: unweighted mean of the "
+                  f"{len(cats)} categories; bold: best objective per column.</p>",
+                  split_table(results, cats, part),
+                  _img(plots.category_bars(per_seed, cats, f"accuracy per category, {label} (bars: mean over seeds, "
+                                                           "whiskers: min..max)"), label)]
     return parts
 
 
-def write_report(out_path: str | Path, results: Mapping[str, Any], categories: Sequence[str], meta: Mapping[str, Any],
-                 sims: Optional[Mapping[str, Any]] = None, curves: Optional[Mapping[str, Any]] = None,
-                 gallery: Optional[Sequence[Any]] = None, title: str = "tripletclip demo") -> Path:
+def _zeroshot_section(results: Mapping[str, Any]) -> str:
+    table = numbers_table(results, "zeroshot")
+    return ("<h2>Zero-shot classification</h2><p class='caption'>Accuracy (%) and, where recorded, its change "
+            "against the base (points).</p>" + table) if table else ""
+
+
+def write_report(out_path: str | Path, results: Mapping[str, Any], categories: Optional[Sequence[str]],
+                 meta: Mapping[str, Any], sims: Optional[Mapping[str, Any]] = None,
+                 curves: Optional[Mapping[str, Any]] = None, gallery: Optional[Sequence[Any]] = None,
+                 title: str = "tripletclip demo", notes: Sequence[str] = (), next_steps: Sequence[str] = (),
+                 opening: Optional[str] = None) -> Path:
     """Write the HTML report; returns its path.
 
     ``results``: the content of results.json (method keys, plus optional ``regime``, ``base``, ``paired``);
     ``meta``: provenance (``config``, ``world_spec``, ``world``, ``code_version``, ``wall_time_s``, ``summary``,
     ...); ``sims``: similarities.json; ``curves``: {method: {seed: [(step, loss), ...]}}; ``gallery``:
-    :class:`tripletclip.world.gallery.GalleryEntry` records.
+    :class:`tripletclip.world.gallery.GalleryEntry` records; ``notes``: one line per section left out (its
+    input is absent); ``next_steps``: what to run next (HTML allowed: commands in ``<code>``); ``opening``: the
+    paragraph at the top instead of :func:`verdict` (a comparison of runs).
     """
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='verdict'>{html.escape(verdict(results))}</p>"]
+             f"<p class='verdict'>{html.escape(opening if opening is not None else verdict(results))}</p>"]
+    if next_steps:
+        parts.append("<div class='next'><b>What to run next</b><ul>" +
+                     "".join(f"<li>{step}</li>" for step in next_steps) + "</ul></div>")
     if meta.get("summary"):
         parts.append(f"<p class='caption'>{html.escape(str(meta['summary']))}</p>")
     parts += [_provenance(results, meta), _regime_figure(results), _paired_section(results)]
@@ -176,7 +204,7 @@ def write_report(out_path: str | Path, results: Mapping[str, Any], categories: S
     parts += ["<h2>Winoground-style groups (seen + held-out) and retrieval</h2>",
               "<p class='caption'>Scores in %, mean over seeds ± half range (bold: best per score column); "
               "steps, pairs seen and training time are the compute each objective used.</p>",
-              scores_and_cost_table(results)]
+              scores_and_cost_table(results), _zeroshot_section(results)]
     if sims:
         parts += ["<h2>Cosine similarity of positive vs hard-negative pairs (TripletCLIP Fig. 3)</h2>",
                   _img(plots.similarity_histograms(sims), "similarity distributions"),
@@ -187,6 +215,8 @@ def write_report(out_path: str | Path, results: Mapping[str, Any], categories: S
         parts += ["<h2>Training curves</h2>", _img(plots.training_curves(curves), "training curves")]
     if gallery:
         parts.append(_gallery_section(gallery))
+    if notes:
+        parts += ["<h2>Left out</h2>"] + [f"<p class='absent'>{html.escape(n)}</p>" for n in notes]
     parts.append("</body></html>")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tripletclip.report.intervals import finite, whiskers  # noqa: E402
+from tripletclip.report.labels import short  # noqa: E402
+
 METHOD_COLOURS = {"clip": "#7f7f7f", "negclip": "#1f77b4", "negimage": "#9467bd", "tripletclip": "#d62728",
                   "ceclip": "#2ca02c"}
 CATEGORY_LABELS = {"replace_obj": "replace\nobj", "replace_att": "replace\natt", "replace_rel": "replace\nrel",
@@ -47,10 +50,10 @@ def _bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Sequence[floa
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for i, (name, per_group) in enumerate(series.items()):
-        mean = np.array([np.mean(v) if len(v) else np.nan for v in per_group])
-        lo = np.array([np.mean(v) - np.min(v) if len(v) else 0.0 for v in per_group])
-        hi = np.array([np.max(v) - np.mean(v) if len(v) else 0.0 for v in per_group])
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=[lo, hi], capsize=2, label=name,
+        # NOTE: lengths from intervals.whiskers, never mean - min: rounding makes that -1e-14 on equal seeds
+        mean, lo, hi = (np.array(col, dtype=float) for col in zip(*(whiskers(v) for v in per_group))) \
+            if per_group else (np.zeros(0),) * 3
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=[lo, hi], capsize=2, label=short(name),
                color=colours[name], edgecolor="black", linewidth=0.3)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
@@ -92,7 +95,7 @@ def regime_chart(per_seed: Mapping[str, Sequence[Mapping[str, float]]], percepti
     _reference_line(ax, perception_target, f"perception target {perception_target:.0f}%", "#08519c", ":")
     _reference_line(ax, ceiling, f"bag-of-words ceiling {ceiling:.0f}%", "#a63603", "-.")
     _reference_line(ax, chance, f"chance {chance:.0f}%")
-    ax.set_xticks(np.arange(len(models)), models, fontsize=8)
+    ax.set_xticks(np.arange(len(models)), [short(m, 18) for m in models], fontsize=8)
     ax.set_xlabel("model (objective)")
     ax.set_title("perception (replace) vs binding (swap) and relations, seen compositions", fontsize=10)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
@@ -107,17 +110,17 @@ def similarity_histograms(sims: Mapping[str, Mapping[str, Sequence[float]]]) -> 
     fig, axes = plt.subplots(len(methods), 3, figsize=(10, 1.9 * len(methods) + 0.4), squeeze=False)
     bins = np.linspace(-0.2, 1.0, 49)
     for r, m in enumerate(methods):
-        s = sims[m]
+        s = {k: finite(v) if isinstance(v, (list, tuple)) else [] for k, v in (sims[m] or {}).items()}
         ax = axes[r][0]
-        ax.hist(s["text"], bins=bins, color=_colour(m, r), alpha=0.8)
-        ax.set_ylabel(f"{m}\npairs (count)", fontsize=8)
+        ax.hist(s.get("text", []), bins=bins, color=_colour(m, r), alpha=0.8)
+        ax.set_ylabel(f"{short(m, 20)}\npairs (count)", fontsize=8)
         axes[r][1].set_ylabel("pairs (count)", fontsize=7)
         axes[r][2].set_ylabel("pairs (count)", fontsize=7)
         ax = axes[r][1]
-        ax.hist(s["vision"], bins=bins, color=_colour(m, r), alpha=0.8)
+        ax.hist(s.get("vision", []), bins=bins, color=_colour(m, r), alpha=0.8)
         ax = axes[r][2]
-        ax.hist(s["cross_pos"], bins=bins, alpha=0.6, label="s(x, y)", color="#2ca02c")
-        ax.hist(s["cross_neg"], bins=bins, alpha=0.6, label="s(x, y')", color="#d62728")
+        ax.hist(s.get("cross_pos", []), bins=bins, alpha=0.6, label="s(x, y)", color="#2ca02c")
+        ax.hist(s.get("cross_neg", []), bins=bins, alpha=0.6, label="s(x, y')", color="#d62728")
         if r == 0:
             axes[r][0].set_title("text tower: cos(y, y')", fontsize=9)
             axes[r][1].set_title("vision tower: cos(x, x')", fontsize=9)
@@ -139,10 +142,11 @@ def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]
             if not pts:
                 continue
             steps, vals = zip(*pts)
-            ax.plot(steps, vals, color=_colour(m, i), alpha=0.85, linewidth=1.0, label=m if j == 0 else None)
+            ax.plot(steps, vals, color=_colour(m, i), alpha=0.85, linewidth=1.0, label=short(m) if j == 0 else None)
     ax.set_xlabel("step")
     ax.set_ylabel(key)
     ax.set_title(f"training {key} (each line one seed; objectives differ, so levels are not comparable)",
                  fontsize=8)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _png(fig)

@@ -1,35 +1,38 @@
-"""The words of a report: the verdict paragraph at its top and the short provenance summary.
+"""The words of a report: the opening paragraph, what to run next, and the short provenance summary.
 
-The verdict states what the numbers show and nothing more: whether CLIP is in the bag-of-words regime
-(perceives: replace-obj/att >= 90%; does not bind: swaps <= 65%; Yuksekgonul et al., ICLR 2023), and which
-paired per-seed differences are real (same sign on every seed and larger than the benchmark's sampling error).
+The opening paragraph states what the numbers show and nothing more, for a reader new to the field: whether the
+models are in the bag-of-words regime (Yuksekgonul et al., ICLR 2023; the thresholds are
+:data:`~tripletclip.report.labels.PERCEIVES_AT` and :data:`~tripletclip.report.labels.BAG_OF_WORDS_CEILING`, one
+definition shared with the README), which paired per-seed differences against CLIP are real (same sign on every
+seed and larger than the benchmark's sampling error), and how many of the rest are noise, in one sentence.
 """
 from __future__ import annotations
 
 import json
-import statistics
+import math
 from typing import Any, Mapping, Optional, Sequence
 
+from tripletclip.report.intervals import finite, mean
 from tripletclip.report.labels import (
-    BAG_OF_WORDS_CEILING, BINDING, PAIRED_METRICS, PERCEPTION, PERCEPTION_TARGET, category_name, method_items,
-    method_name, metric_name, seed_values,
+    BAG_OF_WORDS_CEILING, BINDING, PERCEIVES_AT, PERCEPTION, category_name, method_items, method_name, metric_name,
+    seed_values,
 )
-from tripletclip.report.tables import fmt_diff
+from tripletclip.report.tables import fmt_diff, paired_metrics
 
 
 def _mean(entry: Mapping[str, Any], cats: Sequence[str]) -> Optional[float]:
-    vals = [statistics.fmean(v) for c in cats if (v := seed_values(entry, "seen", c))]
-    return statistics.fmean(vals) if len(vals) == len(cats) else None
+    vals = [mean(v) for c in cats if (v := seed_values(entry, "seen", c))]
+    return math.fsum(vals) / len(vals) if vals and len(vals) == len(cats) else None
 
 
 def _regime(entry: Mapping[str, Any]) -> Optional[tuple[str, str, float]]:
     """(state, 'replace-obj X%, replace-att Y%', swap mean) with state 'blind', 'binds' or 'bag-of-words'."""
-    per = {c: statistics.fmean(v) for c in PERCEPTION if (v := seed_values(entry, "seen", c))}
+    per = {c: mean(v) for c in PERCEPTION if (v := seed_values(entry, "seen", c))}
     swap = _mean(entry, BINDING)
     if len(per) < len(PERCEPTION) or swap is None:
         return None
     seen = ", ".join(f"{category_name(c)} {v:.1f}%" for c, v in per.items())
-    state = "blind" if min(per.values()) < PERCEPTION_TARGET else "binds" if swap > BAG_OF_WORDS_CEILING else "bag-of-words"
+    state = "blind" if min(per.values()) < PERCEIVES_AT else "binds" if swap > BAG_OF_WORDS_CEILING else "bag-of-words"
     return state, seen, swap
 
 
@@ -40,67 +43,75 @@ def regime_sentence(name: str, entry: Mapping[str, Any]) -> str:
         return ""
     state, seen, swap = found
     if state == "blind":
-        return (f"{name} does not yet perceive ({seen}; target {PERCEPTION_TARGET:.0f}%), so its swap mean of "
-                f"{swap:.1f}% says little about binding")
+        return (f"{name} does not yet perceive objects and attributes ({seen}; it needs {PERCEIVES_AT:.0f}% on "
+                f"both), so its swap mean of {swap:.1f}% says little about binding")
     if state == "binds":
-        return f"{name} perceives ({seen}) and binds beyond a bag of words (swap mean {swap:.1f}%)"
-    return (f"{name} is in the bag-of-words regime: it perceives ({seen}) but does not bind (swap mean "
-            f"{swap:.1f}%, ceiling {BAG_OF_WORDS_CEILING:.0f}%)")
+        return (f"{name} perceives ({seen}) and binds beyond a bag of words (swap mean {swap:.1f}%, above "
+                f"{BAG_OF_WORDS_CEILING:.0f}%)")
+    return (f"{name} is in the bag-of-words regime: it perceives objects and attributes ({seen}) but does not bind "
+            f"them to each other (swap mean {swap:.1f}%, at most {BAG_OF_WORDS_CEILING:.0f}%)")
 
 
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _split_real(paired: Mapping[str, Any], against: str, metric: str, by_metric: bool = False) -> tuple[list, list]:
-    """'name +diff' items whose difference is real / within noise (per method on ``metric``, or, with
-    ``by_metric``, TripletCLIP on each shown metric)."""
-    real: list[str] = []
-    noise: list[str] = []
-    block = (paired.get("tripletclip") or {}).get(against) or {}
-    items = (((k, block.get(k)) for k in PAIRED_METRICS) if by_metric else
-             ((m, (refs or {}).get(against, {}).get(metric)) for m, refs in paired.items() if isinstance(refs, Mapping)))
-    for key, d in items:
-        if isinstance(d, Mapping) and d.get("mean") is not None:
-            name = metric_name(key) if by_metric else method_name(key)
-            (real if d.get("real") else noise).append(f"{name} {fmt_diff(d['mean'])}")
-    return real, noise
-
-
-def _real_noise(real: list[str], noise: list[str], word: str = "for") -> str:
-    return ", ".join(part for part in (f"real {word} {_and(real)}" if real else "",
-                                       f"noise {word} {_and(noise)}" if noise else "") if part)
+def _blocks(paired: Mapping[str, Any]) -> list[tuple[str, str, str, Mapping[str, Any]]]:
+    """(method, reference, metric, record) of every shown paired difference with a finite mean."""
+    out = []
+    for m, refs in paired.items():
+        if not isinstance(refs, Mapping):
+            continue
+        for ref, block in refs.items():
+            if not isinstance(block, Mapping):
+                continue
+            for k in paired_metrics([block]):
+                d = block.get(k)
+                if isinstance(d, Mapping) and finite([d.get("mean")]):
+                    out.append((m, ref, k, d))
+    return out
 
 
 def sampling_error(paired: Mapping[str, Any], metric: str, against: str = "clip") -> Optional[float]:
     """The largest sampling error (points) recorded for ``metric`` against ``against`` (it depends on the
     metric's row count and on the accuracies compared)."""
-    errors = [d["sampling_error"] for refs in paired.values() if isinstance(refs, Mapping)
-              if isinstance(d := (refs.get(against) or {}).get(metric), Mapping) and d.get("sampling_error") is not None]
+    errors = finite(d.get("sampling_error") for m, ref, k, d in _blocks(paired) if ref == against and k == metric)
     return max(errors) if errors else None
 
 
 def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
-    """Gains over CLIP (swap mean, 7-category mean), TripletCLIP vs NegCLIP on the shown metrics, and what real
-    means with the sampling errors of the two means."""
+    """Real differences against CLIP on the swap mean and the 7-category mean (or that there are none),
+    TripletCLIP's real differences against NegCLIP, then one sentence counting all the rest as noise."""
+    blocks = _blocks(paired)
     out = []
-    vs_clip = [f"on the {metric_name(k)}, {text}" for k in ("swap_mean", "mean")
-               if (text := _real_noise(*_split_real(paired, "clip", k)))]
+    vs_clip = []
+    for k in ("swap_mean", "mean"):
+        real = [f"{method_name(m)} {fmt_diff(d['mean'])}" for m, ref, kk, d in blocks
+                if ref == "clip" and kk == k and d.get("real")]
+        if real:
+            vs_clip.append(f"on the {metric_name(k)} {_and(real)}")
     if vs_clip:
-        out.append("Paired against CLIP (points): " + "; ".join(vs_clip) + ".")
-    head = _real_noise(*_split_real(paired, "negclip", "", by_metric=True), word="on")
-    if head:
-        out.append(f"TripletCLIP vs NegCLIP: {head}.")
-    if out:
-        errors = [f"±{e:.1f} for the {metric_name(k)}" for k in ("mean", "swap_mean")
+        out.append(f"Real changes against CLIP (points): {'; '.join(vs_clip)}.")
+    if not out and any(ref == "clip" for _, ref, _, _ in blocks):
+        out.append("No objective differs from CLIP beyond noise on the swap mean or the 7-category mean: at this "
+                   "budget hard negatives have not changed what the model binds.")
+    vs_neg = [f"{metric_name(k)} {fmt_diff(d['mean'])}" for m, ref, k, d in blocks
+              if m == "tripletclip" and ref == "negclip" and d.get("real")]
+    if vs_neg:
+        out.append(f"TripletCLIP against NegCLIP, real: {_and(vs_neg)}.")
+    n_real = sum(1 for *_, d in blocks if d.get("real"))
+    if blocks:
+        errors = [f"±{e:.1f} points for the {metric_name(k)}" for k in ("mean", "swap_mean")
                   if (e := sampling_error(paired, k)) is not None]
-        out.append("Real: the same sign on every seed and beyond the metric's sampling error" +
-                   (f" ({', '.join(errors)})." if errors else "."))
+        verb = "is" if n_real == 1 else "are"
+        out.append(f"{n_real} of the {len(blocks)} paired differences in the tables below {verb} real; the other "
+                   f"{len(blocks) - n_real} {'is' if len(blocks) - n_real == 1 else 'are'} noise (real: the same sign on every seed and larger than the "
+                   "benchmark's sampling error" + (f", {' and '.join(errors)}" if errors else "") + ").")
     return out
 
 
 def verdict(results: Mapping[str, Any]) -> str:
-    """One paragraph: regime, bag-of-words position of CLIP (and the base), paired differences."""
+    """One paragraph for a newcomer: the regime, where CLIP (and the base) stand, the real differences."""
     methods = dict(method_items(results))
     parts = [{"finetune": "Fine-tuning regime: every objective fine-tunes the same pretrained CLIP base at equal "
                           "compute.",
@@ -121,11 +132,37 @@ def verdict(results: Mapping[str, Any]) -> str:
     if isinstance(paired, Mapping) and paired:
         parts += _paired_sentences(paired)
     else:
-        means = sorted(((e.get("mean"), m) for m, e in methods.items() if e.get("mean") is not None), reverse=True)
+        means = sorted(((v, m) for m, e in methods.items() if (v := finite([e.get("mean")]))), reverse=True)
         if means:
-            parts.append(f"Highest 7-category mean: {method_name(means[0][1])} {means[0][0]:.1f}%. No paired per-seed "
-                         "differences were recorded, so whether any gap is real cannot be said; compare the ± spreads.")
+            parts.append(f"Highest 7-category mean: {method_name(means[0][1])} {means[0][0][0]:.1f}%. No paired "
+                         "per-seed differences were recorded, so whether any gap is real cannot be said; compare the "
+                         "± spreads.")
     return " ".join(p for p in parts if p)
+
+
+def next_steps(results: Mapping[str, Any], meta: Mapping[str, Any], source: str = "demo") -> list[str]:
+    """What to run next (HTML list items, commands in <code>): the long preset, other worlds, real data."""
+    code = lambda c: f"<code>{c}</code>"  # noqa: E731
+    steps = [int(s) for _, e in method_items(results) if finite([e.get("steps")]) for s in [e["steps"]]]
+    preset = str(meta.get("preset") or "")
+    seed = (meta.get("world") or {}).get("seed") if isinstance(meta.get("world"), Mapping) else None
+    out = []
+    if source == "demo":
+        if preset == "demo-quick" or (steps and max(steps) < 50):
+            out.append(f"This was a smoke run ({max(steps) if steps else '?'} steps): its numbers test the pipeline, "
+                       f"not the method. {code('tripletclip demo')} runs the comparison (three seeds, several "
+                       "minutes on 2 CPU cores).")
+        if preset != "demo-long":
+            out.append(f"{code('tripletclip demo --preset demo-long')}: 1,000 fine-tuning steps (about 20 minutes on "
+                       "2 CPU cores), where hard negatives make the model bind in the README's run.")
+        other = 2 if seed in (None, 1) else 1
+        out.append(f"{code(f'tripletclip demo --world-seed {other} --out demo_world{other}')}: another world (its "
+                   "base is pretrained once and cached), to see which differences hold beyond one world; "
+                   f"{code('tripletclip report demo_out demo_world' + str(other))} puts the two side by side.")
+    out.append(f"Real data: {code('tripletclip train')} on TripletData shards, then "
+               f"{code('tripletclip eval --benchmark sugarcrepe ...')} and {code('tripletclip report')} on its "
+               "output (README, 'From the world to a trained model').")
+    return out
 
 
 def _seeds(results: Mapping[str, Any]) -> list[str]:

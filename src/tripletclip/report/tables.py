@@ -9,19 +9,20 @@ from __future__ import annotations
 import html
 from typing import Any, Collection, Mapping, Optional, Sequence
 
+from tripletclip.report.intervals import finite, half_range, mean, wilson
 from tripletclip.report.labels import (
-    PAIRED_METRICS, category_name, method_items, method_name, metric_name, seed_values,
+    PAIRED_METRICS, category_name, method_items, method_name, metric_name, part_of, seed_values,
 )
 
 
 def fmt_pm(values: Sequence[float]) -> str:
-    """'mean ± half-range' of per-seed values (one value: just the value)."""
-    if not values:
+    """'mean ± half-range' of the finite per-seed values (one value: just the value; none: '–')."""
+    vals = finite(values)
+    if not vals:
         return "–"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {(max(values) - min(values)) / 2:.1f}"
+    if len(vals) == 1:
+        return f"{vals[0]:.1f}"
+    return f"{mean(vals):.1f} ± {half_range(vals):.1f}"
 
 
 def fmt_diff(value: float) -> str:
@@ -34,12 +35,21 @@ def _rows_with_base(results: Mapping[str, Any]) -> list[tuple[str, Mapping[str, 
 
 
 def table_rows(results: Mapping[str, Any], categories: Sequence[str], part: str) -> list[list[str]]:
-    """Rows [method, per-category 'mean ± spread', mean] of the ``part`` split (the base first, if any)."""
+    """Rows [method, per-category 'mean ± spread', mean] of the ``part`` split (the base first, if any). A single
+    evaluation (no per-seed values) that records its rows per category shows the 95% Wilson interval instead."""
     rows = []
     for key, entry in _rows_with_base(results):
         if seed_values(entry, part, "mean") or any(seed_values(entry, part, c) for c in categories):
-            rows.append([key] + [fmt_pm(seed_values(entry, part, c)) for c in list(categories) + ["mean"]])
+            rows.append([key] + [_cell(entry, part, c) for c in list(categories) + ["mean"]])
     return rows
+
+
+def _cell(entry: Mapping[str, Any], part: str, key: str) -> str:
+    vals = seed_values(entry, part, key)
+    rec = part_of(entry, part)
+    n = (rec.get("rows") or {}).get(key) if isinstance(rec.get("rows"), Mapping) else None
+    ci = wilson(vals[0], int(n)) if len(vals) == 1 and not rec.get("per_seed") and finite([n]) else None
+    return f"{vals[0]:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else fmt_pm(vals)
 
 
 def text_table(results: Mapping[str, Any], categories: Sequence[str], part: str = "seen") -> str:
@@ -83,7 +93,7 @@ def html_table(head: Sequence[str], rows: Sequence[Sequence[str]], score_cols: C
 
 
 def split_table(results: Mapping[str, Any], categories: Sequence[str], part: str) -> str:
-    """The per-category table of one split (seen / held-out) as HTML."""
+    """The per-category table of one split (seen, held-out, or any other split of the entries) as HTML."""
     head = ["method"] + [category_name(c) for c in categories] + ["mean"]
     rows = table_rows(results, categories, part)
     ref = {0} if rows and rows[0][0] == "base" else set()
@@ -100,8 +110,8 @@ def scores_and_cost_table(results: Mapping[str, Any]) -> str:
         scores += [fmt_pm(seed_values(entry, "retrieval", k)) for k in ("i2t_r1", "t2i_r1")]
         cost = [entry.get("steps"), entry.get("pairs_seen"), entry.get("synthetic_images_seen")]
         train_s = entry.get("train_time_s")
-        rows.append([key] + scores + ["–" if v is None else f"{v:,}" for v in cost] +
-                    ["–" if train_s is None else f"{train_s:.0f}"])
+        rows.append([key] + scores + [f"{v:,.0f}" if finite([v]) else "–" for v in cost] +
+                    [f"{train_s:.0f}" if finite([train_s]) else "–"])
     ref = {0} if rows and rows[0][0] == "base" else set()
     return html_table(head, rows, score_cols=range(1, 6), reference_rows=ref)
 
@@ -112,8 +122,8 @@ def paired_table(paired: Mapping[str, Any], against: str) -> str:
     A cell shows the mean difference and 'real' (its sign is the same on every seed and it exceeds the sampling
     error) or 'noise'; underneath, the sampling error and the per-seed differences.
     """
-    methods = [m for m, refs in paired.items() if isinstance(refs, Mapping) and against in refs]
-    metrics = [k for k in PAIRED_METRICS if any(k in paired[m][against] for m in methods)]
+    methods = [m for m, refs in paired.items() if isinstance(refs, Mapping) and isinstance(refs.get(against), Mapping)]
+    metrics = paired_metrics([paired[m][against] for m in methods])
     if not methods or not metrics:
         return ""
     out = ["<div class='scroll'><table class='paired'><thead><tr><th>method</th>" +
@@ -122,12 +132,45 @@ def paired_table(paired: Mapping[str, Any], against: str) -> str:
         cells = [f"<td>{html.escape(method_name(m))}</td>"]
         for k in metrics:
             d = paired[m][against].get(k)
-            if not isinstance(d, Mapping) or d.get("mean") is None:
+            if not isinstance(d, Mapping) or not finite([d.get("mean")]):
                 cells.append("<td>–</td>")
                 continue
             verdict = "<span class='real'>real</span>" if d.get("real") else "<span class='noise'>noise</span>"
-            err = f"<br><small>±{d['sampling_error']:.1f}</small>" if d.get("sampling_error") is not None else ""
-            seeds = ", ".join(fmt_diff(v) for v in (d.get("per_seed") or {}).values())
+            err = f"<br><small>±{d['sampling_error']:.1f}</small>" if finite([d.get("sampling_error")]) else ""
+            seeds = ", ".join(fmt_diff(v) for v in finite((d.get("per_seed") or {}).values()))
             cells.append(f"<td>{fmt_diff(d['mean'])} {verdict}{err}<br><small>{html.escape(seeds)}</small></td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(out) + "</tbody></table></div>"
+
+
+def paired_metrics(blocks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The metrics of paired blocks a reader is shown: PAIRED_METRICS first, then the mean of any other split
+    (``transfer_mean``, ...); the rest (per-category ``seen/swap_obj``, ``t2i_r1``) stays in results.json."""
+    keys = [k for b in blocks for k in b if isinstance(b.get(k), Mapping)]
+    return [k for k in PAIRED_METRICS if k in keys] + [k for k in dict.fromkeys(keys) if k not in PAIRED_METRICS
+                                                       and k.endswith("_mean") and "/" not in k]
+
+
+def flat_numbers(record: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested record as {'a.b': value} (per-seed values and row counts left out)."""
+    out: dict[str, float] = {}
+    if isinstance(record, Mapping):
+        for k, v in record.items():
+            if k in ("per_seed", "rows", "seeds"):
+                continue
+            out.update(flat_numbers(v, f"{prefix}{k}."))
+    elif isinstance(record, (int, float)) and not isinstance(record, bool):
+        out[prefix.rstrip(".")] = float(record)
+    return out
+
+
+def numbers_table(results: Mapping[str, Any], key: str) -> str:
+    """The ``key`` block of every entry (e.g. ``zeroshot``: accuracy and its change against the base), one
+    column per numeric leaf; '' when no entry has one."""
+    rows_in = [(m, flat_numbers(e.get(key))) for m, e in _rows_with_base(results) if isinstance(e.get(key), Mapping)]
+    cols = list(dict.fromkeys(c for _, nums in rows_in for c in nums))
+    if not cols:
+        return ""
+    rows = [[m] + [f"{nums[c]:.1f}" if c in nums and finite([nums[c]]) else "–" for c in cols] for m, nums in rows_in]
+    ref = {0} if rows and rows[0][0] == "base" else set()
+    return html_table(["method"] + [c.replace("_", " ") for c in cols], rows, score_cols=(), reference_rows=ref)
