@@ -98,6 +98,8 @@ def run_accumulation(inputs: dict[str, Any], rank: int, world_size: int, parts: 
     d = batches[0]["image"].shape[1]
     results: dict[str, Any] = {}
     for name in LOSSES.names():
+        if not LOSSES.get(name).supports_accumulation:  # refused at config time (train/checks.py)
+            continue
         loss_fn, model = build_loss(name), ProjModel(d)
         nt, ni = loss_fn.needs_neg_text, loss_fn.needs_neg_image
         record = []

@@ -241,3 +241,17 @@ def test_elastic_resume_from_one_to_two_ranks(tmp_path, monkeypatch):
     # the same objective over the same global batches: the losses after the resume agree closely
     for got, want in zip(recs[4:], refs[4:]):
         assert got["loss/loss"] == pytest.approx(want["loss/loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("extra", [{"loss.name": "fscclip"}, {"loss.name": "degla"}, {"loss.name": "clic"},
+                                   {"loss.name": "negclip", "loss.distill_weight": "1.0"}])
+def test_accumulation_is_refused_where_it_is_not_proven_exact(tmp_path, extra):
+    """Objectives with tokens, a teacher or further positives are not yet checked against one big batch: a
+    config that asks for accumulation with them is refused in one line, before any work."""
+    from tripletclip.train.checks import run_problems
+
+    cfg = _cfg(tmp_path, "clip", **{"train.accum_steps": "2", **extra})
+    problems = [p for p in run_problems(cfg) if p.startswith("train.accum_steps=2")]
+    assert len(problems) == 1 and "use train.accum_steps=1" in problems[0]
+    plain = _cfg(tmp_path, "clip", **extra)
+    assert not [p for p in run_problems(plain) if p.startswith("train.accum_steps")]

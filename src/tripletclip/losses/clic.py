@@ -106,6 +106,9 @@ class ClicLoss(ContrastiveLoss):
     needs_neg_text = True
     needs_neg_image = False
     needs_pos_text = True
+    # NOTE: not yet checked against one big batch under train/accum.py (tokens, teachers and further positives
+    # would be cached per micro-batch): refused with train.accum_steps > 1 until a test proves it exact
+    supports_accumulation = False
 
     def __init__(self, cont_weight: float = 1.0, sneg_weight: float = 1.0, uni_weight: float = 1.0) -> None:
         super().__init__()

@@ -172,8 +172,17 @@ def _split_sections(results: Mapping[str, Any], categories: Optional[Sequence[st
 
 def _zeroshot_section(results: Mapping[str, Any]) -> str:
     table = numbers_table(results, "zeroshot")
+    if not table:
+        return ""
+    from tripletclip.report.tradeoff import tradeoff_figure
+
+    png = tradeoff_figure(results)  # None without a base that has a zero-shot block
+    figure = (_img(png, "compositional gain against zero-shot change per objective") +
+              "<p class='caption'>The trade-off the uniform studies draw: compositional change (seven-category "
+              "mean) against zero-shot change, both against the base, per objective; whiskers span the seeds.</p>"
+              ) if png else ""
     return ("<h2>Zero-shot classification</h2><p class='caption'>Accuracy (%) and, where recorded, its change "
-            "against the base (points).</p>" + table) if table else ""
+            "against the base (points).</p>" + table + figure)
 
 
 def write_report(out_path: str | Path, results: Mapping[str, Any], categories: Optional[Sequence[str]],

@@ -9,8 +9,10 @@ of tripletclip.eval.world_zeroshot). Returns PNG bytes like tripletclip.report.p
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional, Sequence
 
+from tripletclip.report.intervals import whiskers
 from tripletclip.report.plots import _colour, _png, plt
 
 # the objectives of docs/objectives.md, in colours the 2024 methods of report/plots.py do not use
@@ -26,21 +28,38 @@ def tradeoff_points(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Changes are against ``results["base"]``; without a base there is no change to draw and the list is empty.
     """
+    def number(v: Any) -> Optional[float]:  # a failed or absent value is no point (never a crash, issue 23)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if math.isfinite(f) else None
+
+    def seeds(block: Any) -> dict[str, float]:
+        per_seed = block.get("per_seed") if isinstance(block, Mapping) else None
+        out = {}
+        for seed, v in (per_seed or {}).items():
+            f = number(v.get("mean")) if isinstance(v, Mapping) else None
+            if f is not None:
+                out[str(seed)] = f
+        return out
+
     base = results.get("base")
-    if not isinstance(base, Mapping) or "zeroshot" not in base:
+    if not isinstance(base, Mapping) or not isinstance(base.get("zeroshot"), Mapping):
         return []
-    base_comp, base_zs = float(base["mean"]), float(base["zeroshot"]["mean"])
+    base_comp, base_zs = number(base.get("mean")), number(base["zeroshot"].get("mean"))
+    if base_comp is None or base_zs is None:
+        return []
     points = []
     for method, entry in results.items():
-        if method == "base" or not isinstance(entry, Mapping) or "zeroshot" not in entry or "mean" not in entry:
+        if method == "base" or not isinstance(entry, Mapping) or not isinstance(entry.get("zeroshot"), Mapping):
             continue
-        zs = entry["zeroshot"]
-        comp_seeds = [float(v["mean"]) - base_comp for v in (entry.get("per_seed") or {}).values()
-                      if isinstance(v, Mapping) and "mean" in v]
-        zs_seeds = [float(v["mean"]) - base_zs for v in (zs.get("per_seed") or {}).values()]
-        points.append({"method": method, "compositional_change": float(entry["mean"]) - base_comp,
-                       "zeroshot_change": float(zs["mean"]) - base_zs,
-                       "compositional_per_seed": comp_seeds, "zeroshot_per_seed": zs_seeds})
+        comp, zs = number(entry.get("mean")), number(entry["zeroshot"].get("mean"))
+        if comp is None or zs is None:
+            continue
+        points.append({"method": method, "compositional_change": comp - base_comp, "zeroshot_change": zs - base_zs,
+                       "compositional_per_seed": [v - base_comp for v in seeds(entry).values()],
+                       "zeroshot_per_seed": [v - base_zs for v in seeds(entry["zeroshot"]).values()]})
     return points
 
 
@@ -58,8 +77,10 @@ def tradeoff_figure(results: Mapping[str, Any], sweep: Optional[Sequence[Mapping
     for i, p in enumerate(points):
         colour_ = colour(p["method"], i)
         x, y = p["zeroshot_change"], p["compositional_change"]
-        xs, ys = p["zeroshot_per_seed"] or [x], p["compositional_per_seed"] or [y]
-        ax.errorbar([x], [y], xerr=[[x - min(xs)], [max(xs) - x]], yerr=[[y - min(ys)], [max(ys) - y]],
+        # whiskers from report/intervals.py: never negative by rounding (equal seeds at 25/26, issue 23)
+        _, x_lo, x_hi = whiskers(p["zeroshot_per_seed"] or [x])
+        _, y_lo, y_hi = whiskers(p["compositional_per_seed"] or [y])
+        ax.errorbar([x], [y], xerr=[[x_lo], [x_hi]], yerr=[[y_lo], [y_hi]],
                     fmt="o", color=colour_, capsize=2, label=p["method"])
         ax.annotate(p["method"], (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color=colour_)
     for i, method in enumerate(sorted({s["method"] for s in sweep or ()})):

@@ -33,11 +33,14 @@ def run_problems(cfg: RunConfig) -> list[str]:
     if cfg.data.type not in SOURCES:
         problems.append(f"data.type={cfg.data.type!r}: unknown; known: {', '.join(SOURCES.names())}")
     try:
-        build_objective(cfg.loss)
+        objective = build_objective(cfg.loss)
         problems += _negative_problems(cfg)
-        if cfg.train.accum_steps > 1 and not LOSSES.get(cfg.loss.name).supports_accumulation:
-            problems.append(f"train.accum_steps={cfg.train.accum_steps}: loss.name={cfg.loss.name} cannot be "
-                            "accumulated exactly (its inputs cannot be cached per micro-batch); use accum_steps=1")
+        if cfg.train.accum_steps > 1 and not (LOSSES.get(cfg.loss.name).supports_accumulation
+                                              and not objective.needs_teacher):
+            what = f"loss.name={cfg.loss.name}" + (" with loss.distill_weight" if objective.needs_teacher else "")
+            problems.append(f"train.accum_steps={cfg.train.accum_steps}: {what} cannot be accumulated exactly yet "
+                            "(its teacher, token or further-positive inputs are not cached per micro-batch); use "
+                            "train.accum_steps=1")
     except UserError as e:  # unknown name or option: the message lists the known ones
         problems.append(f"loss: {e}")
     try:
