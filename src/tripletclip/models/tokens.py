@@ -49,10 +49,18 @@ def encode_image_tokens(model: torch.nn.Module, image: torch.Tensor) -> tuple[to
     return pooled, tokens
 
 
-def encode_text_tokens(model: torch.nn.Module, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(pooled [N,D] as ``encode_text``, projected tokens [N,L,D], mask [N,L]) with L the batch's longest caption."""
+def encode_text_tokens(model: torch.nn.Module, text: torch.Tensor, length: Optional[int] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pooled [N,D] as ``encode_text``, projected tokens [N,L,D], mask [N,L]) with L the batch's longest caption.
+
+    ``length``: that L known on the host (train/forward.py ``prepare_batch``), so nothing is read back from the
+    device (models/trimmed.py ``encode_text_trimmed`` does the same).
+    """
     pool_at = pool_positions(model, text)
-    n = int(pool_at.max()) + 1
+    if length is None:
+        n = int(pool_at.max()) + 1
+    else:  # an end-of-text id 0 (= padding) pools at the first padding position, one past the last token
+        n = min(int(length) + int(model.text_pool_type == "eos" and model.text_eos_id == 0), text.shape[1])
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text[:, :n]).to(cast) + model.positional_embedding[:n].to(cast)
     x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
@@ -74,15 +82,19 @@ class TokenClip(torch.nn.Module):
             raise InputError(f"this objective needs patch and token features, but {problem}")
         self.model = model
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+    takes_text_len = True  # train/forward.py passes the host-known text length (no read-back)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, text_len: Optional[int] = None
+                ) -> dict[str, torch.Tensor]:
         img, img_tokens = encode_image_tokens(self.model, image)
-        txt, txt_tokens, mask = encode_text_tokens(self.model, text)
+        txt, txt_tokens, mask = encode_text_tokens(self.model, text, text_len)
         return {"image_features": F.normalize(img, dim=-1), "text_features": F.normalize(txt, dim=-1),
                 "logit_scale": self.model.logit_scale.exp(), "image_tokens": img_tokens,
                 "text_tokens": txt_tokens, "text_token_mask": mask}
 
 
-def token_features(out: Any, b: int, neg_text_mask: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+def token_features(out: Any, b: int, neg_text_mask: Optional[torch.Tensor],
+                   neg_text_index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """The loss contract's token fields from one forward over [positives | valid negatives]; {} without tokens.
 
     Image tokens of the positives only (the local losses pair an image with its own captions); negative
@@ -94,7 +106,8 @@ def token_features(out: Any, b: int, neg_text_mask: Optional[torch.Tensor]) -> d
     feats = {"image_tokens": out["image_tokens"][:b], "text_tokens": txt[:b], "text_token_mask": mask[:b]}
     if neg_text_mask is not None:
         k = neg_text_mask.shape[1]
-        idx = neg_text_mask.reshape(-1).nonzero(as_tuple=True)[0]
+        # the host-prepared index where the trainer gives it (no read-back), else from the mask
+        idx = neg_text_index if neg_text_index is not None else neg_text_mask.reshape(-1).nonzero(as_tuple=True)[0]
         n = idx.shape[0]  # the valid negatives follow the positives (further positives, if any, come last)
         tokens = txt.new_zeros(b * k, *txt.shape[1:]).index_copy(0, idx, txt[b : b + n])
         token_mask = mask.new_zeros(b * k, mask.shape[1]).index_copy(0, idx, mask[b : b + n])

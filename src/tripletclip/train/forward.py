@@ -126,5 +126,5 @@ def forward_features(
         feats["neg_image_mask"] = mask
     if pos_text is not None:
         feats["pos_text_features"] = txt_f[b + n_nt :].view(b, pos_text.shape[1], d)
-    feats.update(token_features(out, b, batch["neg_text_mask"] if nt_idx is not None else None))
+    feats.update(token_features(out, b, batch["neg_text_mask"] if nt_idx is not None else None, nt_idx))
     return feats

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from tripletclip.losses import ContrastiveLoss, teacher_kind
 from tripletclip.models.tokens import TokenClip
-from tripletclip.models.trimmed import TrimmedClip, encode_text_trimmed
+from tripletclip.models.trimmed import TrimmedClip, encode_text_trimmed, supports_trimming
 
 
 class Teacher:
@@ -32,13 +32,15 @@ class Teacher:
             raise ValueError(f"teacher kind must be 'base' or 'ema', got {kind!r}")
         self.kind, self.decay = kind, float(decay)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.trims = supports_trimming(self.model)  # once: it compares a mask on the device
 
     @torch.no_grad()
     def features(self, batch: dict[str, Any], autocast_dtype: Optional[torch.dtype]) -> dict[str, torch.Tensor]:
         image, text = batch["image"], batch["text"]
         with torch.autocast(image.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             img = self.model.encode_image(image)
-            txt = encode_text_trimmed(self.model, text)
+            # the host-known text length of the batch (train/forward.py prepare_batch): no read-back
+            txt = encode_text_trimmed(self.model, text, length=batch.get("text_len"), supported=self.trims)
         return {"teacher_image_features": F.normalize(img.float(), dim=-1),
                 "teacher_text_features": F.normalize(txt.float(), dim=-1)}
 
