@@ -228,7 +228,7 @@ def test_config_values_are_range_checked_before_any_folder_exists(tmp_path):
         "optim.lr=0.0: must be > 0",
         "train.steps=-5: must be >= 1",
         "train.batch_size=0: must be >= 1",
-        "train.precision='fp8': must be one of auto, bf16, fp32",
+        "train.precision='fp8': must be one of auto, bf16, fp16, fp32",
         "model: unknown model 'ViT-Nope'; run `tripletclip models list` for the names, or use hf:/hf-hub:/local-dir: ids",
     ]
     assert not out.exists()

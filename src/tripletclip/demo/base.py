@@ -116,6 +116,8 @@ def shipped_for(identity: dict[str, Any]) -> Optional[tuple[Path, dict[str, Any]
         if not src.is_file():
             continue
         meta = json.loads(meta_path.read_text())
+        if meta_path.stem == key and meta.get("key") == key:  # shipped under this very identity
+            return src, meta
         recorded = meta.get("identity", {})
         try:
             again = {**recorded, "pretrain": pretrain_identity(config_from_dict(meta["config"]))}
