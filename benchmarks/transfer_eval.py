@@ -20,6 +20,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="a tripletclip demo output folder")
     ap.add_argument("--n-pairs", type=int, default=150)
+    ap.add_argument("--world-seed", type=int, help="only for a demo folder without demo_meta.json (interrupted)")
+    ap.add_argument("--base", help="the base's weights, only for a demo folder without demo_meta.json")
     args = ap.parse_args()
     import torch
 
@@ -29,7 +31,7 @@ def main() -> None:
     from tripletclip.world.transfer.pairs import iter_rows
 
     out = Path(args.out)
-    meta = json.loads((out / "demo_meta.json").read_text())
+    meta = _meta(out, args)
     tdir = out / "world" / "transfer"
     if not (tdir / "manifest.json").is_file():
         build_transfer_data(str(out / "world"), meta["world_spec"], meta["demo_config"]["world_seed"],
@@ -41,7 +43,7 @@ def main() -> None:
         model_name = meta["run_config"]["model"]["name"]
         models.append(("base", 0, lambda: create_model(model_name, meta["base"]["path"])))
     for run in sorted((out / "runs").glob("*-seed*")):
-        if (run / "run.json").is_file():
+        if (run / "final_metrics.json").is_file():  # finished runs only
             method, seed = run.name.rsplit("-seed", 1)
             models.append((method, int(seed), lambda run=run: load_run_model(run)))
     text_only = {}
@@ -63,6 +65,19 @@ def main() -> None:
     print("training overlap:", json.dumps(manifest["training_overlap"]))
     (out / "transfer_eval.json").write_text(json.dumps({"results": doc, "records": records, "text_only_mean_image":
                                                         text_only, "manifest": manifest}, indent=1) + "\n")
+
+
+def _meta(out: Path, args: argparse.Namespace) -> dict:
+    """demo_meta.json, or the little of it this script needs for an interrupted demo (demo spec, 48 px)."""
+    if (out / "demo_meta.json").is_file():
+        return json.loads((out / "demo_meta.json").read_text())
+    if args.world_seed is None:
+        raise SystemExit(f"{out}: no demo_meta.json; pass --world-seed (and --base) of that demo")
+    from tripletclip.world import spec_preset
+
+    return {"world_spec": spec_preset("demo", seed=args.world_seed).to_json(),
+            "demo_config": {"world_seed": args.world_seed}, "world": {"image_size": 48},
+            "base": {"path": args.base} if args.base else None, "run_config": {"model": {"name": "world-cnn"}}}
 
 
 def _mean_image_check(bundle, tdir: Path, iter_rows) -> dict:
