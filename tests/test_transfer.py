@@ -114,10 +114,13 @@ def test_no_transfer_caption_or_pair_occurs_in_training(small):
     assert sum((r["caption"], r["negative_caption"]) in pairs for r in rows) == 0
     ov = manifest["training_overlap"]
     assert ov["captions_in_training"] == ov["pairs_in_training"] == 0 and ov["training_texts"] == len(texts)
-    # the rejection is real: without the training texts some candidate captions do occur in training
-    rng = Rand([0, 0x7A, 0])
-    cands = [make_pair(spec, "replace_obj", rng) for _ in range(150)]
-    assert any(t in texts for p in cands for t in p.transfer)
+    # the rejection is real: a candidate whose caption is a training text is replaced by the next one
+    from tripletclip.world.transfer.pairs import PairStats
+
+    first = make_pair(spec, "swap_att", Rand(9))
+    stats = PairStats()
+    again = make_pair(spec, "swap_att", Rand(9), frozenset({first.transfer[1]}), stats)
+    assert stats.in_training == 1 and first.transfer[1] not in (*again.transfer, *again.paraphrase)
 
 
 def test_rows_are_symmetric_scene_verified_and_hold_out_compositions(small):
