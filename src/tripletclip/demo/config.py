@@ -49,6 +49,8 @@ class DemoConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     n_bench: int = 200  # benchmark rows per SugarCrepe category (half seen, half held-out compositions)
     n_retrieval: int = 500
+    # symmetric pairs per category of the transfer benchmark (2 rows each per split; demo/transfer.py); 0 = none
+    n_transfer: int = 150
     n_neg: int = 1  # hard negatives (distinct edit types) generated per training triplet
     train_edit_types: list[str] = field(default_factory=list)  # edit types of training negatives ([]: all seven)
     epochs: int = 1  # scratch regime: passes over one fixed training set (1 = every scene fresh)
@@ -67,6 +69,8 @@ class DemoConfig:
         for name in ("n_bench", "epochs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.n_transfer < 0:
+            problems.append(f"n_transfer: must be >= 0, got {self.n_transfer}")
         if self.n_retrieval < 0:
             problems.append(f"n_retrieval: must be >= 0, got {self.n_retrieval}")
         from tripletclip.edit_types import SUGARCREPE_TYPES

@@ -35,6 +35,7 @@ class Job:
     eval_batch_size: int = 256
     sim_rows: int = 400
     train: bool = True
+    transfer_dir: str = ""  # the transfer benchmark (demo/transfer.py); "" = none
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def run_job(job: Job) -> dict[str, Any]:
         out = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": None, "train_s": 0.0,
                "final": {}, "curve": []}
         out.update(evaluate_bundle(bundle, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        out.update(_transfer(bundle, job))
         out["eval_s"] = time.perf_counter() - t1
         return out
     t0 = time.perf_counter()
@@ -67,9 +69,18 @@ def run_job(job: Job) -> dict[str, Any]:
         from tripletclip.models import load_run_model
 
         t1 = time.perf_counter()
-        out.update(evaluate_bundle(load_run_model(run_dir), Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        bundle = load_run_model(run_dir)
+        out.update(evaluate_bundle(bundle, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
+        out.update(_transfer(bundle, job))
         out["eval_s"] = time.perf_counter() - t1
     return out
+
+
+def _transfer(bundle: Any, job: Job) -> dict[str, Any]:
+    """The transfer benchmark's scores of ``bundle`` (empty when the job has none)."""
+    from tripletclip.demo.transfer import evaluate_transfer
+
+    return evaluate_transfer(bundle, job.transfer_dir, job.eval_batch_size)
 
 
 def read_curve(run_dir: Path, key: str = "loss/loss") -> list[tuple[int, float]]:

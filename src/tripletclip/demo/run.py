@@ -224,6 +224,15 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                               jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
                               edit_types=cfg.train_edit_types, progress=progress)
     timings["world_build_s"] = time.perf_counter() - t0
+    transfer_summary = None
+    if cfg.n_transfer:
+        from tripletclip.demo.transfer import build_transfer_data
+
+        t0 = time.perf_counter()
+        transfer_summary = _isolated(build_transfer_data, str(out / "world"), spec.to_json(), cfg.world_seed,
+                                     image_size, cfg.n_transfer)
+        timings["transfer_build_s"] = time.perf_counter() - t0
+    transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
     base = None
     if cfg.regime == "finetune":
         base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo)
@@ -232,9 +241,10 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     from tripletclip.world import train_shards
 
     shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
-    job_list = [_job(run_base, m, s, shards, bench, runs_dir) for m in methods for s in cfg.seeds]
+    job_list = [_job(run_base, m, s, shards, bench, runs_dir, transfer_dir=transfer_dir)
+                for m in methods for s in cfg.seeds]
     if base is not None:
-        job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False))
+        job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
     echo(f"[demo] {cfg.regime} regime: {len(methods)} objectives x {len(cfg.seeds)} seeds, {steps} steps x batch "
          f"{run_base['train']['batch_size']} each, {jobs} in parallel")
     t1 = time.perf_counter()
@@ -251,11 +261,16 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     from tripletclip.eval.world_zeroshot import attach_zeroshot  # the evaluators are a large import
 
     attach_zeroshot(document, results)  # each entry's zero-shot block and change vs the base (issue 24)
+    if transfer_summary:
+        _add_transfer(document, results, methods, transfer_summary)
     sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
                 for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
     meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
     meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
     meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report comes after)
+    if transfer_summary:  # the benchmark's own checks: row counts, training overlap, text-only accuracy
+        meta["transfer_benchmark"] = {k: transfer_summary[k] for k in (
+            "counts", "winoground_counts", "rejected", "training_overlap", "text_only", "seed")}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (out / "similarities.json").write_text(json.dumps(sims) + "\n")
@@ -263,9 +278,16 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     from tripletclip.demo.output import print_tables, write_report_or_say
 
     print_tables(document, echo)
+    if transfer_summary:
+        from tripletclip.demo.transfer import table_lines
+
+        for split in ("transfer", "paraphrase"):
+            for line in table_lines(document, ["base", *methods], split):
+                echo(line)
     # the same code as `tripletclip report OUT`: the page is made from the files just written (curves from runs/)
     write_report_or_say(out)
-    echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, base "
+    echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, transfer "
+         f"benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
          f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
          f"results: {out / 'results.json'}; report: {out / 'report.html'}")
     lock.release()
@@ -289,8 +311,28 @@ def _claim_demo(out: Path, preset: str, overwrite: bool) -> FolderLock:
     return lock
 
 
+def _add_transfer(document: dict[str, Any], results: Sequence[dict[str, Any]], methods: Sequence[str],
+                  summary: dict[str, Any]) -> None:
+    """results.json's ``transfer`` / ``paraphrase`` blocks per method (and base), with their paired differences
+    against CLIP and NegCLIP (``paired``)."""
+    from tripletclip.demo import transfer as tr
+
+    counts = summary["counts"]
+    for m in [*methods, "base"]:
+        runs = [r for r in results if r["method"] == m]
+        if runs and isinstance(document.get(m), dict):
+            for split in tr.SPLITS:
+                document[m][split] = tr.split_entry(runs, split, counts)
+    for split in tr.SPLITS:
+        # NOTE: kept inside each method's block: results.json's top-level keys are method names for the report
+        per_method = {m: {r["seed"]: tr.run_metrics(r, split) for r in results if r["method"] == m} for m in methods}
+        for m, refs in stats.paired(per_method, tr.metric_rows(counts, split)).items():
+            if document.get(m, {}).get(split):
+                document[m][split]["paired"] = refs
+
+
 def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: Path, runs_dir: Path,
-         train: bool = True) -> Job:
+         train: bool = True, transfer_dir: str = "") -> Job:
     name = f"{method}-seed{seed}"
     if (runs_dir / name).exists():
         remove_owned(runs_dir / name, RUN)  # a demo always starts its runs afresh (the user's files stay)
@@ -299,7 +341,8 @@ def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: P
         "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,
                                              "progress": False}}), where=f"demo run {name}")
     return Job(key=name, method=method, seed=seed, cfg=config_to_dict(cfg), bench_dir=str(bench),
-               threads=max(1, cfg.train.threads), eval_batch_size=cfg.eval.batch_size, train=train)
+               threads=max(1, cfg.train.threads), eval_batch_size=cfg.eval.batch_size, train=train,
+               transfer_dir=transfer_dir)
 
 
 def _meta(cfg: DemoConfig, preset: Optional[str], run_base: dict[str, Any], spec: Any, world_summary: dict[str, Any],
