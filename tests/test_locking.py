@@ -46,8 +46,23 @@ def _trainable(model):
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
+# towers whose locks are part of the model itself, each with the lock settings on a grouped tower it equals
+BUILT_LOCKED = {"world-lit-cnn": ("world-cnn", 1)}
+
+
 def test_every_registered_tower_is_covered():
-    assert set(IMAGE_GROUPS) == set(register_model_configs())
+    assert set(IMAGE_GROUPS) | set(BUILT_LOCKED) == set(register_model_configs())
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_LOCKED))
+def test_a_tower_locked_by_construction_trains_what_its_lock_setting_trains(name):
+    """world-lit-cnn (a frozen trunk, a trainable head: the regime experiments of docs/world_experiments.md,
+    section 9) trains exactly the parameters of world-cnn with model.lock_image=true and that many unlocked
+    groups, so both spellings of the LiT regime are the same run."""
+    grouped, unlocked = BUILT_LOCKED[name]
+    model = _fresh(grouped)
+    apply_locks(model, True, unlocked, model_name=grouped)
+    assert _trainable(_fresh(name)) == _trainable(model)
 
 
 @pytest.mark.parametrize("name", sorted(IMAGE_GROUPS))

@@ -86,8 +86,8 @@ def tc_spatial_cnn_lit(pretrained: bool = False, **kwargs: Any) -> SpatialCNN:
     """``tc_spatial_cnn`` with a locked trunk (stem, stages, reduce) and a trainable head: LiT (arXiv 2111.07991)
     with the projection left free, so fine-tuning can re-read the positions the trunk keeps (the head of the
     world base compresses them; docs/world_experiments.md, section 9). Same parameter names as
-    ``tc_spatial_cnn``: its checkpoints load unchanged. NOTE: a model option, not ``model.lock_image`` with
-    unlocked groups, which does not reach the head of this tower."""
+    ``tc_spatial_cnn``: its checkpoints load unchanged. Trains what ``world-cnn`` with ``model.lock_image=true
+    model.lock_image_unlocked_groups=1`` trains (tests/test_locking.py); kept so the recorded experiments rerun."""
     model = tc_spatial_cnn(pretrained, **kwargs)
     for name, p in model.named_parameters():
         if not name.startswith("head."):
