@@ -86,18 +86,9 @@ def _is_lock_file(p: Path) -> bool:
 
 def _lock_free(p: Path) -> bool:
     """Nobody holds this lock file (a concurrent run that owns the folder keeps it)."""
-    try:
-        import fcntl
-    except ImportError:
-        return True
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    from tripletclip.utils.lock import is_held
+
+    return not is_held(p)
 
 
 def _remove_own_leftovers(out: Path, before: Optional[set[Path]], named_without_lock: Optional[Path]) -> None:

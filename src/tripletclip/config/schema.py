@@ -138,6 +138,9 @@ class TrainConfig:
     wandb: bool = False
     wandb_project: str = "tripletclip"
     progress: bool = True
+    # a plain line per logged step for job logs: "auto" = when no progress bar shows (not a TTY or progress off),
+    # "always", "never" (the demo: its trainings run side by side under one progress line)
+    log_lines: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
 
 

@@ -74,6 +74,8 @@ def _get(cfg: RunConfig, key: str) -> Any:
 def config_problems(cfg: RunConfig) -> list[str]:
     """Every out-of-range value of ``cfg``, one line each naming the key, the value and what it must be."""
     problems = [f"{key}={_get(cfg, key)!r}: must be {what}" for key, (ok, what) in RULES.items() if not ok(_get(cfg, key))]
+    if cfg.train.log_lines not in ("auto", "always", "never"):
+        problems.append(f"train.log_lines={cfg.train.log_lines!r}: must be one of auto, always, never")
     if cfg.train.precision not in PRECISIONS:
         problems.append(f"train.precision={cfg.train.precision!r}: must be one of {', '.join(PRECISIONS)}")
     if cfg.train.accum_steps >= 1 and cfg.train.batch_size % cfg.train.accum_steps:

@@ -282,6 +282,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         from tripletclip.demo.transfer import table_lines
 
         for split in ("transfer", "paraphrase"):
+            echo(f"\n{split} split: accuracy % with 95% Wilson intervals from the row counts (categories), "
+                 "± 1.96 binomial SE (means)")
             for line in table_lines(document, ["base", *methods], split):
                 echo(line)
     # the same code as `tripletclip report OUT`: the page is made from the files just written (curves from runs/)

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from tripletclip.errors import NotFoundError, UserError
 from tripletclip.utils.diskfull import write_guard
 from tripletclip.utils.files import sha256_file
+from tripletclip.utils.lock import is_held
 
 try:
     import fcntl
@@ -116,7 +117,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, train_stat
     if keep > 0:
         with _prune_lock(ckpt_root):  # a checkpoint an export or evaluation holds stays until a later save
             for old in step_folders(run_dir)[:-keep]:
-                if not _is_held(old):
+                if not is_held(old):
                     shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -132,21 +133,6 @@ def _prune_lock(ckpt_root: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
-
-
-def _is_held(ckpt: Path) -> bool:
-    """Whether a live process holds ``ckpt`` (:func:`hold_checkpoint`: a shared ``flock`` on the folder)."""
-    try:
-        fd = os.open(ckpt, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
     finally:
         os.close(fd)
 

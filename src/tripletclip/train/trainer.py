@@ -228,7 +228,9 @@ def _loop(run: _Run, preempt: Preemption) -> tuple[dict[str, Any], bool]:
                                        cfg.data.max_neg_image if run.use_ni else 0)
     progress = StepProgress(cfg.train.steps, start=run.step, enabled=env.rank == 0 and cfg.train.progress,
                             label=cfg.loss.name)
-    plain_log = env.rank == 0 and not (cfg.train.progress and sys.stdout.isatty())  # job logs: one line per log
+    # job logs: one plain line per logged step where no progress bar shows (train.log_lines)
+    plain_log = env.rank == 0 and (cfg.train.log_lines == "always" or (
+        cfg.train.log_lines == "auto" and not (cfg.train.progress and sys.stdout.isatty())))
     device = torch.device(env.device)
     bucket = cfg.train.compile_text_bucket if cfg.train.compile else 1
     last: dict[str, Any] = {}

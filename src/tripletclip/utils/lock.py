@@ -53,10 +53,20 @@ def _holder(path: Path) -> str:
     return text or "unknown"
 
 
-def _is_held(path: Path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
+def is_held(path: Path, by_writer_only: bool = False) -> bool:
+    """Whether a live process holds a ``flock`` on ``path`` (False when it does not exist).
+
+    ``by_writer_only``: count only exclusive holders (a shared probe passes readers' shared locks).
+    """
+    if fcntl is None:
+        return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if by_writer_only else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         return False
     except BlockingIOError:
         return True
@@ -104,7 +114,7 @@ class FolderLock:
 
     def _holders(self, path: Path) -> str:
         if path.name == LOCK_NAME:  # held shared by the ranks of a sharded job: they name themselves
-            ranks = [_holder(p) for p in sorted(self.folder.glob(f"{LOCK_NAME}.rank*")) if _is_held(p)]
+            ranks = [_holder(p) for p in sorted(self.folder.glob(f"{LOCK_NAME}.rank*")) if is_held(p, by_writer_only=True)]
             if ranks:
                 return ", ".join(ranks)
         return _holder(path)
