@@ -24,12 +24,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tripletclip.errors import InputError
 from tripletclip.eval.base import register_benchmark
 from tripletclip.eval.choice import ChoiceRow, run_choice
-from tripletclip.eval.images import make_resolver, resolve_images, unique
+from tripletclip.eval.images import unique
 from tripletclip.eval.records import AnnotationError, BenchResult, Cost, file_record, per_row, protocol
-from tripletclip.eval.retrieval import ranks
+from tripletclip.eval.retrieval import rank_items
 
 MCQ_COLUMNS = ("image_path", "correct_answer", "caption_0", "caption_1", "caption_2", "caption_3", "correct_answer_template")
 RETRIEVAL_COLUMNS = ("filepath", "image_id", "captions")
@@ -150,18 +149,8 @@ def evaluate_negbench_retrieval(
     ks = tuple(int(k) for k in (ks.split(",") if isinstance(ks, str) else ks))
     cost = Cost(encoder)
     items, rec = load_negbench_retrieval(annotations)
-    resolver = make_resolver(images)
-    if resolver is None:
-        raise InputError(f"{benchmark}: no image folder given; pass --images DIR (COCO val2017)")
-    found, missing = resolve_images(resolver, {it[0]: it[1] for it in items}, skip_missing, benchmark)
-    kept = [it for it in items if it[0] in found]
-    if not kept:
-        raise AnnotationError(f"{annotations}: no image of the file was found; nothing to retrieve")
-    texts = unique(c for it in kept for _, c in it[2])
-    t_index = {t: i for i, t in enumerate(texts)}
-    img, txt = encoder.encode_images([found[it[0]] for it in kept]), encoder.encode_texts(texts)
-    queries = [(cid, c) for it in kept for cid, c in it[2]]
-    i2t, t2i = ranks(img, txt, [sorted({t_index[c] for _, c in it[2]}) for it in kept], [t_index[c] for _, c in queries])
+    r = rank_items(encoder, items, annotations, images, skip_missing, benchmark)  # --images DIR: COCO val2017
+    kept, queries, i2t, t2i = r.kept, r.queries, r.i2t, r.t2i
     metrics = {f"t2i_r{k}": int((t2i < k).sum()) / len(t2i) for k in ks}
     metrics.update({f"i2t_r{k}": int((i2t < k).sum()) / len(i2t) for k in ks})
     rows = [per_row(benchmark, "t2i", cid, {"rank": int(r)}, int(r) < 1) for (cid, _), r in zip(queries, t2i)]
@@ -176,7 +165,7 @@ def evaluate_negbench_retrieval(
         aggregates=metrics,
         headline=dict(metrics),
         annotations=[rec],
-        images={"distinct": len(found), "missing": len(missing), "missing_examples": missing[:5], **resolver.describe()},
+        images=r.images_record(),
         extra={"cost": cost.record(), "skipped_missing": len(items) - len(kept)},
         rows=rows,
     )

@@ -16,6 +16,7 @@ Files: a Karpathy / ARO list ``[{"image": name, "caption": [captions] | caption}
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,15 +88,28 @@ def ranks(img: torch.Tensor, txt: torch.Tensor, gt_texts: Sequence[Sequence[int]
     return _ranks(img, txt, gt_texts), _ranks(txt[qt], img, [images_of_text[t] for t in query_text])
 
 
-@register_benchmark("retrieval", blind=False, summary="Image-text retrieval: R@1/5/10 both directions, several captions per image")
-def evaluate_retrieval(
-    encoder: Any, annotations: str | Path, images: Any = None, skip_missing: bool = False, blind: bool = False,
-    ks: Any = KS, benchmark: str = "retrieval",
-) -> BenchResult:
-    """Recall@k for image-to-text and text-to-image retrieval."""
-    ks = tuple(int(k) for k in (ks.split(",") if isinstance(ks, str) else ks))
-    cost = Cost(encoder)
-    items, rec = load_retrieval(annotations)
+@dataclass
+class RankedItems:
+    """Images of retrieval items resolved, encoded with their distinct captions, and ranked both ways."""
+    kept: list[Any]  # the items whose image was found
+    queries: list[tuple[Any, str]]  # (caption id, caption) of every caption of the kept items, in order
+    texts: list[str]  # the distinct captions (text-side gallery)
+    i2t: torch.Tensor  # rank of each kept image's best ground-truth caption
+    t2i: torch.Tensor  # rank of each query's best ground-truth image
+    found: dict[str, Any]
+    missing: list[str]
+    describe: dict[str, Any]
+
+    def images_record(self) -> dict[str, Any]:
+        return {"distinct": len(self.found), "missing": len(self.missing), "missing_examples": self.missing[:5],
+                **self.describe}
+
+
+def rank_items(encoder: Any, items: Sequence[tuple[str, Any, Sequence[tuple[Any, str]]]], annotations: Any,
+               images: Any, skip_missing: bool, benchmark: str) -> RankedItems:
+    """Shared by every retrieval-style benchmark: ``items`` are (image key, image reference, [(caption id,
+    caption), ...]); ground truth is an image's distinct caption strings and, for a caption, every image
+    having that exact text (:func:`ranks`)."""
     resolver = make_resolver(images)
     if resolver is None:
         raise InputError(f"{benchmark}: no image folder given; pass --images DIR")
@@ -107,14 +121,28 @@ def evaluate_retrieval(
     t_index = {t: i for i, t in enumerate(texts)}
     img = encoder.encode_images([found[it[0]] for it in kept])
     txt = encoder.encode_texts(texts)
-    gt_texts = [sorted({t_index[c] for _, c in it[2]}) for it in kept]
-    queries = [(i, cid, c) for i, it in enumerate(kept) for cid, c in it[2]]
-    i2t, t2i = ranks(img, txt, gt_texts, [t_index[c] for _, _, c in queries])
+    queries = [(cid, c) for it in kept for cid, c in it[2]]
+    i2t, t2i = ranks(img, txt, [sorted({t_index[c] for _, c in it[2]}) for it in kept],
+                     [t_index[c] for _, c in queries])
+    return RankedItems(kept, queries, texts, i2t, t2i, found, missing, resolver.describe())
+
+
+@register_benchmark("retrieval", blind=False, summary="Image-text retrieval: R@1/5/10 both directions, several captions per image")
+def evaluate_retrieval(
+    encoder: Any, annotations: str | Path, images: Any = None, skip_missing: bool = False, blind: bool = False,
+    ks: Any = KS, benchmark: str = "retrieval",
+) -> BenchResult:
+    """Recall@k for image-to-text and text-to-image retrieval."""
+    ks = tuple(int(k) for k in (ks.split(",") if isinstance(ks, str) else ks))
+    cost = Cost(encoder)
+    items, rec = load_retrieval(annotations)
+    r = rank_items(encoder, items, annotations, images, skip_missing, benchmark)
+    kept, queries, i2t, t2i = r.kept, r.queries, r.i2t, r.t2i
     metrics = {f"i2t_r{k}": int((i2t < k).sum()) / len(i2t) for k in ks}
     metrics.update({f"t2i_r{k}": int((t2i < k).sum()) / len(t2i) for k in ks})
     metrics["mean"] = sum(metrics.values()) / len(metrics)
     rows = [per_row(benchmark, "i2t", it[0], {"rank": int(r)}, int(r) < 1) for it, r in zip(kept, i2t)]
-    rows += [per_row(benchmark, "t2i", cid, {"rank": int(r)}, int(r) < 1) for (_, cid, _), r in zip(queries, t2i)]
+    rows += [per_row(benchmark, "t2i", cid, {"rank": int(r)}, int(r) < 1) for (cid, _), r in zip(queries, t2i)]
     return BenchResult(
         benchmark=benchmark,
         protocol=protocol(
@@ -128,10 +156,10 @@ def evaluate_retrieval(
         aggregates=metrics,
         headline=dict(metrics),
         annotations=[rec],
-        images={"distinct": len(found), "missing": len(missing), "missing_examples": missing[:5], **resolver.describe()},
+        images=r.images_record(),
         extra={
             "cost": cost.record(), "skipped_missing": len(items) - len(kept),
-            "repeated_captions": len(queries) - len(texts),
+            "repeated_captions": len(queries) - len(r.texts),
         },
         rows=rows,
     )
