@@ -138,7 +138,14 @@ class TrainLoader:
     def __next__(self) -> dict[str, Any]:
         if self._it is None:
             self._start()
-        batch, info = next(self._it)
+        try:
+            batch, info = next(self._it)
+        except DataError as e:  # from a worker process, torch adds its traceback: keep the one-line message
+            text = str(e)
+            if "Original Traceback" not in text:
+                raise
+            last = text.rstrip().splitlines()[-1]
+            raise DataError(last.split("DataError: ", 1)[1] if "DataError: " in last else last) from None
         self._account(batch, info)
         return batch
 

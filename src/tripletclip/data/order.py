@@ -6,8 +6,12 @@ see docs/methods.md section 5). Seeds are derived with BLAKE2b, never with Pytho
 
 Partition rules (g = rank * workers + worker, G = world_size * workers logical workers):
 - shards: each epoch the shard list is permuted (same permutation on every rank), worker g takes shards
-  g, g+G, ...: no sample is dropped or seen twice in an epoch. With fewer shards than G every worker scans
-  all shards and keeps samples whose index in the epoch stream is g mod G (a warning is logged by the loader).
+  g, g+G, ...: no sample is dropped or seen twice in an epoch.
+- shard groups (fewer shards S than G): worker g reads the one shard at position g mod S of the epoch's shard
+  permutation, together with the other workers of its group {g' : g' = g mod S} (ceil or floor of G/S of them);
+  the i-th worker of the group (i = g // S) keeps the samples whose index in the shard is i mod (group size).
+  So every sample is read once per epoch over all workers, and no worker reads more than one shard per epoch
+  (a warning is logged by the source: each worker still reads all bytes of its shard).
 - table rows: each epoch the rows are permuted, the remainder n mod G is dropped (a different random
   remainder each epoch, the same on every rank), worker g takes rows g, g+G, ...
 - resampled: each worker draws ceil(n/G) shards (rows) per round with replacement, from its own seed.
@@ -47,9 +51,14 @@ def shard_assignment(n_shards: int, epoch: int, seed: int, g: int, n_logical: in
     return [int(i) for i in order[g::n_logical]]
 
 
-def shard_order(n_shards: int, epoch: int, seed: int) -> list[int]:
-    """The epoch's shard order shared by all workers in the split-by-sample fallback."""
-    return [int(i) for i in permutation(n_shards, seed, "shards", epoch)]
+def shard_group(n_shards: int, epoch: int, seed: int, g: int, n_logical: int) -> tuple[int, int, int]:
+    """(shard index, member index i, group size m) of logical worker g when shards are fewer than workers:
+    g reads that one shard and keeps its samples j with j mod m == i (see the module docstring)."""
+    if not 0 < n_shards < n_logical or not 0 <= g < n_logical:
+        raise ValueError(f"shard groups need 0 < n_shards={n_shards} < n_logical={n_logical} and 0 <= g={g} < n_logical")
+    slot = g % n_shards
+    shard = int(permutation(n_shards, seed, "shards", epoch)[slot])
+    return shard, g // n_shards, len(range(slot, n_logical, n_shards))
 
 
 def resampled_indices(n: int, round_: int, seed: int, g: int, n_logical: int) -> list[int]:
@@ -67,7 +76,7 @@ def table_rows(n_rows: int, epoch: int, seed: int, g: int, n_logical: int) -> np
 
 
 def every_nth(items: Iterable[T], g: int, n_logical: int) -> Iterator[T]:
-    """Items whose position is g mod G (split by sample index)."""
+    """Items whose position is g mod G (split by sample index; a shard among its group of workers)."""
     for i, item in enumerate(items):
         if i % n_logical == g:
             yield item

@@ -35,13 +35,14 @@ from tripletclip.data.decode import BadSample, Blob, Record, open_image
 from tripletclip.data.manifest import read_manifest
 from tripletclip.data.patterns import expand_patterns
 from tripletclip.data.shards import RESERVED_META
+from tripletclip.data.urls import shard_name
 from tripletclip.edit_types import known_edit_type
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp", "gif")
 NEG_IMAGE = re.compile(r"neg\.(\d+)\.(?:" + "|".join(IMAGE_EXTS) + ")")
 
-# (key, {extension: (data offset, size)}) of one sample
-Members = dict[str, tuple[int, int]]
+# {extension: (data offset, size)} of one sample's members, or {extension: bytes} when read from a stream
+Members = dict[str, tuple[int, int]] | dict[str, bytes]
 
 
 def member_key(name: str) -> tuple[str, str]:
@@ -179,8 +180,10 @@ def parse_sample(path: str, key: str, members: Members) -> Record:
     """A shard sample as a :class:`Record` (texts parsed, images unread); BadSample says what is wrong."""
 
     def blob(ext: str) -> Blob:
-        off, size = members[ext]
-        return Blob(path, off, size, label=f"{key}.{ext}")
+        m = members[ext]
+        if isinstance(m, bytes):  # read from a stream (training): the bytes are here
+            return Blob(path, data=m, label=f"{key}.{ext}")
+        return Blob(path, m[0], m[1], label=f"{key}.{ext}")
 
     def text(ext: str) -> str:
         try:
@@ -188,7 +191,7 @@ def parse_sample(path: str, key: str, members: Members) -> Record:
         except UnicodeDecodeError:
             raise BadSample(f"{key}.{ext} is not UTF-8 text", "re-encode the text as UTF-8") from None
 
-    rec = Record(key=key, uid=f"{Path(path).name}/{key}", where=where(path, key), captions=[], image=Blob())
+    rec = Record(key=key, uid=f"{shard_name(path)}/{key}", where=where(path, key), captions=[], image=Blob())
     if "image" in members:  # TripletCLIP-HQ layout
         rec.image = blob("image")
         rec.captions = [text("caption").strip()] if "caption" in members else []

@@ -1,45 +1,44 @@
 """The ``wds`` training source: webdataset shards, partitioned over ranks and workers, shuffled, resumable.
 
-Reading a shard (layouts, keys, member byte ranges, cut tars) is :mod:`tripletclip.data.shard_reader`'s; this
-module decides which logical worker reads which shard in which epoch (:mod:`tripletclip.data.order`) and keeps
-raw samples as (shard index, key, member ranges) so that fast-forwarding on resume never reads an image.
+Reading a shard is one sequential pass over its tar stream (:mod:`tripletclip.data.tar_stream`), opened once
+per pass, from a local path, a ``pipe:`` command or an fsspec URL (:mod:`tripletclip.data.urls`); layouts and
+keys are :mod:`tripletclip.data.shard_reader`'s. This module decides which logical worker reads which shard in
+which epoch (:mod:`tripletclip.data.order`): whole shards when there are at least as many shards as workers x
+ranks, else groups of workers share a shard, each keeping a disjoint subset of its samples. Raw samples carry
+their members' bytes (as webdataset's do), so the shuffle buffer holds bytes, and fast-forwarding on resume
+reads the skipped samples' bytes but decodes no image.
 
 A damaged shard (cut: a partial download or copy; or unreadable) gives what it can, and is counted in the
 loader's :class:`~tripletclip.data.source.ErrorCounter` as a stream error with the samples it lost (exactly,
 when the folder's ``manifest.json`` lists the shard, else the one cut sample). The trainer stops when the lost
-and skipped samples pass ``data.max_bad_fraction``.
+and skipped samples pass ``data.max_bad_fraction``. A failing ``pipe:`` command stops it with a one-line error.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tarfile
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import Record
 from tripletclip.data.manifest import manifest_entries
-from tripletclip.data.order import (
-    every_nth,
-    make_rng,
-    resampled_indices,
-    shard_assignment,
-    shard_order,
-    shuffle_buffer,
-)
-from tripletclip.data.patterns import expand_patterns
-from tripletclip.data.shard_reader import Members, parse_sample, scan_shard, where
+from tripletclip.data.order import every_nth, make_rng, resampled_indices, shard_assignment, shard_group, shuffle_buffer
+from tripletclip.data.shard_reader import parse_sample, where
 from tripletclip.data.source import SOURCES, ErrorCounter, FileSource
+from tripletclip.data.tar_stream import stream_samples
+from tripletclip.data.urls import expand_shard_urls, is_url, open_shard
 
 log = logging.getLogger(__name__)
 
-# (shard index, key, {extension: (data offset, size)})
-RawShardSample = tuple[int, str, Members]
+# (shard index, key, {extension: member bytes})
+RawShardSample = tuple[int, str, dict[str, bytes]]
 
 
 class WdsSource(FileSource):
-    """Reads local webdataset shards; see :mod:`tripletclip.data.shard_reader` for the layouts."""
+    """Reads webdataset shards (paths, ``pipe:`` commands, fsspec URLs); layouts: :mod:`tripletclip.data.shard_reader`."""
 
     def __init__(self, files: list[str], resampled: bool) -> None:
         self.files = files
@@ -50,15 +49,28 @@ class WdsSource(FileSource):
     def partition_for(self, n_logical: int) -> str:
         """Choose how logical workers split the data; warns when shards are too few to split."""
         if not self.resampled:
-            self.partition = "shards" if len(self.files) >= n_logical else "samples"
-            if self.partition == "samples":
-                log.warning("%d shards for %d workers x ranks: every worker reads every shard and keeps 1/%d of "
-                            "the samples; write at least %d shards for efficient loading",
-                            len(self.files), n_logical, n_logical, n_logical)
+            n = len(self.files)
+            self.partition = "shards" if n >= n_logical else "shard_groups"
+            if self.partition == "shard_groups":
+                log.warning("%d shards for %d workers x ranks: each shard is read by %s workers, each keeping a "
+                            "disjoint share of its samples (and reading all its bytes)%s; write at least %d shards "
+                            "so that each is read once", n, n_logical,
+                            n_logical // n if n_logical % n == 0 else f"{n_logical // n}-{n_logical // n + 1}",
+                            "" if n_logical % n == 0 else ", so workers' shares differ", n_logical)
         return self.partition
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Local files: their manifest, content or sizes; URLs and commands: the list itself (never downloaded
+        just to hash it)."""
+        if not any(is_url(f) for f in self.files):
+            return super().fingerprint()
+        h = hashlib.sha256("".join(f + "\n" for f in self.files).encode())
+        return {"method": "url-list-sha256", "sha256": h.hexdigest(), "files": len(self.files)}
 
     def _expected_samples(self, path: str) -> int | None:
         """The shard's sample count from its folder's manifest.json (None when no manifest lists it)."""
+        if is_url(path):  # no manifest is read from a command or an object store
+            return None
         folder, name = os.path.split(path)
         if folder not in self._manifest_counts:
             entries = manifest_entries(folder or ".")
@@ -81,10 +93,13 @@ class WdsSource(FileSource):
         for si in shard_ids:
             path, read = self.files[si], 0
             try:
-                for key, members in scan_shard(path):
-                    read += 1
-                    yield si, key, members
-            except FileNotFoundError:
+                with open_shard(path) as f:  # the pass's one open
+                    for key, members in stream_samples(f):
+                        read += 1
+                        yield si, key, members
+            except FileNotFoundError as e:
+                if is_url(path):
+                    raise DataError(f"{path}: shard not found ({e}); check data.train") from None
                 raise DataError(f"{path}: shard disappeared during training; restore it or drop it from data.train") from None
             except (tarfile.TarError, OSError) as e:
                 if count_errors:
@@ -100,9 +115,9 @@ class WdsSource(FileSource):
             items = self._scan(resampled_indices(n, epoch, seed, g, n_logical), errors)
         elif self.partition == "shards":
             items = self._scan(shard_assignment(n, epoch, seed, g, n_logical) or [], errors)
-        else:
-            # every worker reads every shard: one (g = 0) counts a damaged shard's losses for all of them
-            items = every_nth(self._scan(shard_order(n, epoch, seed), errors, count_errors=g == 0), g, n_logical)
+        else:  # shard groups: the first worker of a group counts a damaged shard's losses for all of them
+            shard, i, m = shard_group(n, epoch, seed, g, n_logical)
+            items = every_nth(self._scan([shard], errors, count_errors=i == 0), i, m)
         return shuffle_buffer(items, buffer, make_rng(seed, "buffer", epoch, g))
 
     def where(self, raw: RawShardSample) -> str:
@@ -115,4 +130,4 @@ class WdsSource(FileSource):
 
 @SOURCES.register("wds")
 def _wds_source(cfg: DataConfig) -> WdsSource:
-    return WdsSource(expand_patterns(cfg.train, ("tar",), "data.train"), cfg.resampled)
+    return WdsSource(expand_shard_urls(cfg.train, "data.train"), cfg.resampled)
