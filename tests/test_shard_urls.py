@@ -296,3 +296,5 @@ def test_pipe_stream_trains_and_resumes_bitwise(four, tmp_path, monkeypatch):
     for k in clean:
         assert torch.equal(clean[k], cut[k]) and torch.equal(clean[k], local[k]), k
     assert losses("clean") == losses("cut") == losses("local") and len(losses("clean")) == 8
+    data = json.loads((tmp_path / "clean" / "run.json").read_text())["data"]
+    assert data["method"] == "url-list-sha256" and data["files"] == N_SHARDS  # URLs are not downloaded to hash them

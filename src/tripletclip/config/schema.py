@@ -13,7 +13,8 @@ from typing import Any, Optional
 class DataConfig:
     """Where training pairs come from and how batches are formed (batch contract: tripletclip.data.contract)."""
 
-    # "wds" (webdataset shards: local paths, brace patterns, or a list joined by "::"), "csv", "parquet"
+    # "wds" (webdataset shards: local paths, brace patterns, pipe:CMD, fsspec URLs, or a list joined by "::"), "csv",
+    # "parquet"
     type: str = "wds"
     train: str = ""
     # wds: resampled=True draws shards with replacement forever (open_clip's --dataset-resampled)

@@ -187,7 +187,12 @@ class TrainLoader:
     def close(self) -> None:
         """Stop worker processes (a new iteration starts them again): dropping the DataLoader iterator, which
         owns them, shuts them down (torch documents this for non-persistent workers)."""
-        self._it = None
+        it, self._it = self._it, None
+        # NOTE: explicitly, not in torch's __del__: an iterator kept alive by an exception's traceback (a worker's
+        # error) is finalized by the cycle collector after its queues, and then waits 5 s per worker to join
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     def __del__(self) -> None:
         try:
