@@ -50,6 +50,7 @@ def test_brace_expansion_of_pipes_and_urls(four):
     assert pipes == [f"pipe:cat {four}/train-{i:06d}.tar" for i in range(4)]
     assert [shard_name(p) for p in pipes] == [f"train-{i:06d}.tar" for i in range(4)]
     assert shard_name("pipe:aws s3 cp s3://bucket/x/0007.tar -") == "0007.tar"
+    assert shard_name("pipe:curl -s -L https://host/x/0008.tar.gz | zcat") == "0008.tar.gz"
     assert expand_shard_urls("memory://bucket/{a,b}/{08..10}.tar") == [
         f"memory://bucket/{d}/{i}.tar" for d in "ab" for i in ("08", "09", "10")]
     # file:// is a local path: folders and existence checks as before
@@ -166,7 +167,8 @@ def test_stream_reader_matches_the_header_scan_at_every_cut(four, tmp_path):
                 info.size = len(payload)
                 tf.addfile(info, io.BytesIO(payload))
     got, err = streamed(buf.getvalue())
-    assert err is None and [(k[-2:], m["txt"][:4]) for k, m in got] == [("k0", b"0.tx"), ("k1", b"1.tx"), ("k2", b"2.tx")]
+    assert err is None
+    assert [(k[-2:], m["txt"][:4]) for k, m in got] == [("k0", b"0.tx"), ("k1", b"1.tx"), ("k2", b"2.tx")]
 
 
 # ---------------------------------------------------------------------------- partition and open counting

@@ -55,7 +55,7 @@ def shard_group(n_shards: int, epoch: int, seed: int, g: int, n_logical: int) ->
     """(shard index, member index i, group size m) of logical worker g when shards are fewer than workers:
     g reads that one shard and keeps its samples j with j mod m == i (see the module docstring)."""
     if not 0 < n_shards < n_logical or not 0 <= g < n_logical:
-        raise ValueError(f"shard groups need 0 < n_shards={n_shards} < n_logical={n_logical} and 0 <= g={g} < n_logical")
+        raise ValueError(f"shard groups need 0 < n_shards={n_shards} < n_logical={n_logical}, 0 <= g={g} < n_logical")
     slot = g % n_shards
     shard = int(permutation(n_shards, seed, "shards", epoch)[slot])
     return shard, g // n_shards, len(range(slot, n_logical, n_shards))

@@ -26,7 +26,8 @@ from tripletclip.registry import Registry
 class Source(Protocol):
     """What the loader needs from a reader."""
 
-    #: "shards", "samples" (split by sample index), "rows" or "resampled": how workers partition the data
+    #: "shards", "shard_groups" (fewer shards than workers: a shard's samples split in its group), "rows" or
+    #: "resampled": how workers partition the data (data/order.py)
     partition: str
     #: files the data come from, in order (for messages and the data hash)
     files: list[str]

@@ -67,14 +67,17 @@ class _Cut(Exception):
         self.member = member
 
 
-def _fast_files(f: BinaryIO, fallback: list[Iterator[tuple[str, bytes]]]) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of each regular file; raises _Cut at an early end. On an unknown header, puts a tarfile
-    iterator over the rest into ``fallback`` and stops."""
+Files = Iterator[tuple[str, bytes]]
+
+
+def _fast_files(f: BinaryIO, fallback: list[Files], head: bytes = b"") -> Files:
+    """(name, data) of each regular file (``head``: the stream's first bytes, already read); raises _Cut at an
+    early end. On an unknown header, puts a tarfile iterator over the rest into ``fallback`` and stops."""
     pax: dict[str, str] = {}
     long_name: str | None = None
     pending = b""  # raw pax / long-name blocks of the next member, replayed to tarfile on fallback
     while True:
-        hdr = _read(f, BLOCK)
+        hdr, head = head + _read(f, BLOCK - len(head)), b""
         if len(hdr) < BLOCK:  # the stream ends where a header or the end-of-archive blocks should be
             raise _Cut()
         if hdr.count(0) == BLOCK:
@@ -97,7 +100,8 @@ def _fast_files(f: BinaryIO, fallback: list[Iterator[tuple[str, bytes]]]) -> Ite
             continue
         if typ in (b"0", b"\0", b"7"):
             name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if hdr[257:262] == b"ustar" else ""
+            ustar = hdr[257:262] == b"ustar"
+            prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if ustar else ""
             name = pax.get("path") or long_name or (f"{prefix}/{name}" if prefix else name)
             if "size" in pax:
                 size = int(pax["size"])
@@ -117,7 +121,7 @@ def _fast_files(f: BinaryIO, fallback: list[Iterator[tuple[str, bytes]]]) -> Ite
         pax, long_name, pending = {}, None, b""
 
 
-def _tarfile_files(f: io.RawIOBase) -> Iterator[tuple[str, bytes]]:
+def _tarfile_files(f: io.RawIOBase) -> Files:
     with tarfile.open(fileobj=io.BufferedReader(f), mode="r|") as tf:
         for ti in tf:
             if ti.isfile():
@@ -125,14 +129,14 @@ def _tarfile_files(f: io.RawIOBase) -> Iterator[tuple[str, bytes]]:
                 yield ti.name, data.read() if data is not None else b""
 
 
-def tar_files(f: BinaryIO) -> Iterator[tuple[str, bytes]]:
+def tar_files(f: BinaryIO) -> Files:
     """(name, data) of each regular file of a (possibly gzip-compressed) tar stream, in order; raises _Cut."""
     head = _read(f, 2)
     if head == b"\x1f\x8b":
         f = gzip.GzipFile(fileobj=io.BufferedReader(_Chain(head, f)), mode="rb")  # type: ignore[assignment]
         head = b""
-    fallback: list[Iterator[tuple[str, bytes]]] = []
-    yield from _fast_files(io.BufferedReader(_Chain(head, f)) if head else f, fallback)
+    fallback: list[Files] = []
+    yield from _fast_files(f, fallback, head)
     if fallback:
         yield from fallback[0]
 

@@ -44,8 +44,10 @@ def shard_name(location: str) -> str:
     """The shard's file name (``0003.tar``) for per-sample seeds and messages, whatever form names it, so a
     shard read from a path, ``pipe:cat PATH`` or ``s3://.../0003.tar`` gives the same samples the same seeds."""
     if location.startswith("pipe:"):
-        args = [a.strip("'\"") for a in location[5:].split() if a not in ("-", "|") and not a.startswith("-")]
-        return os.path.basename(args[-1].rstrip("/")) if args else location
+        # the last argument that looks like a path or URL: `cat d/0003.tar | zcat`, `aws s3 cp s3://b/0003.tar -`
+        args = [a.strip("'\"") for a in location[5:].split() if not a.startswith("-")]
+        paths = [a for a in args if "/" in a or "." in a]
+        return os.path.basename(paths[-1].rstrip("/")) if paths else location
     if _SCHEME.match(location):
         return os.path.basename(urlparse(location).path.rstrip("/")) or location
     return Path(location).name
@@ -79,7 +81,8 @@ def expand_shard_urls(spec: str, what: str = "data.train") -> list[str]:
         if not part:
             continue
         if not is_url(part):
-            out.extend(expand_patterns(_local_path(part) if part.lower().startswith("file://") else part, ("tar",), what))
+            local = _local_path(part) if part.lower().startswith("file://") else part
+            out.extend(expand_patterns(local, ("tar",), what))
             continue
         urls = expand_braces(part)
         if not part.startswith("pipe:"):

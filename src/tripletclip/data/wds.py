@@ -38,7 +38,8 @@ RawShardSample = tuple[int, str, dict[str, bytes]]
 
 
 class WdsSource(FileSource):
-    """Reads webdataset shards (paths, ``pipe:`` commands, fsspec URLs); layouts: :mod:`tripletclip.data.shard_reader`."""
+    """Reads webdataset shards (paths, ``pipe:`` commands, fsspec URLs); layouts in
+    :mod:`tripletclip.data.shard_reader`."""
 
     def __init__(self, files: list[str], resampled: bool) -> None:
         self.files = files
@@ -100,7 +101,8 @@ class WdsSource(FileSource):
             except FileNotFoundError as e:
                 if is_url(path):
                     raise DataError(f"{path}: shard not found ({e}); check data.train") from None
-                raise DataError(f"{path}: shard disappeared during training; restore it or drop it from data.train") from None
+                raise DataError(f"{path}: shard disappeared during training; restore it or drop it from "
+                                "data.train") from None
             except (tarfile.TarError, OSError) as e:
                 if count_errors:
                     self._shard_error(path, read, e, errors)
