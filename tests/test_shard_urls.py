@@ -28,6 +28,7 @@ from tripletclip.data.tar_stream import stream_samples
 from tripletclip.data.testing import HashTokenizer, ResizeToTensor, write_synthetic_shards
 from tripletclip.data.urls import expand_shard_urls, shard_name
 from tripletclip.data.wds import WdsSource
+from tripletclip.errors import InputError
 
 L = 16
 N_SHARDS, PER_SHARD = 4, 6
@@ -104,6 +105,24 @@ def test_a_failing_pipe_is_a_one_line_error(four, command, status, reason):
         next(loader)
     loader.close()
     assert str(e.value).startswith(f"{url}: command failed with exit status {status}") and "\n" not in str(e.value)
+
+
+def test_the_cli_prints_a_failing_pipe_as_one_line(four, tmp_path):
+    """`tripletclip train` with a pipe that fails in a data worker, after validation: one `Error:` line, exit 1."""
+    from click.testing import CliRunner
+
+    from tripletclip.cli import main
+
+    url = f"pipe:cat {four}/train-{{000000..000001}}.tar {four}/missing.tar"
+    result = CliRunner().invoke(main, ["train", f"data.train={url}", "data.workers=1", "data.validate_first=0",
+                                       "model.name=test-vit-tiny", "loss.name=clip", "train.batch_size=4",
+                                       "train.steps=2", f"train.output_dir={tmp_path}", "train.progress=false",
+                                       "train.threads=1"])
+    assert result.exit_code == 1, result.output
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert errors[0].startswith(f"Error: pipe:cat {four}/train-00000") and "command failed with exit status 1" in errors[0]
+    assert isinstance(DataError("x"), InputError)
 
 
 def test_fsspec_urls_read_like_local_files(four):

@@ -140,10 +140,12 @@ class TrainLoader:
             self._start()
         try:
             batch, info = next(self._it)
-        except DataError as e:  # from a worker process, torch adds its traceback: keep the one-line message
+        except Exception as e:
+            self.close()  # the stream is dead: stop its workers now, not when the traceback is collected
             text = str(e)
-            if "Original Traceback" not in text:
+            if not isinstance(e, DataError) or "Original Traceback" not in text:
                 raise
+            # from a worker process torch adds its traceback to the message: keep the one-line message
             last = text.rstrip().splitlines()[-1]
             raise DataError(last.split("DataError: ", 1)[1] if "DataError: " in last else last) from None
         self._account(batch, info)
