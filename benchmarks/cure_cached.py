@@ -9,9 +9,12 @@ builder draws it (``WorldGenerator.triplet(n_neg=1)`` in the builder's chunked r
 same (scene, caption), from a separate random stream, and kept where it applies: no retry, so the positives
 stay representative (section 4).
 
-    python benchmarks/cure_cached.py data --world-seed 0 --n 9600 --out /tmp/h5/data0.pt
-    python benchmarks/cure_cached.py train --data /tmp/h5/data0.pt --base BASE --transfer DIR \
-        --methods clip,negclip,tripletclip --steps 600 --batch 128 --k 7 --lr 2e-3
+    python benchmarks/cure_cached.py data --world-seed 0 --n 9600 --base BASE --out /tmp/h5/data0.pt [--images-only]
+    python benchmarks/cure_cached.py train --data /tmp/h5/data0.pt --base BASE --transfer DEMO/world/transfer \
+        --methods clip,negclip,tripletclip --steps 600 --batch 64 --k 7 [--full] [--fit-rows 1500]
+
+BASE: the world base's weights; DIR: a demo's transfer benchmark (built from the same world seed). ``--k 7`` uses
+every negative a caption has; ``--full`` trains every parameter on the stored pixels instead of the cache.
 
 Not the demo's path: a search harness. Section 10 of docs/world_experiments.md records its runs; no design it tried
 met the targets of issue 17, so none was built into the trainer.
@@ -56,6 +59,7 @@ def make_data(args: argparse.Namespace) -> None:
             for et in SUGARCREPE_TYPES:  # each further type tried once on the same positive: no retry
                 if et in ts:
                     continue
+                # the generator's own training edit context (no held-out pairs in any negative)
                 n = make_negative(t.caption, t.scene, et, gen._train_ctx, extra_rng)
                 if n is not None and n.text not in cs and n.text != t.caption.text:
                     cs.append(n.text)
