@@ -224,6 +224,51 @@ def train(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
 
+def step_costs(args: argparse.Namespace) -> None:
+    """CPU milliseconds of one fine-tuning step's parts (one thread, ``time.process_time``, mean of ``--reps``):
+    image trunk forward + backward and forward only, image head, text tower forward + backward, fused AdamW;
+    ``2 * --batch`` images and captions (a TripletCLIP step's positives plus one negative each), 16 tokens."""
+    import torch
+
+    torch.set_num_threads(1)
+    from tripletclip.config.schema import OptimConfig
+    from tripletclip.models import create_model
+    from tripletclip.models.trimmed import encode_text_trimmed
+    from tripletclip.train.optim import build_optimizer
+
+    bundle = create_model("world-cnn", args.base)
+    model = bundle.model.train()
+    trunk = model.visual.trunk
+    if args.freeze_tokens:
+        model.token_embedding.weight.requires_grad_(False)
+    opt = build_optimizer(model, OptimConfig(lr=1e-4, weight_decay=0.1))
+    n = 2 * args.batch
+    text = bundle.tokenizer(["a photo of a red star to the left of a blue circle"] * n)
+    x = torch.randn(n, 3, 48, 48)
+    clock = time.process_time
+    tot = dict.fromkeys(("trunk_fwd_bwd", "trunk_fwd_only", "head_fwd_bwd", "text_fwd_bwd", "optimizer"), 0.0)
+    for r in range(args.reps + 2):  # two warm-up steps
+        opt.zero_grad(set_to_none=True)
+        t0 = clock(); f = trunk.forward_features(x).flatten(1); t1 = clock()
+        fd = f.detach().requires_grad_(True)
+        t2 = clock(); h = trunk.head(fd); t3 = clock()
+        e = encode_text_trimmed(model, text, length=16); t4 = clock()
+        loss = (h.sum(1) * e.sum(1)).mean()
+        t5 = clock(); loss.backward(); t6 = clock()  # head + text backward
+        t7 = clock(); f.backward(fd.grad); t8 = clock()  # trunk backward
+        t9 = clock(); opt.step(); t10 = clock()
+        with torch.no_grad():
+            t11 = clock(); trunk.forward_features(x); t12 = clock()
+        if r >= 2:
+            tot["trunk_fwd_bwd"] += (t1 - t0) + (t8 - t7)
+            tot["trunk_fwd_only"] += t12 - t11
+            tot["head_fwd_bwd"] += t3 - t2
+            tot["text_fwd_bwd"] += (t4 - t3) + (t6 - t5)  # head backward is one 1,152 x 128 matmul, counted here
+            tot["optimizer"] += t10 - t9
+    print(json.dumps({k: round(1000 * v / args.reps, 1) for k, v in tot.items()} | {"images": n, "captions": n,
+                                                                                     "freeze_tokens": args.freeze_tokens}))
+
+
 def fit_check(model, tok, d, encode_images, offs, n_rows: int) -> dict[str, float]:
     """Accuracy (percent) per edit type of s(x, y) > s(x, y') on the first ``n_rows`` TRAINING positives and
     their own negatives (benchmarks/fit_negatives.py's question: are the training negatives fitted at all?)."""
@@ -260,6 +305,11 @@ def main() -> None:
     a.add_argument("--base", required=True)
     a.add_argument("--out", required=True)
     a.add_argument("--images-only", action="store_true", help="store the rendered images, not trunk features")
+    c = sub.add_parser("steps", help="CPU cost of a step's parts")
+    c.add_argument("--base", required=True)
+    c.add_argument("--batch", type=int, default=64)
+    c.add_argument("--reps", type=int, default=10)
+    c.add_argument("--freeze-tokens", action="store_true")
     t = sub.add_parser("train")
     t.add_argument("--data", required=True)
     t.add_argument("--base", required=True)
@@ -282,7 +332,7 @@ def main() -> None:
     t.add_argument("--fit-rows", type=int, default=0, help="also score this many training positives' own negatives")
     t.add_argument("--out", default="")
     args = ap.parse_args()
-    (make_data if args.cmd == "data" else train)(args)
+    {"data": make_data, "steps": step_costs, "train": train}[args.cmd](args)
 
 
 if __name__ == "__main__":
