@@ -154,13 +154,15 @@ def train(args: argparse.Namespace) -> None:
 
         use_nt, use_ni = loss_fn.needs_neg_text, loss_fn.needs_neg_image
         g = torch.Generator().manual_seed(args.seed)
-        perm = torch.randperm(n, generator=g)
+        # --only-with: the positives that have a negative of these types (densified positives, section 4)
+        pool = [i for i in range(n) if not args.only_with or set(args.only_with.split(",")) & set(d["neg_types"][i])]
+        perm = torch.tensor(pool)[torch.randperm(len(pool), generator=g)]
         pos_ptr = 0
         t0 = time.perf_counter()
         model.train()
         for step in range(args.steps):
-            if pos_ptr + args.batch > n:
-                perm, pos_ptr = torch.randperm(n, generator=g), 0
+            if pos_ptr + args.batch > len(pool):
+                perm, pos_ptr = torch.tensor(pool)[torch.randperm(len(pool), generator=g)], 0
             idx = perm[pos_ptr:pos_ptr + args.batch].tolist()
             pos_ptr += args.batch
             mult = lr_multiplier(step, args.steps, args.warmup, args.min_lr_ratio)
@@ -325,7 +327,8 @@ def main() -> None:
     t.add_argument("--freeze-tokens", action="store_true")
     t.add_argument("--full", action="store_true", help="train the whole image tower on stored pixels (no cache)")
     t.add_argument("--shuffle-negs", action="store_true")
-    t.add_argument("--types", default="")
+    t.add_argument("--types", default="", help="only negatives of these edit types (comma-separated)")
+    t.add_argument("--only-with", default="", help="only positives that have a negative of these types")
     t.add_argument("--warmup", type=int, default=20)
     t.add_argument("--min-lr-ratio", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
