@@ -183,8 +183,9 @@ def main() -> None:
         inputs = torch.load(inputs_path)
         objectives = run_objectives(inputs, env.rank, env.world_size)
         result = {"smoke": run_smoke(env), "objectives": objectives}
-        if "accum" in inputs:  # the same objectives in 4 micro-batches per rank (train/accum.py)
-            result["accum"] = run_accumulation(inputs["accum"], env.rank, env.world_size, parts=4)
+        if "accum" in inputs:  # trainer steps per rank in one piece and in 4 micro-batches (train/accum.py)
+            result["accum"] = {parts: run_accumulation(inputs["accum"], env.rank, env.world_size, parts)
+                               for parts in (1, 4)}
         torch.save(result, out_dir / f"rank{env.rank}.pt")
     finally:
         du.cleanup()
