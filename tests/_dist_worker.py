@@ -9,6 +9,7 @@ in-process at W=1 as the reference.
 """
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from tripletclip.config import LossConfig
 from tripletclip.losses import LOSSES, build_loss, build_objective
-from tripletclip.train.accum import accumulated_step, split_rows
+from tripletclip.train.accum import split_rows
 from tripletclip.train.forward import forward_features, prepare_batch
 from tripletclip.utils import distributed as du
 
@@ -89,33 +90,68 @@ class ProjModel(torch.nn.Module):
         return self.visual(image), self.textual(text), self.logit_scale.exp()
 
 
+# exact accumulation (train/accum.py) is checked for every registered objective and the regularisers on top of
+# one; EMA teachers with a fast decay, so that a teacher updated per micro-batch instead of per step would show
+ACCUM_MODEL = "test-vit-tiny"  # a ViT: patch and token features for objectives that declare needs_tokens
+ACCUM_SPECS = {**{name: {"name": name} for name in LOSSES.names()},
+               "degla": {"name": "degla", "ema_decay": 0.5},
+               "tripletclip+cyclip": {"name": "tripletclip", "cyclip_cross": 0.25, "cyclip_in": 0.25},
+               "negclip+distill(base)": {"name": "negclip", "distill_weight": 0.5, "teacher": "base"},
+               "negclip+distill(ema)": {"name": "negclip", "distill_weight": 0.5, "teacher": "ema", "ema_decay": 0.5}}
+
+
 def run_accumulation(inputs: dict[str, Any], rank: int, world_size: int, parts: int) -> dict[str, Any]:
-    """Every objective: loss and parameter gradients of this rank's rows of ``inputs["batch1"]`` (then
-    ``batch2``, where CE-CLIP uses its updated thresholds), in ``parts`` micro-batches (1 = one plain step)."""
-    batches = [inputs["batch1"], inputs["batch2"]]
-    n = batches[0]["image"].shape[0]
-    b = n // world_size
-    d = batches[0]["image"].shape[1]
+    """Two optimizer steps of every objective in ACCUM_SPECS through the trainer's own ``train_step`` (DDP
+    around the forward when world_size > 1), on this rank's rows of ``inputs["batch1"]``, then ``batch2``, in
+    ``parts`` micro-batches (1 = one plain step): loss terms, parameter gradients before the update, CE-CLIP's
+    thresholds. Objectives with state run a second step, which sees the SGD update, CE-CLIP's thresholds and
+    the EMA teacher of step 1.
+
+    The objective's batch_transform runs on the global batch and each rank takes its rows of the result: CLIC
+    draws its word swaps from a seed of the batch it sees, so per-rank transforms would train on other
+    negatives than the W=1 reference (a difference of data, not of accumulation).
+    """
+    from types import SimpleNamespace
+
+    from tripletclip.config import OptimConfig, RunConfig
+    from tripletclip.models import create_model
+    from tripletclip.train.forward import TEXT_LEN
+    from tripletclip.train.precision import setup_precision
+    from tripletclip.train.teacher import LossSupport
+    from tripletclip.train.trainer import train_step
+
+    torch.manual_seed(0)
+    bundle = create_model(ACCUM_MODEL)
     results: dict[str, Any] = {}
-    for name in LOSSES.names():
-        if not LOSSES.get(name).supports_accumulation:  # refused at config time (train/checks.py)
-            continue
-        loss_fn, model = build_loss(name), ProjModel(d)
+    for name, spec in ACCUM_SPECS.items():
+        model = copy.deepcopy(bundle.model).train()  # a fresh model (and DDP) per objective
+        cfg = LossConfig(**spec)
+        loss_fn = build_objective(cfg)
+        support = LossSupport(loss_fn, cfg, model, bundle.tokenizer)
         nt, ni = loss_fn.needs_neg_text, loss_fn.needs_neg_image
+        forward = support.forward_module(model, trim_text=True)
+        if world_size > 1:
+            forward = torch.nn.parallel.DistributedDataParallel(forward)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        run = SimpleNamespace(cfg=RunConfig(optim=OptimConfig(grad_clip=0.0)), model=model, forward_model=forward,
+                              loss_fn=loss_fn, support=support, opt=opt,
+                              sched=torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+                              precision=setup_precision("fp32", torch.device("cpu")), use_nt=nt, use_ni=ni,
+                              autocast=None)
+        # a second step where state carries over (CE-CLIP's thresholds, an EMA teacher) or a teacher's features
+        # first differ from the student's (step 1 starts with student == teacher: distillation terms are 0)
+        stateful = any(True for _ in loss_fn.buffers()) or support.teacher is not None
         record = []
-        for batch in batches:
-            local = {k: v[rank * b:(rank + 1) * b] for k, v in batch.items()}
-            model.zero_grad(set_to_none=True)
-            if parts == 1:
-                out = loss_fn(forward_features(model, prepare_batch(local, nt, ni), nt, ni, None))
-                out["loss"].backward()
-            else:
-                micro = [prepare_batch(mb, nt, ni) for mb in split_rows(local, parts)]
-                out = accumulated_step(lambda mb: forward_features(model, mb, nt, ni, None), loss_fn, micro,
-                                       lambda t: t.backward())
+        for batch in (inputs["batch1"], inputs["batch2"])[: 2 if stateful else 1]:
+            whole = support.transform(batch)
+            local = split_rows(whole, world_size)[rank]
+            micro = [prepare_batch(mb, nt, ni) for mb in split_rows(local, parts)]
+            text_len = max(mb[TEXT_LEN] for mb in micro)  # as the trainer: one length for the whole batch
+            out, _ = train_step(run, [{**mb, TEXT_LEN: text_len} for mb in micro])
+            inner = getattr(loss_fn, "inner", loss_fn)
             record.append({"terms": {k: v.detach().clone() for k, v in out.items()},
-                           "grads": {k: p.grad.clone() for k, p in model.named_parameters()},
-                           "thresholds": loss_fn.thresholds.clone() if hasattr(loss_fn, "thresholds") else None})
+                           "grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+                           "thresholds": inner.thresholds.clone() if hasattr(inner, "thresholds") else None})
         results[name] = record
     return results
 
@@ -147,8 +183,9 @@ def main() -> None:
         inputs = torch.load(inputs_path)
         objectives = run_objectives(inputs, env.rank, env.world_size)
         result = {"smoke": run_smoke(env), "objectives": objectives}
-        if "accum" in inputs:  # the same objectives in 4 micro-batches per rank (train/accum.py)
-            result["accum"] = run_accumulation(inputs["accum"], env.rank, env.world_size, parts=4)
+        if "accum" in inputs:  # trainer steps per rank in one piece and in 4 micro-batches (train/accum.py)
+            result["accum"] = {parts: run_accumulation(inputs["accum"], env.rank, env.world_size, parts)
+                               for parts in (1, 4)}
         torch.save(result, out_dir / f"rank{env.rank}.pt")
     finally:
         du.cleanup()

@@ -107,8 +107,10 @@ def two_ranks(tmp_path_factory):
     ]
     logs = []
     try:
+        # a hang guard, not a speed limit: each rank imports torch and runs the tiny ViT's trainer steps, which a
+        # 2-core machine shared with other jobs has stretched past 2 minutes
         for p in procs:
-            logs.append(p.communicate(timeout=120)[0])
+            logs.append(p.communicate(timeout=300)[0])
     finally:
         for p in procs:
             if p.poll() is None:
@@ -156,19 +158,34 @@ def _load_accum_tests():
 
 
 def test_accumulation_on_two_ranks_equals_one_batch(two_ranks):
-    """Global batch 32 on 2 ranks, each in 4 micro-batches of 4 (train/accum.py) == one batch of 32 at W=1:
-    loss terms (mean over ranks), parameter gradients (DDP's mean over ranks), CE-CLIP thresholds."""
+    """Global batch 32 on 2 ranks through the trainer's step (DDP, no_sync), every objective and regulariser:
+    each rank in 4 micro-batches of 4 == each rank in one piece (the issue's tolerance: loss terms 1e-6, DDP's
+    gradients rtol 1e-5 / atol 1e-6, CE-CLIP thresholds); and that W=2 step == one batch of 32 at W=1, where
+    the gradients differ by the rounding of the cross-rank sums (seen up to 1.7e-6 on the text's positional
+    embedding, whose gradient sums every token of the batch), hence atol 1e-5 there."""
     inputs, results = two_ranks
+    accum_tests = _load_accum_tests()
     ref = _load_worker().run_accumulation(inputs["accum"], rank=0, world_size=1, parts=1)
+
+    def ddp_mean(parts: int, name: str, step: int) -> dict:
+        got = [res["accum"][parts][name][step] for res in results]
+        if got[0]["thresholds"] is not None:
+            assert torch.equal(got[0]["thresholds"], got[1]["thresholds"])
+        return {"terms": {k: torch.stack([gr["terms"][k] for gr in got]).mean() for k in got[0]["terms"]},
+                "grads": {k: torch.stack([gr["grads"][k] for gr in got]).mean(0) for k in got[0]["grads"]},
+                "thresholds": got[0]["thresholds"]}
+
+    assert set(ref) == set(results[0]["accum"][4]) >= {"fscclip", "clic", "degla", "negclip+distill(ema)"}
     for name, steps in ref.items():
         for step, want in enumerate(steps):
-            got = [res["accum"][name][step] for res in results]
-            mean = {"terms": {k: torch.stack([gr["terms"][k] for gr in got]).mean() for k in want["terms"]},
-                    "grads": {k: torch.stack([gr["grads"][k] for gr in got]).mean(0) for k in want["grads"]},
-                    "thresholds": got[0]["thresholds"]}
-            _load_accum_tests().assert_same_step(mean, want, f"{name} step {step} (W=2, 4 micro-batches)")
+            whole, micro = ddp_mean(1, name, step), ddp_mean(4, name, step)
+            accum_tests.assert_same_step(micro, whole, f"{name} step {step} (W=2, 4 micro-batches)")
+            for k, v in want["terms"].items():
+                torch.testing.assert_close(whole["terms"][k], v, rtol=0, atol=1e-6, msg=f"{name} W=2 term {k}")
+            for k, v in want["grads"].items():
+                torch.testing.assert_close(whole["grads"][k], v, rtol=1e-5, atol=1e-5, msg=f"{name} W=2 d/d{k}")
             if want["thresholds"] is not None:
-                assert torch.equal(got[0]["thresholds"], got[1]["thresholds"])
+                torch.testing.assert_close(whole["thresholds"], want["thresholds"], rtol=1e-5, atol=1e-6)
 
 
 def test_collective_helpers(two_ranks):

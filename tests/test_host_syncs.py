@@ -46,7 +46,8 @@ class CountReadbackOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("loss,accum", [(name, 1) for name in LOSSES.names()] + [("tripletclip", 2), ("ceclip", 2)])
+@pytest.mark.parametrize("loss,accum", [(name, 1) for name in LOSSES.names()]
+                         + [(name, 2) for name in ("tripletclip", "ceclip", "fscclip", "clic", "degla")])
 def test_non_logging_steps_read_nothing_back(tmp_path: Path, monkeypatch, loss: str, accum: int):
     counts: list[list[str]] = []
     real_step = trainer.train_step

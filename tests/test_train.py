@@ -245,13 +245,16 @@ def test_elastic_resume_from_one_to_two_ranks(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("extra", [{"loss.name": "fscclip"}, {"loss.name": "degla"}, {"loss.name": "clic"},
                                    {"loss.name": "negclip", "loss.distill_weight": "1.0"}])
-def test_accumulation_is_refused_where_it_is_not_proven_exact(tmp_path, extra):
-    """Objectives with tokens, a teacher or further positives are not yet checked against one big batch: a
-    config that asks for accumulation with them is refused in one line, before any work."""
+def test_accumulation_trains_objectives_with_tokens_teachers_and_transforms(tmp_path, extra):
+    """Tokens, teachers, further positives and CLIC's batch transform accumulate exactly (tests/test_accum.py):
+    the config is accepted and the trainer runs them in micro-batches; step 1's loss equals the plain run's."""
     from tripletclip.train.checks import run_problems
 
-    cfg = _cfg(tmp_path, "clip", **{"train.accum_steps": "2", **extra})
-    problems = [p for p in run_problems(cfg) if p.startswith("train.accum_steps=2")]
-    assert len(problems) == 1 and "use train.accum_steps=1" in problems[0]
-    plain = _cfg(tmp_path, "clip", **extra)
-    assert not [p for p in run_problems(plain) if p.startswith("train.accum_steps")]
+    losses = []
+    for accum in (1, 2):
+        cfg = _cfg(tmp_path / str(accum), "clip", steps=1, **{"train.accum_steps": str(accum), "train.log_every": "1",
+                                                               **extra})
+        assert not [p for p in run_problems(cfg) if p.startswith("train.accum_steps")]
+        res = train(cfg)
+        losses.append(json.loads((Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()[0])["loss/loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)

@@ -246,10 +246,6 @@ class ContrastiveLoss(nn.Module):
     # needs_pos_text: further positives per image ("pos_text_features" [B,P,D], all-gathered like the negatives),
     # which only a batch_transform makes (CLIC)
     needs_pos_text: ClassVar[bool] = False
-    # exact accumulation (train/accum.py) caches the features of micro-batches and concatenates per-row tensors;
-    # an objective whose inputs cannot be cached that way (e.g. per-step state of the model) sets this False and
-    # train.accum_steps > 1 is refused at config time
-    supports_accumulation: ClassVar[bool] = True
 
     def forward(self, features: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         local = parse_features(features, self.name, self.needs_neg_text, self.needs_neg_image)
@@ -270,6 +266,10 @@ class ContrastiveLoss(nn.Module):
         """A function the trainer applies to every batch before the forward (the data contract in and out), or
         None. Objectives that build their own training examples from the batch (CLIC) return one."""
         return None
+
+    def transformed_rows(self, rows: int) -> int:
+        """Rows of a batch of ``rows`` samples after :meth:`batch_transform` (exact accumulation splits those)."""
+        return rows
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         """Shapes of this objective's logits on one rank (logged: "batch size with negatives" made explicit)."""

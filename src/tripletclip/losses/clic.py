@@ -106,9 +106,6 @@ class ClicLoss(ContrastiveLoss):
     needs_neg_text = True
     needs_neg_image = False
     needs_pos_text = True
-    # NOTE: not yet checked against one big batch under train/accum.py (tokens, teachers and further positives
-    # would be cached per micro-batch): refused with train.accum_steps > 1 until a test proves it exact
-    supports_accumulation = False
 
     def __init__(self, cont_weight: float = 1.0, sneg_weight: float = 1.0, uni_weight: float = 1.0) -> None:
         super().__init__()
@@ -116,6 +113,9 @@ class ClicLoss(ContrastiveLoss):
 
     def batch_transform(self, tokenizer: Any) -> Optional[Callable[[dict[str, Any]], dict[str, Any]]]:
         return ClicPairs(tokenizer)
+
+    def transformed_rows(self, rows: int) -> int:
+        return rows // 2  # one example per pair of samples
 
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return {"logits_i2t": [local_b // 2, global_b // 2], "logits_t2i": [local_b // 2, global_b // 2],

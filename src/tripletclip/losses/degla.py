@@ -49,9 +49,6 @@ class DeglaLoss(ContrastiveLoss):
     needs_neg_text = True
     needs_neg_image = False
     needs_teacher = True
-    # NOTE: not yet checked against one big batch under train/accum.py (tokens, teachers and further positives
-    # would be cached per micro-batch): refused with train.accum_steps > 1 until a test proves it exact
-    supports_accumulation = False
     default_teacher = "ema"
 
     def __init__(self, igc_weight: float = 0.1, tgc_weight: float = 0.1, distill_weight: float = 1.0,

@@ -77,9 +77,6 @@ class FscClipLoss(ContrastiveLoss):
     needs_neg_text = True
     needs_neg_image = False
     needs_tokens = True
-    # NOTE: not yet checked against one big batch under train/accum.py (tokens, teachers and further positives
-    # would be cached per micro-batch): refused with train.accum_steps > 1 until a test proves it exact
-    supports_accumulation = False
 
     def __init__(self, global_weight: float = 0.5, local_weight: float = 0.2, focal_gamma: float = 2.0,
                  label_smoothing: float = 0.02, normalizer: str = "minmax", sparsify: bool = False) -> None:

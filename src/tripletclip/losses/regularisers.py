@@ -75,6 +75,9 @@ class Regularised(ContrastiveLoss):
     def batch_transform(self, tokenizer: Any):  # type: ignore[no-untyped-def]
         return self.inner.batch_transform(tokenizer)
 
+    def transformed_rows(self, rows: int) -> int:
+        return self.inner.transformed_rows(rows)
+
     def logits_shapes(self, local_b: int, global_b: int, k: int, m: int) -> dict[str, list[int]]:
         return self.inner.logits_shapes(local_b, global_b, k, m)
 

@@ -10,7 +10,7 @@ from tripletclip.config import ConfigError, RunConfig, config_problems
 from tripletclip.data import tables, wds  # noqa: F401  (registration of the data sources)
 from tripletclip.data.source import SOURCES
 from tripletclip.errors import UserError
-from tripletclip.losses import LOSSES, build_objective
+from tripletclip.losses import LOSSES, ContrastiveLoss, build_objective
 from tripletclip.models.factory import check_model_name
 from tripletclip.train.preempt import parse_signals
 
@@ -27,6 +27,19 @@ def _negative_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
+def _accumulation_problems(cfg: RunConfig, objective: ContrastiveLoss) -> list[str]:
+    """Exact accumulation (train/accum.py) splits the batch *after* the objective's batch_transform (CLIC pairs
+    the samples of the whole batch), so the transformed rows must split into equal micro-batches. (The model
+    side, BatchNorm, is checked once the model exists: train/trainer.py.)"""
+    a, b = cfg.train.accum_steps, cfg.train.batch_size
+    rows = objective.transformed_rows(b)
+    if a > 1 and rows != b and rows % a:
+        return [f"train.accum_steps={a}: loss.name={cfg.loss.name} makes {rows} examples of train.batch_size={b} "
+                f"samples, which do not split into {a} equal micro-batches; make train.batch_size a multiple of "
+                f"{a * (b // rows)}"]
+    return []
+
+
 def run_problems(cfg: RunConfig) -> list[str]:
     """Every problem of ``cfg`` as one line each ([] when the run can start)."""
     problems = config_problems(cfg)
@@ -35,12 +48,7 @@ def run_problems(cfg: RunConfig) -> list[str]:
     try:
         objective = build_objective(cfg.loss)
         problems += _negative_problems(cfg)
-        if cfg.train.accum_steps > 1 and not (LOSSES.get(cfg.loss.name).supports_accumulation
-                                              and not objective.needs_teacher):
-            what = f"loss.name={cfg.loss.name}" + (" with loss.distill_weight" if objective.needs_teacher else "")
-            problems.append(f"train.accum_steps={cfg.train.accum_steps}: {what} cannot be accumulated exactly yet "
-                            "(its teacher, token or further-positive inputs are not cached per micro-batch); use "
-                            "train.accum_steps=1")
+        problems += _accumulation_problems(cfg, objective)
     except UserError as e:  # unknown name or option: the message lists the known ones
         problems.append(f"loss: {e}")
     try:

@@ -30,14 +30,14 @@ from typing import Any, Optional
 
 import torch
 
-from tripletclip.config import RunConfig, config_to_dict, save_config
+from tripletclip.config import ConfigError, RunConfig, config_to_dict, save_config
 from tripletclip.data.contract import DataError
 from tripletclip.data.loader import TrainLoader, build_train_loader
 from tripletclip.losses import ContrastiveLoss, build_objective
 from tripletclip.models import apply_locks, create_model
 from tripletclip.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tripletclip.train.checks import check_run
-from tripletclip.train.accum import accumulated_step, split_rows
+from tripletclip.train.accum import accumulated_step, accumulation_problem, split_rows
 from tripletclip.train.forward import TEXT_LEN, forward_features, move_batch, prepare_batch
 from tripletclip.train.metrics import MetricsLogger, log_line, peak_memory_bytes
 from tripletclip.train.optim import build_optimizer, build_scheduler
@@ -186,6 +186,10 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
                 cfg.model.lock_text, cfg.model.lock_text_unlocked_layers)
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
+    problem = accumulation_problem(model) if cfg.train.accum_steps > 1 else None
+    if problem:  # known only once the model exists (train/checks.py checks the rest before)
+        raise ConfigError(f"train.accum_steps={cfg.train.accum_steps}: {problem}, so micro-batches would not train "
+                          f"as one batch; use train.accum_steps=1 or a model without BatchNorm")
     loss_fn = build_objective(cfg.loss).to(device)
     support = LossSupport(loss_fn, cfg.loss, model, bundle.tokenizer)  # before any restore: a "base" teacher is the start
     use_nt = bool(loss_fn.needs_neg_text and cfg.data.use_neg_text)
@@ -286,18 +290,20 @@ def train_step(run: _Run, micro: list[dict[str, Any]], want_norm: bool = False
     run.opt.zero_grad(set_to_none=True)
 
     def encode(mb: dict[str, Any]) -> dict[str, Any]:
-        feats = forward_features(run.forward_model, mb, run.use_nt, run.use_ni, run.autocast)
-        return {**feats, **run.support.features(mb, run.autocast)}  # a teacher's features where one is declared
+        return forward_features(run.forward_model, mb, run.use_nt, run.use_ni, run.autocast)
+
+    def targets(mb: dict[str, Any]) -> dict[str, Any]:  # a teacher's features where one is declared (no graph)
+        return run.support.features(mb, run.autocast)
 
     def backward(t: torch.Tensor) -> None:
         scaler.scale(t).backward()
 
     if len(micro) == 1:
-        out = run.loss_fn(encode(micro[0]))
+        out = run.loss_fn({**encode(micro[0]), **targets(micro[0])})
         backward(out["loss"])
     else:
         no_sync = getattr(run.forward_model, "no_sync", None) or (lambda: contextlib.nullcontext())
-        out = accumulated_step(encode, run.loss_fn, micro, backward, no_sync)
+        out = accumulated_step(encode, run.loss_fn, micro, backward, no_sync, targets)
     scaler.unscale_(run.opt)
     grad_norm = None
     if cfg.optim.grad_clip > 0:
