@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+from tripletclip.report.claims import claims_sentence
 from tripletclip.report.intervals import finite, mean
 from tripletclip.report.labels import (
     BAG_OF_WORDS_CEILING, BINDING, PERCEIVES_AT, PERCEPTION, category_name, method_items, method_name, metric_name,
@@ -137,7 +138,7 @@ def verdict(results: Mapping[str, Any]) -> str:
             parts.append(f"Highest 7-category mean: {method_name(means[0][1])} {means[0][0][0]:.1f}%. No paired "
                          "per-seed differences were recorded, so whether any gap is real cannot be said; compare the "
                          "± spreads.")
-    parts.append(_transfer_sentence(methods))
+    parts += [_transfer_sentence(methods), claims_sentence(results)]
     return " ".join(p for p in parts if p)
 
 
