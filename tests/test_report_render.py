@@ -277,7 +277,7 @@ def test_transfer_and_paraphrase_paired_tables_show_mean_seeds_error_and_verdict
     page = write_report(tmp_path / "r.html", doc, CATEGORIES, {}).read_text()
     for split, label in (("transfer", "transfer"), ("paraphrase", "paraphrased captions")):
         assert f"<h2>Paired differences on the {label} split (points)</h2>" in page
-        assert "300 rows per category (1500 in all; swap mean 600; 750 Winoground-style groups)" in page
+        assert "300 rows per category, 1500 in all; swap mean 600; 750 Winoground-style groups" in page
         rows = _section_rows(page, f"<h3>{label}: vs CLIP</h3>")
         assert set(rows) == {"NegCLIP", "TripletCLIP"}  # CLIP is the reference, never its own row
         d = doc["tripletclip"][split]["paired"]["clip"]["swap_mean"]

@@ -61,8 +61,8 @@ def rows_text(results: Mapping[str, Any], split: str) -> str:
         per_cat = (f"{next(iter(counts.values()))} rows per category" if len(set(counts.values())) == 1 else
                    "rows per category: " + ", ".join(f"{category_name(c)} {n}" for c, n in counts.items()))
         groups = (block.get("winoground") or {}).get("groups") if isinstance(block.get("winoground"), Mapping) else None
-        return (f"{per_cat} ({sum(counts.values())} in all; swap mean {_rows(block, BINDING)}"
-                + (f"; {int(groups)} Winoground-style groups" if finite([groups]) else "") + ")")
+        return (f"{per_cat}, {sum(counts.values())} in all; swap mean {_rows(block, BINDING)}"
+                + (f"; {int(groups)} Winoground-style groups" if finite([groups]) else ""))
     return ""
 
 
@@ -241,7 +241,7 @@ def transfer_claims(results: Mapping[str, Any], split: str = "transfer") -> list
         return []
     names = _metric_names(results, split)
     return [
-        (f"bag-of-words failure: CLIP fine-tuned without negatives perceives and stays at swap mean <= "
+        (f"bag-of-words failure: CLIP fine-tuned without negatives perceives and stays at swap mean ≤ "
          f"{BAG_OF_WORDS_CEILING:.0f}%", *_bag_of_words(results, split)),
         (f"cure: hard negatives lift the swap mean above {BAG_OF_WORDS_CEILING:.0f}% with a real gain over CLIP",
          *_cure(results, split)),
@@ -263,7 +263,9 @@ def claims_section(results: Mapping[str, Any]) -> str:
             f"transfer split{f' ({html.escape(rows)})' if rows else ''}: accuracy in %, means over training "
             "seeds; ±: 1.96 binomial standard errors from the row counts; brackets: the 95% Wilson interval; "
             "real: the same sign on every seed and beyond the sampling error.</p>" +
-            html_table(["claim", "holds?", "evidence"], [list(c) for c in claims], score_cols=(), row_labels=False))
+            # class 'claims': its cells wrap (the others keep numbers on one line)
+            html_table(["claim", "holds?", "evidence"], [list(c) for c in claims], score_cols=(),
+                       row_labels=False).replace("<table>", "<table class='claims'>", 1))
 
 
 def claims_sentence(results: Mapping[str, Any]) -> str:
