@@ -302,6 +302,10 @@ def test_transfer_and_paraphrase_paired_tables_show_mean_seeds_error_and_verdict
     assert claims["transfer"][0] == "yes; paraphrases: TripletCLIP real"
     assert "On the transfer split, claim by claim: bag-of-words failure: yes; cure: partly: TripletCLIP" in page
     assert "What holds where nothing was trained (transfer split)" in page
+    # with a transfer split the seen split is a diagnostic: its regime and differences are named as the seen split's
+    opening = html.unescape(page[page.index("<p class='verdict'>"):page.index("</p>", page.index("<p class='verdict'>"))])
+    assert "On the seen split (a diagnostic: its foils come from the training negatives' own generator), CLIP" in opening
+    assert "Real changes against CLIP on the seen split (points): on the swap mean TripletCLIP +25.0" in opening
 
 
 def test_transfer_paired_table_with_one_seed_and_a_missing_method(tmp_path):
@@ -326,5 +330,8 @@ def test_transfer_paired_table_with_one_seed_and_a_missing_method(tmp_path):
     claims = {c.split(":")[0]: holds for c, holds, _ in transfer_claims(doc)}
     assert claims["TripletCLIP vs NegCLIP"] == "not measured" and claims["cure"] == "no"
     # a document without transfer blocks has neither the tables nor the claims
-    plain = write_report(tmp_path / "p.html", _document({"clip": [_record("clip", 0, 50.0)]}), CATEGORIES, {}).read_text()
+    plain_doc = _document({m: [_record(m, 0, 50.0)] for m in ("clip", "tripletclip")})
+    plain = write_report(tmp_path / "p.html", plain_doc, CATEGORIES, {}).read_text()
     assert "split (points)</h2>" not in plain and "claim by claim" not in plain and "nothing was trained (transfer" not in plain
+    opening = verdict(plain_doc)
+    assert "On the seen split" not in opening and "hard negatives have not changed what the model binds" in opening

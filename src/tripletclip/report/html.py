@@ -36,7 +36,7 @@ th{white-space:normal;vertical-align:bottom}
 @media (max-width:1100px){table{font-size:0.74em}td,th{padding:2px 4px}}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}td b{font-weight:700}
 tr.ref td{font-style:italic;color:#555}
-table.paired td{vertical-align:top}table.claims td{white-space:normal;vertical-align:top;text-align:left}
+table.paired td{vertical-align:top}table.claims td,table.claims th{white-space:normal;vertical-align:top;text-align:left}
 table.paired small{color:#666;font-size:0.85em}
 .real{color:#1a7f37}.noise{color:#888}
 .next{margin:0 0 0.8em}.next li{margin:0.15em 0}p.absent{color:#777;font-size:0.85em;margin:0.2em 0}
