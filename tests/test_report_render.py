@@ -231,3 +231,107 @@ def test_one_threshold_definition_for_the_report_and_the_readme():
     text = verdict({"regime": "finetune", "clip": entry, "base": entry})
     assert "CLIP is in the bag-of-words regime: it perceives" in text and "does not yet perceive" not in text
     assert f"at most {BAG_OF_WORDS_CEILING:.0f}%" in text
+
+
+# --- the transfer / paraphrase splits' paired differences and the claims (issue 17 items 4-5) ---------------------
+
+TRANSFER = ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")
+
+
+def _transfer_record(method: str, seed: int, swap: float, rel: float = 50.0, seen_swap: float = 55.0) -> dict:
+    """A run record with the seen split (swap at ``seen_swap``) and both transfer splits, as jobs.run_job writes."""
+    rec = _record(method, seed, 60.0, {"swap_obj": seen_swap + seed, "swap_att": seen_swap - seed})
+    cats = {"replace_obj": 92.0, "replace_att": 99.0, "replace_rel": rel + seed, "swap_obj": swap + 2 * seed,
+            "swap_att": swap - seed}
+    para = {c: v - 5 for c, v in cats.items()}
+    rec["transfer_scores"] = {sp: {**s, "mean": statistics.fmean(s.values())}
+                              for sp, s in (("transfer", cats), ("paraphrase", para))}
+    rec["transfer_winoground"] = {sp: {"text": 40.0, "image": 30.0 + seed, "group": 25.0} for sp in ("transfer", "paraphrase")}
+    return rec
+
+
+def _transfer_document(records: dict[str, list[dict]]) -> dict:
+    """results.json as the demo writes it: seen-split entries and paired, then the transfer blocks (demo/run.py)."""
+    from tripletclip.demo.run import _add_transfer
+
+    doc = _document(records)
+    counts = {c: {"transfer": 300, "paraphrase": 300} for c in TRANSFER}
+    flat = [r for rs in records.values() for r in rs]
+    _add_transfer(doc, flat, list(records), {"counts": counts})
+    return doc
+
+
+def _section_rows(page: str, heading: str) -> dict[str, str]:
+    """{row label: the row's cells} of the table that follows ``heading`` (up to the next heading)."""
+    start = page.index(heading)
+    end = min([i for i in (page.find("<h2>", start + 1), page.find("<h3>", start + 1)) if i > 0] or [len(page)])
+    return {html.unescape(m.group(1)): m.group(2)
+            for m in re.finditer(r"<tr><td>([^<]*)</td>(.*?)</tr>", page[start:end], flags=re.S)}
+
+
+def test_transfer_and_paraphrase_paired_tables_show_mean_seeds_error_and_verdict(tmp_path):
+    recs = {"clip": [_transfer_record("clip", s, 55.0) for s in (0, 1, 2)],
+            "negclip": [_transfer_record("negclip", s, 56.0) for s in (0, 1, 2)],
+            "tripletclip": [_transfer_record("tripletclip", s, 75.0 + s, seen_swap=80.0) for s in (0, 1, 2)]}
+    doc = _transfer_document(recs)
+    page = write_report(tmp_path / "r.html", doc, CATEGORIES, {}).read_text()
+    for split, label in (("transfer", "transfer"), ("paraphrase", "paraphrased captions")):
+        assert f"<h2>Paired differences on the {label} split (points)</h2>" in page
+        assert "300 rows per category, 1500 in all; swap mean 600; 750 Winoground-style groups" in page
+        rows = _section_rows(page, f"<h3>{label}: vs CLIP</h3>")
+        assert set(rows) == {"NegCLIP", "TripletCLIP"}  # CLIP is the reference, never its own row
+        d = doc["tripletclip"][split]["paired"]["clip"]["swap_mean"]
+        # the swap mean column: +20 + s on seed s, recorded error, the per-seed values; real
+        assert d["real"] and [round(v, 1) for v in d["per_seed"].values()] == [20.0, 21.0, 22.0]
+        cell = f"+21.0 <span class='real'>real</span><br><small>±{d['sampling_error']:.1f}</small><br><small>+20.0, +21.0, +22.0</small>"
+        assert cell in rows["TripletCLIP"]
+        noise = doc["negclip"][split]["paired"]["clip"]["swap_mean"]
+        assert not noise["real"] and f"+1.0 <span class='noise'>noise</span><br><small>±{noise['sampling_error']:.1f}" in rows["NegCLIP"]
+        assert set(_section_rows(page, f"<h3>{label}: vs NegCLIP</h3>")) == {"CLIP", "TripletCLIP"}
+    head = page[page.index("<h3>transfer: vs CLIP</h3>"):]
+    assert ">5-category mean</th>" in head.split("</thead>")[0] and ">swap mean</th>" in head.split("</thead>")[0]
+
+    from tripletclip.report.claims import transfer_claims
+
+    claims = {c.split(":")[0]: (holds, ev) for c, holds, ev in transfer_claims(doc)}
+    assert claims["bag-of-words failure"][0] == "yes" and "swap mean 55.5 ± 4.0 (600 rows)" in claims["bag-of-words failure"][1]
+    assert "(600 rows)" in claims["bag-of-words failure"][1] and "replace-obj 92.0 [" in claims["bag-of-words failure"][1]
+    assert claims["cure"][0] == "partly: TripletCLIP"
+    assert claims["relations"][0].startswith("no: every interval reaches chance") and "(300 rows)" in claims["relations"][1]
+    assert claims["TripletCLIP vs NegCLIP"][0] == "TripletCLIP ahead"
+    assert claims["transfer"][0] == "yes; paraphrases: TripletCLIP real"
+    assert "On the transfer split, claim by claim: bag-of-words failure: yes; cure: partly: TripletCLIP" in page
+    assert "What holds where nothing was trained (transfer split)" in page
+    # with a transfer split the seen split is a diagnostic: its regime and differences are named as the seen split's
+    opening = html.unescape(page[page.index("<p class='verdict'>"):page.index("</p>", page.index("<p class='verdict'>"))])
+    assert "On the seen split (a diagnostic: its foils come from the training negatives' own generator), CLIP" in opening
+    assert "Real changes against CLIP on the seen split (points): on the swap mean TripletCLIP +25.0" in opening
+
+
+def test_transfer_paired_table_with_one_seed_and_a_missing_method(tmp_path):
+    """One training seed, no NegCLIP, and a method whose run has no transfer scores: a vs-CLIP table with the one
+    row that has a difference (one per-seed value), no vs-NegCLIP table, no row for the method without a block."""
+    recs = {"clip": [_transfer_record("clip", 0, 55.0)], "tripletclip": [_transfer_record("tripletclip", 0, 58.0)],
+            "negimage": [_record("negimage", 0, 60.0)]}
+    doc = _transfer_document(recs)
+    assert doc["negimage"].get("transfer") is None  # the demo records the split as absent (None)
+    page = write_report(tmp_path / "r.html", doc, CATEGORIES, {}).read_text()
+    rows = _section_rows(page, "<h3>transfer: vs CLIP</h3>")
+    assert set(rows) == {"TripletCLIP"}
+    d = doc["tripletclip"]["transfer"]["paired"]["clip"]["swap_mean"]
+    assert list(d["per_seed"]) == ["0"] and d["mean"] == pytest.approx(3.0)
+    verdict_word = "real" if d["real"] else "noise"
+    assert (f"+3.0 <span class='{verdict_word}'>{verdict_word}</span><br><small>±{d['sampling_error']:.1f}</small>"
+            f"<br><small>+3.0</small>") in rows["TripletCLIP"]
+    assert not d["real"]  # +3.0 on 600 rows is inside the sampling error
+    assert "vs NegCLIP</h3>" not in page
+    from tripletclip.report.claims import transfer_claims
+
+    claims = {c.split(":")[0]: holds for c, holds, _ in transfer_claims(doc)}
+    assert claims["TripletCLIP vs NegCLIP"] == "not measured" and claims["cure"] == "no"
+    # a document without transfer blocks has neither the tables nor the claims
+    plain_doc = _document({m: [_record(m, 0, 50.0)] for m in ("clip", "tripletclip")})
+    plain = write_report(tmp_path / "p.html", plain_doc, CATEGORIES, {}).read_text()
+    assert "split (points)</h2>" not in plain and "claim by claim" not in plain and "nothing was trained (transfer" not in plain
+    opening = verdict(plain_doc)
+    assert "On the seen split" not in opening and "hard negatives have not changed what the model binds" in opening

@@ -1,9 +1,10 @@
 """A single-file HTML report of a comparison of objectives, laid out like a paper's figure page.
 
-Top to bottom: a one-paragraph verdict; provenance folded into a ``<details>`` with a short human summary;
-Fig. 1, the bag-of-words regime (perception vs binding; Yuksekgonul et al., ICLR 2023); the paired per-seed
-differences against CLIP and NegCLIP; the per-category tables of TripletCLIP's Table 4 (mean ± half the
-min..max range over seeds, in %); Winoground-style scores and retrieval; the similarity histograms of
+Top to bottom: a one-paragraph verdict; what each claim shows on the transfer split
+(:mod:`tripletclip.report.claims`); provenance folded into a ``<details>`` with a short human summary; Fig. 1,
+the bag-of-words regime (perception vs binding; Yuksekgonul et al., ICLR 2023); the paired per-seed differences
+against CLIP and NegCLIP, then those of the transfer and paraphrase splits; the per-category tables of
+TripletCLIP's Table 4 (mean ± half the min..max range over seeds, in %); Winoground-style scores and retrieval; the similarity histograms of
 TripletCLIP's Fig. 3; training curves; a gallery of triplets with captions as text and the edit highlighted.
 Everything is inline (PNG data URIs, inline CSS): the file opens offline and loads nothing from elsewhere.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from tripletclip.report import plots
+from tripletclip.report.claims import claims_section, split_paired_section
 from tripletclip.report.labels import (
     BAG_OF_WORDS_CEILING, BINDING, CHANCE, PERCEIVES_AT, PERCEPTION, RELATION, category_name, method_items,
     method_name, part_of, regime_definition, split_categories, split_name, split_names,
@@ -34,7 +36,8 @@ th{white-space:normal;vertical-align:bottom}
 @media (max-width:1100px){table{font-size:0.74em}td,th{padding:2px 4px}}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}td b{font-weight:700}
 tr.ref td{font-style:italic;color:#555}
-table.paired td{vertical-align:top}table.paired small{color:#666;font-size:0.85em}
+table.paired td{vertical-align:top}table.claims td,table.claims th{white-space:normal;vertical-align:top;text-align:left}
+table.paired small{color:#666;font-size:0.85em}
 .real{color:#1a7f37}.noise{color:#888}
 .next{margin:0 0 0.8em}.next li{margin:0.15em 0}p.absent{color:#777;font-size:0.85em;margin:0.2em 0}
 img{max-width:100%;height:auto}
@@ -208,7 +211,10 @@ def write_report(out_path: str | Path, results: Mapping[str, Any], categories: O
                      "".join(f"<li>{step}</li>" for step in next_steps) + "</ul></div>")
     if meta.get("summary"):
         parts.append(f"<p class='caption'>{html.escape(str(meta['summary']))}</p>")
-    parts += [_provenance(results, meta), _regime_figure(results), _paired_section(results)]
+    if opening is None:  # one run: what holds where nothing was trained (several runs are not paired)
+        parts.append(claims_section(results))
+    parts += [_provenance(results, meta), _regime_figure(results), _paired_section(results),
+              split_paired_section(results)]
     parts += _split_sections(results, categories)
     parts += ["<h2>Winoground-style groups (seen + held-out) and retrieval</h2>",
               "<p class='caption'>Scores in %, mean over seeds ± half range (bold: best per score column); "

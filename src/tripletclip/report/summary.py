@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any, Mapping, Optional, Sequence
 
+from tripletclip.report.claims import claims_sentence, split_block
 from tripletclip.report.intervals import finite, mean
 from tripletclip.report.labels import (
     BAG_OF_WORDS_CEILING, BINDING, PERCEIVES_AT, PERCEPTION, category_name, method_items, method_name, metric_name,
@@ -79,10 +80,13 @@ def sampling_error(paired: Mapping[str, Any], metric: str, against: str = "clip"
     return max(errors) if errors else None
 
 
-def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
+def _paired_sentences(paired: Mapping[str, Any], diagnostic: bool = False) -> list[str]:
     """Real differences against CLIP on the swap mean and the 7-category mean (or that there are none),
-    TripletCLIP's real differences against NegCLIP, then one sentence counting all the rest as noise."""
+    TripletCLIP's real differences against NegCLIP, then one sentence counting all the rest as noise.
+    ``diagnostic``: the run has a transfer split, so these seen-split differences are named as such and no
+    conclusion about binding is drawn from them (the transfer split's sentences do that)."""
     blocks = _blocks(paired)
+    where = " on the seen split" if diagnostic else ""
     out = []
     vs_clip = []
     for k in ("swap_mean", "mean"):
@@ -91,20 +95,20 @@ def _paired_sentences(paired: Mapping[str, Any]) -> list[str]:
         if real:
             vs_clip.append(f"on the {metric_name(k)} {_and(real)}")
     if vs_clip:
-        out.append(f"Real changes against CLIP (points): {'; '.join(vs_clip)}.")
+        out.append(f"Real changes against CLIP{where} (points): {'; '.join(vs_clip)}.")
     if not out and any(ref == "clip" for _, ref, _, _ in blocks):
-        out.append("No objective differs from CLIP beyond noise on the swap mean or the 7-category mean: at this "
-                   "budget hard negatives have not changed what the model binds.")
+        out.append(f"No objective differs from CLIP beyond noise{where} on the swap mean or the 7-category mean" +
+                   ("." if diagnostic else ": at this budget hard negatives have not changed what the model binds."))
     vs_neg = [f"{metric_name(k)} {fmt_diff(d['mean'])}" for m, ref, k, d in blocks
               if m == "tripletclip" and ref == "negclip" and d.get("real")]
     if vs_neg:
-        out.append(f"TripletCLIP against NegCLIP, real: {_and(vs_neg)}.")
+        out.append(f"TripletCLIP against NegCLIP{where}, real: {_and(vs_neg)}.")
     n_real = sum(1 for *_, d in blocks if d.get("real"))
     if blocks:
         errors = [f"±{e:.1f} points for the {metric_name(k)}" for k in ("mean", "swap_mean")
                   if (e := sampling_error(paired, k)) is not None]
         verb = "is" if n_real == 1 else "are"
-        out.append(f"{n_real} of the {len(blocks)} paired differences in the tables below {verb} real; the other "
+        out.append(f"{n_real} of the {len(blocks)} paired differences{where or ' in the tables below'} {verb} real; the other "
                    f"{len(blocks) - n_real} {'is' if len(blocks) - n_real == 1 else 'are'} noise (real: the same sign on every seed and larger than the "
                    "benchmark's sampling error" + (f", {' and '.join(errors)}" if errors else "") + ").")
     return out
@@ -125,19 +129,23 @@ def verdict(results: Mapping[str, Any]) -> str:
         clauses.append(f"{lead} the pretrained base ({base[1]}; swap mean {base[2]:.1f}%)")
     elif base:
         clauses.append(regime_sentence("the pretrained base", results["base"]))
+    # with a transfer split, the seen split is a diagnostic (its foils come from the training negatives' own
+    # generator): its regime and differences are named as the seen split's, the transfer split's follow
+    diagnostic = any(split_block(e, "transfer") for e in methods.values())
     if any(clauses):
         text = "; ".join(c for c in clauses if c) + "."
-        parts.append(text[0].upper() + text[1:])
+        parts.append(("On the seen split (a diagnostic: its foils come from the training negatives' own generator), "
+                      + text) if diagnostic else text[0].upper() + text[1:])
     paired = results.get("paired")
     if isinstance(paired, Mapping) and paired:
-        parts += _paired_sentences(paired)
+        parts += _paired_sentences(paired, diagnostic)
     else:
         means = sorted(((v, m) for m, e in methods.items() if (v := finite([e.get("mean")]))), reverse=True)
         if means:
             parts.append(f"Highest 7-category mean: {method_name(means[0][1])} {means[0][0][0]:.1f}%. No paired "
                          "per-seed differences were recorded, so whether any gap is real cannot be said; compare the "
                          "± spreads.")
-    parts.append(_transfer_sentence(methods))
+    parts += [_transfer_sentence(methods), claims_sentence(results)]
     return " ".join(p for p in parts if p)
 
 

@@ -116,18 +116,20 @@ def scores_and_cost_table(results: Mapping[str, Any]) -> str:
     return html_table(head, rows, score_cols=range(1, 6), reference_rows=ref)
 
 
-def paired_table(paired: Mapping[str, Any], against: str) -> str:
+def paired_table(paired: Mapping[str, Any], against: str, names: Optional[Mapping[str, str]] = None) -> str:
     """Per-seed paired differences (points) of each method against ``against`` (clip or negclip), per metric.
 
     A cell shows the mean difference and 'real' (its sign is the same on every seed and it exceeds the sampling
-    error) or 'noise'; underneath, the sampling error and the per-seed differences.
+    error) or 'noise'; underneath, the sampling error and the per-seed differences. ``names``: column headings
+    that differ from :func:`metric_name` (a transfer split's ``mean`` is over its own five categories).
     """
     methods = [m for m, refs in paired.items() if isinstance(refs, Mapping) and isinstance(refs.get(against), Mapping)]
     metrics = paired_metrics([paired[m][against] for m in methods])
     if not methods or not metrics:
         return ""
+    names = names or {}
     out = ["<div class='scroll'><table class='paired'><thead><tr><th>method</th>" +
-           "".join(f"<th>{html.escape(metric_name(k))}</th>" for k in metrics) + "</tr></thead><tbody>"]
+           "".join(f"<th>{html.escape(names.get(k, metric_name(k)))}</th>" for k in metrics) + "</tr></thead><tbody>"]
     for m in methods:
         cells = [f"<td>{html.escape(method_name(m))}</td>"]
         for k in metrics:
