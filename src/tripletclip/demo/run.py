@@ -262,7 +262,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                      transfer_dir=transfer_dir) for m in specs for s in cfg.seeds]
     if base is not None:
         job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
-    echo(f"[demo] {cfg.regime} regime: {len(methods)} objectives x {len(cfg.seeds)} seeds, {steps} steps x batch "
+    echo(f"[demo] {cfg.regime} regime: {len(methods)} methods x {len(cfg.seeds)} seeds, {steps} steps x batch "
          f"{run_base['train']['batch_size']} each, {jobs} in parallel")
     t1 = time.perf_counter()
     results = execute(job_list, jobs, runs_dir, progress)
