@@ -338,7 +338,7 @@ def test_demo_objectives_is_equal_compute_and_every_method_builds_its_job(tmp_pa
                                   tmp_path / "bench", tmp_path / "runs") for m in run_mod.select_methods(cfg)}
     fixed = {(j.cfg["model"]["name"], j.cfg["model"]["pretrained"], j.cfg["train"]["steps"],
               j.cfg["train"]["batch_size"], j.cfg["train"]["seed"], j.cfg["data"]["train"]) for j in jobs.values()}
-    assert fixed == {("world-vit-tiny", str(tmp_path / "base.safetensors"), 150, 64, 1, "shards/{0..1}.tar")}
+    assert fixed == {("world-vit-tiny", str(tmp_path / "base.safetensors"), 60, 64, 1, "shards/{0..1}.tar")}
     assert {k: j.cfg["loss"]["name"] for k, j in jobs.items()}["tripletclip+cyclip"] == "tripletclip"
     assert jobs["tripletclip+cyclip"].cfg["loss"]["cyclip_in"] == 0.25 == jobs["tripletclip+cyclip"].cfg["loss"]["cyclip_cross"]
     assert jobs["tripletclip"].cfg["loss"]["cyclip_in"] == 0.0
