@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tripletclip.config import ConfigError, config_to_dict
+from tripletclip.config import ConfigError, config_from_dict, config_to_dict
+from tripletclip.config.load import deep_merge
 from tripletclip.config.schema import RunConfig
 from tripletclip.demo.config import ARCHITECTURE_KEYS, RUNTIME_KEYS, load_demo_config, settings_diff
 from tripletclip.errors import InputError
@@ -260,3 +261,100 @@ def test_preflight_leaves_the_callers_random_stream_and_threads_alone():
                                         "model.lock_text=true", "model.lock_text_unlocked_layers=1"]))
     assert torch.equal(torch.rand(4), want) and torch.get_num_threads() == threads
     assert seen["frozen"] > 0 and seen["with_gradient"] == seen["trainable"]
+
+
+# ---------------------------------------------------------------------------------- methods: objectives and variants
+
+def test_methods_are_objectives_or_labelled_variants_with_their_own_run_overrides():
+    from tripletclip.demo.config import Method, parse_method
+
+    assert parse_method("negclip") == Method("negclip", "negclip", {})
+    variant = parse_method({"name": "tripletclip+cyclip", "objective": "tripletclip",
+                            "run": {"loss": {"cyclip_cross": 0.25, "cyclip_in": 0.25}}})
+    cfg = load_demo_config("demo-quick", ["run.optim.lr=1e-3"])
+    run = cfg.method_run_dict(variant)
+    assert run["loss"] == {"name": "tripletclip", "cyclip_cross": 0.25, "cyclip_in": 0.25}
+    assert run["optim"]["lr"] == 1e-3 and run["train"] == cfg.run_dict()["train"]  # the rest is the preset's
+    assert cfg.run_dict().get("loss") is None  # the preset's block is not modified
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "fast", "objective": "clip", "run": {"train": {"steps": 9}}}, r"run.train.steps is the same for every"),
+    ({"name": "big", "objective": "clip", "run": {"train": {"batch_size": 9}}}, r"run.train.batch_size is the same"),
+    ({"name": "vit", "objective": "clip", "run": {"model": {"name": "world-vit-tiny"}}}, r"run.model.name is the same"),
+    ({"name": "own", "objective": "clip", "run": {"data": {"train": "x.tar"}}}, r"run.data.train is the same"),
+    ({"name": "n", "objective": "clip", "run": {"loss": {"name": "negclip"}}}, r"or the method's objective"),
+    ({"name": "Bad Name"}, r"lower-case letters"),
+    ({"name": "x", "objetive": "clip"}, r"unknown key\(s\) \['objetive'\]"),
+    (3, r"neither an objective name nor a mapping"),
+])
+def test_a_variant_that_changes_the_compute_or_is_malformed_is_one_line(entry, message):
+    from tripletclip.demo.config import parse_method
+
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_method(entry)
+    assert "\n" not in str(err.value)
+
+
+def test_preset_methods_are_checked_on_load(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("_base_: " + str(Path(__file__).parents[1] / "src/tripletclip/demo/presets/demo-quick.yaml")
+                    + "\nmethods: [clip, {name: clip, objective: negclip}]\n")
+    with pytest.raises(ConfigError, match="a name occurs twice"):
+        load_demo_config(str(path))
+    path.write_text(path.read_text().replace("{name: clip, objective: negclip}",
+                                             "{name: n, objective: negclip, run: {loss: {distil_weight: 1}}}"))
+    with pytest.raises(ConfigError, match=r"methods: n: run.*distil_weight"):
+        load_demo_config(str(path))
+
+
+def test_select_methods_takes_cli_names_then_the_preset_then_the_registry():
+    from tripletclip.demo.run import OPT_IN, objectives, select_methods
+
+    cfg = load_demo_config("demo-objectives")
+    labels = [m.label for m in select_methods(cfg)]
+    assert labels == ["clip", "negclip", "tripletclip", "ceclip", "fscclip", "clic", "degla",
+                      "tripletclip+cyclip", "negclip+distill"]
+    picked = select_methods(cfg, ["clip", "tripletclip+cyclip", "negimage"])  # a preset label, an objective
+    assert [(m.label, m.objective) for m in picked] == [("clip", "clip"), ("tripletclip+cyclip", "tripletclip"),
+                                                        ("negimage", "negimage")]
+    assert picked[1].run == {"loss": {"cyclip_cross": 0.25, "cyclip_in": 0.25}}
+    default = [m.label for m in select_methods(load_demo_config("demo"))]
+    assert default == [m for m in objectives() if m not in OPT_IN]
+    with pytest.raises(InputError, match=r"unknown objective\(s\) \['blip'\].*or a method of the preset"):
+        select_methods(cfg, ["clip", "blip"])
+    with pytest.raises(InputError, match="names a method twice"):
+        select_methods(cfg, ["clip", "clip"])
+
+
+def test_demo_objectives_is_equal_compute_and_every_method_builds_its_job(tmp_path):
+    """Same tower, start, steps, batch and seed for every method; only the loss (and CLIC's text-only lock) differ;
+    each job trains its method's objective under its own label."""
+    from tripletclip.demo import run as run_mod
+
+    cfg = load_demo_config("demo-objectives")
+    start = {"model": {"pretrained": str(tmp_path / "base.safetensors")}}
+    jobs = {m.label: run_mod._job(deep_merge(cfg.method_run_dict(m), start), m.label, 1, "shards/{0..1}.tar",
+                                  tmp_path / "bench", tmp_path / "runs") for m in run_mod.select_methods(cfg)}
+    fixed = {(j.cfg["model"]["name"], j.cfg["model"]["pretrained"], j.cfg["train"]["steps"],
+              j.cfg["train"]["batch_size"], j.cfg["train"]["seed"], j.cfg["data"]["train"]) for j in jobs.values()}
+    assert fixed == {("world-vit-tiny", str(tmp_path / "base.safetensors"), 60, 64, 1, "shards/{0..1}.tar")}
+    assert {k: j.cfg["loss"]["name"] for k, j in jobs.items()}["tripletclip+cyclip"] == "tripletclip"
+    assert jobs["tripletclip+cyclip"].cfg["loss"]["cyclip_in"] == 0.25 == jobs["tripletclip+cyclip"].cfg["loss"]["cyclip_cross"]
+    assert jobs["tripletclip"].cfg["loss"]["cyclip_in"] == 0.0
+    assert jobs["negclip+distill"].cfg["loss"]["distill_weight"] == 1.0 and jobs["negclip"].cfg["loss"]["distill_weight"] == 0
+    assert [k for k, j in jobs.items() if j.cfg["model"]["lock_image"]] == ["clic"]
+    assert jobs["negclip+distill"].cfg["train"]["name"] == "negclip+distill-seed1"
+
+
+def test_every_method_of_demo_objectives_passes_the_preflight_the_trainer_would():
+    """Tokens (FSC-CLIP), a teacher (DeGLA, distillation), a batch transform (CLIC) and the regularisers are
+    provided on the dry batch as in training: the demo's preflight runs each method's real objective."""
+    from tripletclip.demo.run import select_methods
+    from tripletclip.train.preflight import preflight_all, with_placeholder_data
+
+    cfg = load_demo_config("demo-objectives", ["run.data.max_neg_text=1"])
+    seen = preflight_all([(m.label, with_placeholder_data(config_from_dict(cfg.method_run_dict(m)), "x"))
+                          for m in select_methods(cfg)])
+    assert len(seen) == 9 and all(v["with_gradient"] == v["trainable"] for v in seen.values())
+    assert seen["clic"]["frozen"] > seen["clip"]["frozen"]  # the image tower is locked for CLIC only

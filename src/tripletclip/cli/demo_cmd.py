@@ -34,7 +34,8 @@ def _preset_names() -> str:
 @click.option("--preset", default=None,
               help=f"A shipped preset ({_preset_names()}; demo is the default, see below) or a YAML path.")
 @click.option("--seeds", default=None, help="Comma-separated training seeds (default: the preset's, 0,1,2).")
-@click.option("--methods", default=None, help="Comma-separated objectives (default: every registered one but the opt-in fscclip, clic, degla).")
+@click.option("--methods", default=None, help="Comma-separated objectives or the preset's method names (default: the preset's methods, else every "
+                   "registered objective but the opt-in fscclip, clic, degla).")
 @click.option("--jobs", type=int, default=None, help="Trainings run in parallel (default: min(2, CPU count)).")
 @click.option("--world-seed", type=int, default=None,
               help="World seed (default: the preset's, 1; seed 0 is the development seed the design was chosen on).")

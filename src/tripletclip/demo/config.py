@@ -6,6 +6,18 @@ A preset (``demo/presets/NAME.yaml``, shipped with the package, or any YAML path
 - ``run``: every objective's training (fine-tuning from the base, or from scratch);
 - ``base``: the CLIP base's pretraining (fine-tuning regime only).
 
+``methods`` lists what the demo compares: an objective by its registry name (``negclip``), or a *variant*, a
+labelled objective with run-config overrides of its own (:class:`Method`), e.g. TripletCLIP with CyCLIP's
+regularisers::
+
+    methods:
+      - negclip
+      - {name: tripletclip+cyclip, objective: tripletclip, run: {loss: {cyclip_cross: 0.25, cyclip_in: 0.25}}}
+
+A variant changes what is learned, never the compute: the keys of :data:`EQUAL_COMPUTE_KEYS` (architecture,
+starting weights, steps, batch, seed, data) are refused in its ``run``. Empty ``methods``: every registered
+objective but the opt-in ones (``demo/run.py``).
+
 What the base takes from ``run`` is decided by key, never by merging the blocks (:meth:`DemoConfig.base_config`):
 the architecture keys (:data:`ARCHITECTURE_KEYS`) are shared, since the runs load the base's weights; the
 machine's execution settings (:data:`RUNTIME_KEYS`) are shared unless ``base.*`` sets them; every other key
@@ -22,6 +34,7 @@ Regimes (docs/methods.md section 4.10; measurements in docs/world_experiments.md
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,8 +49,44 @@ ARCHITECTURE_KEYS = ("model.name", "model.force_quick_gelu")
 # how the trainings run on this machine, not what they learn: the base takes the runs' values unless base.* sets them
 RUNTIME_KEYS = ("data.type", "data.workers", "data.prefetch_factor", "train.precision", "train.threads",
                 "train.log_every", "model.trim_text", "model.grad_checkpointing")
+# fixed for every method of a demo (equal compute: same tower, start, steps, batch, positives and seeds); a
+# method's own ``run`` block may not set them (loss.name is its ``objective``)
+EQUAL_COMPUTE_KEYS = ARCHITECTURE_KEYS + ("model.pretrained", "train.steps", "train.batch_size", "train.seed",
+                                          "train.name", "train.output_dir", "data", "loss.name", "eval")
+METHOD_LABEL = re.compile(r"^[a-z0-9][a-z0-9+._-]*$")  # a results.json key and a run folder name
 # always so for the base: plain CLIP on positives (never an objective's negatives)
 BASE_FIXED = {"loss": {"name": "clip", "kwargs": {}}, "data": {"use_neg_text": False, "use_neg_image": False}}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compared method: ``label`` (results.json key, run folder), the registered ``objective`` it trains,
+    and ``run``: run-config overrides of this method only, merged over the preset's ``run``."""
+
+    label: str
+    objective: str
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_method(entry: Any, where: str = "methods") -> Method:
+    """A ``methods`` entry: an objective name, or ``{name, objective, run}`` (objective defaults to name)."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"{where}: {entry!r} is neither an objective name nor a mapping with a 'name'")
+    unknown = sorted(set(entry) - {"name", "objective", "run"})
+    if unknown:
+        raise ConfigError(f"{where}: {entry['name']}: unknown key(s) {unknown}; a method has name, objective, run")
+    label, objective, run = entry["name"], entry.get("objective", entry["name"]), entry.get("run") or {}
+    if not METHOD_LABEL.match(label):
+        raise ConfigError(f"{where}: name {label!r}: use lower-case letters, digits and + . _ - (it names a folder)")
+    if not isinstance(objective, str) or not isinstance(run, dict):
+        raise ConfigError(f"{where}: {label}: objective must be a name and run a mapping")
+    fixed = sorted(k for k in _flat(run) if any(k == f or k.startswith(f + ".") for f in EQUAL_COMPUTE_KEYS))
+    if fixed:
+        raise ConfigError(f"{where}: {label}: run.{fixed[0]} is the same for every method (equal compute); set it in "
+                          f"the preset's run block" + ("" if fixed[0] != "loss.name" else ", or the method's objective"))
+    return Method(label, objective, dict(run))
 
 
 @dataclass
@@ -59,6 +108,8 @@ class DemoConfig:
     base_from: str = ""
     run: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
+    # compared methods: objective names or {name, objective, run} variants ([]: the registered objectives)
+    methods: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +133,17 @@ class DemoConfig:
             problems.append(f"n_neg: must be in [1, number of training edit types], got {self.n_neg}")
         if problems:
             raise ConfigError("demo preset: " + "; ".join(problems))
+        labels = [m.label for m in self.method_specs()]
+        if len(set(labels)) < len(labels):
+            raise ConfigError(f"demo preset: methods: a name occurs twice in {labels}")
+
+    def method_specs(self) -> list[Method]:
+        """The preset's methods, parsed (:func:`parse_method`)."""
+        return [parse_method(m, f"demo preset: methods[{i}]") for i, m in enumerate(self.methods)]
+
+    def method_run_dict(self, method: Method) -> dict[str, Any]:
+        """One method's run config: the preset's ``run``, its own overrides, its objective."""
+        return deep_merge(deep_merge(dict(self.run), method.run), {"loss": {"name": method.objective}})
 
     def run_dict(self) -> dict[str, Any]:
         """The objectives' run config (a RunConfig as a nested dict, before per-job settings)."""
@@ -198,4 +260,8 @@ def load_demo_config(preset: Optional[str] = None, overrides: Sequence[str] = ()
     cfg = build_dataclass(DemoConfig, data, where=str(path))
     cfg.run_config()
     cfg.base_config()
+    from tripletclip.config import config_from_dict
+
+    for m in cfg.method_specs():  # typed: a typo in a method's own run block is one line too
+        config_from_dict(cfg.method_run_dict(m), where=f"methods: {m.label}: run")
     return cfg

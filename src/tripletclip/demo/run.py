@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from tripletclip.config import config_from_dict, config_to_dict
 from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
-from tripletclip.demo.config import DemoConfig, load_demo_config
+from tripletclip.demo.config import DemoConfig, Method, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
@@ -46,6 +46,25 @@ def objectives() -> list[str]:
     from tripletclip.losses import LOSSES
 
     return sorted(LOSSES.names(), key=lambda n: (_cost(n), n))
+
+
+def select_methods(cfg: DemoConfig, names: Optional[Sequence[str]] = None) -> list[Method]:
+    """What the demo compares: ``names`` (``--methods``: the preset's method labels or registered objectives),
+    else the preset's ``methods``, else every registered objective but the opt-in ones (:data:`OPT_IN`)."""
+    known = objectives()
+    listed = {m.label: m for m in cfg.method_specs()}
+    if names:
+        chosen = [listed.get(n) or Method(n, n) for n in names]
+    else:
+        chosen = list(listed.values()) or [Method(m, m) for m in known if m not in OPT_IN]
+    bad = [m.label if m.label == m.objective else f"{m.label} ({m.objective})" for m in chosen
+           if m.objective not in known]
+    if bad or not chosen:
+        extra = f", or a method of the preset ({', '.join(listed)})" if listed else ""
+        raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}{extra}")
+    if len({m.label for m in chosen}) < len(chosen):
+        raise InputError(f"demo: --methods names a method twice: {[m.label for m in chosen]}")
+    return chosen
 
 
 def _cost(name: str) -> int:
@@ -130,7 +149,7 @@ def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = 
     """Run jobs in ``workers`` spawned processes (torch is never forked), one progress bar with an ETA."""
     results: list[dict[str, Any]] = []
     total = sum(j.cfg["train"]["steps"] for j in jobs if j.train)
-    ordered = sorted(jobs, key=lambda j: (-_cost(j.method) if j.train else 9, j.seed))  # slowest first
+    ordered = sorted(jobs, key=lambda j: (-_cost(j.cfg["loss"]["name"]) if j.train else 9, j.seed))  # slowest first
     with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool, \
             _steps_bar(total, progress) as update:
         pending = {pool.submit(run_job, j): j for j in ordered}
@@ -160,7 +179,7 @@ def _plan(cfg: DemoConfig) -> tuple[int, int]:
     return max(batch, steps * batch // cfg.epochs), steps
 
 
-def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[str], overrides: Sequence[str] = (),
+def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[Method], overrides: Sequence[str] = (),
                      echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Before any long work: the resolved run and base configs, what differs from the preset (printed), and a
     preflight of every objective's run config and of the base's (one line naming a setting that cannot work)."""
@@ -172,8 +191,8 @@ def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[str], overr
         if not line.startswith("[demo] demo: as in"):
             echo(line)
     todo = "(the demo's world, built next)"
-    checks = [(f"run:{m}", with_placeholder_data(config_from_dict(deep_merge(cfg.run_dict(), {"loss": {"name": m}}),
-                                                                  where="run"), todo)) for m in methods]
+    checks = [(f"run:{m.label}", with_placeholder_data(config_from_dict(cfg.method_run_dict(m), where="run"), todo))
+              for m in methods]
     base = cfg.base_config() if cfg.regime == "finetune" else None
     if base is not None:
         checks.append(("base", with_placeholder_data(base, todo)))
@@ -202,17 +221,14 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         cfg.seeds = list(seeds)
     if world_seed is not None:
         cfg.world_seed = world_seed
-    known = objectives()
-    methods = list(methods) if methods else [m for m in known if m not in OPT_IN]
-    bad = [m for m in methods if m not in known]
-    if bad or not methods:
-        raise InputError(f"demo: unknown objective(s) {bad or '(none given)'}; choose from {', '.join(known)}")
+    specs = select_methods(cfg, methods)
+    methods = [m.label for m in specs]  # results.json keys
     out = Path(out_dir)
     preset = preset or ("demo-quick" if quick else "demo")  # provenance names the preset actually run
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     n_train, steps = _plan(cfg)
     # checks first (seconds, nothing written), then the folder is claimed: a refused setting leaves no folder
-    settings = resolve_settings(cfg, preset, methods, overrides, echo)
+    settings = resolve_settings(cfg, preset, specs, overrides, echo)
     lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
     run_base = cfg.run_dict()
     model_name = run_base.get("model", {}).get("name", "world-cnn")
@@ -233,19 +249,20 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                                      image_size, cfg.n_transfer)
         timings["transfer_build_s"] = time.perf_counter() - t0
     transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
-    base = None
+    base, start = None, {}
     if cfg.regime == "finetune":
         base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo)
         timings["base_s"] = base["seconds"]
-        run_base = deep_merge(run_base, {"model": {"pretrained": base["path"]}})
+        start = {"model": {"pretrained": base["path"]}}
+        run_base = deep_merge(run_base, start)
     from tripletclip.world import train_shards
 
     shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
-    job_list = [_job(run_base, m, s, shards, bench, runs_dir, transfer_dir=transfer_dir)
-                for m in methods for s in cfg.seeds]
+    job_list = [_job(deep_merge(cfg.method_run_dict(m), start), m.label, s, shards, bench, runs_dir,
+                     transfer_dir=transfer_dir) for m in specs for s in cfg.seeds]
     if base is not None:
         job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
-    echo(f"[demo] {cfg.regime} regime: {len(methods)} objectives x {len(cfg.seeds)} seeds, {steps} steps x batch "
+    echo(f"[demo] {cfg.regime} regime: {len(methods)} methods x {len(cfg.seeds)} seeds, {steps} steps x batch "
          f"{run_base['train']['batch_size']} each, {jobs} in parallel")
     t1 = time.perf_counter()
     results = execute(job_list, jobs, runs_dir, progress)
@@ -266,6 +283,7 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
                 for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
     meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
+    meta["methods"] = [{"name": m.label, "objective": m.objective, "run": m.run} for m in specs]
     meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
     meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report comes after)
     if transfer_summary:  # the benchmark's own checks: row counts, training overlap, text-only accuracy
@@ -335,11 +353,14 @@ def _add_transfer(document: dict[str, Any], results: Sequence[dict[str, Any]], m
 
 def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: Path, runs_dir: Path,
          train: bool = True, transfer_dir: str = "") -> Job:
+    """``method`` (a label) trains ``run_base`` as given (its loss.name, else the label as objective); ``base``
+    evaluates the starting weights."""
     name = f"{method}-seed{seed}"
     if (runs_dir / name).exists():
         remove_owned(runs_dir / name, RUN)  # a demo always starts its runs afresh (the user's files stay)
+    objective = "clip" if method == "base" else run_base.get("loss", {}).get("name") or method
     cfg = config_from_dict(deep_merge(run_base, {
-        "loss": {"name": "clip" if method == "base" else method},
+        "loss": {"name": objective},
         "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,
                                              "progress": False}}), where=f"demo run {name}")
     return Job(key=name, method=method, seed=seed, cfg=config_to_dict(cfg), bench_dir=str(bench),

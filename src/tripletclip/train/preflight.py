@@ -76,10 +76,9 @@ def preflight(cfg: RunConfig, where: str = "", bundles: Optional[dict[tuple[Any,
 
 def _dry_run(cfg: RunConfig, prefix: str, key: tuple[Any, ...], bundles: Optional[dict[tuple[Any, ...], Any]],
              t0: float) -> dict[str, Any]:
-    from tripletclip.losses import build_loss
+    from tripletclip.losses import build_objective
     from tripletclip.models import apply_locks, create_model
-    from tripletclip.models.trimmed import TrimmedClip
-    from tripletclip.train.forward import forward_features
+    from tripletclip.train.forward import forward_features, prepare_batch
     from tripletclip.train.optim import build_optimizer
     from tripletclip.train.precision import autocast_dtype
 
@@ -102,17 +101,22 @@ def _dry_run(cfg: RunConfig, prefix: str, key: tuple[Any, ...], bundles: Optiona
         if cfg.model.grad_checkpointing:
             model.set_grad_checkpointing(True)
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        loss_fn = build_loss(cfg.loss.name, **cfg.loss.kwargs)
+        # the run's objective as the trainer builds it (regularisers, teacher, tokens, batch transform)
+        loss_fn = build_objective(cfg.loss)
         use_nt = bool(loss_fn.needs_neg_text and cfg.data.use_neg_text)
         use_ni = bool(loss_fn.needs_neg_image and cfg.data.use_neg_image)
         opt = build_optimizer(model, cfg.optim)
         grouped = [p for g in opt.param_groups for p in g["params"]]
         if len(grouped) != len(trainable) or {id(p) for p in grouped} != {id(p) for p in trainable.values()}:
             raise AssertionError("preflight: the optimiser groups do not hold every trainable parameter exactly once")
-        batch = _dry_batch(cfg, bundle, use_nt, use_ni, _image_size(model, cfg.model.name))
-        forward_model = TrimmedClip(model) if cfg.model.trim_text else model
-        out = loss_fn(forward_features(forward_model, batch, use_nt, use_ni,
-                                       autocast_dtype(cfg.train.precision, torch.device("cpu"))))
+        from tripletclip.train.teacher import LossSupport
+
+        support = LossSupport(loss_fn, cfg.loss, model, bundle.tokenizer)
+        batch = support.transform(_dry_batch(cfg, bundle, use_nt, use_ni, _image_size(model, cfg.model.name)))
+        batch = prepare_batch(batch, use_nt, use_ni)
+        dtype = autocast_dtype(cfg.train.precision, torch.device("cpu"))
+        feats = forward_features(support.forward_module(model, cfg.model.trim_text), batch, use_nt, use_ni, dtype)
+        out = loss_fn({**feats, **support.features(batch, dtype)})
         if not torch.isfinite(out["loss"]):
             raise AssertionError(f"preflight: {cfg.loss.name} gave a non-finite loss on the dry batch")
         out["loss"].backward()
