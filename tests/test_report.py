@@ -270,3 +270,13 @@ def test_report_in_headless_chromium(tmp_path, width):
     # a margin: the 12 leftmost pixel columns stay background at every width (text never touches the edge)
     left = img.crop((0, 0, 12, img.size[1]))
     assert left.getextrema()[0] >= 250, "page content touches the left edge"
+
+
+def test_method_names_cover_every_registered_objective_and_variants() -> None:
+    """Every registered objective has a display name; a demo variant names each of its parts."""
+    from tripletclip.losses import LOSSES
+    from tripletclip.report.labels import METHOD_NAMES, method_name
+    assert set(LOSSES.names()) <= set(METHOD_NAMES), sorted(set(LOSSES.names()) - set(METHOD_NAMES))
+    assert method_name("tripletclip+cyclip") == "TripletCLIP+CyCLIP"
+    assert method_name("negclip+distill") == "NegCLIP+distill"
+    assert method_name("my-variant") == "my-variant"

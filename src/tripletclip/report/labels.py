@@ -18,7 +18,8 @@ UNIT = "%"
 NON_METHOD_KEYS = frozenset({"regime", "base", "paired", "units", "unit", "format"})
 
 METHOD_NAMES = {"clip": "CLIP", "negclip": "NegCLIP", "negimage": "NegImage", "tripletclip": "TripletCLIP",
-                "ceclip": "CE-CLIP", "base": "base (pretrained CLIP)"}
+                "ceclip": "CE-CLIP", "fscclip": "FSC-CLIP", "clic": "CLIC", "degla": "DeGLA", "cyclip": "CyCLIP",
+                "distill": "distill", "base": "base (pretrained CLIP)"}
 # the paired differences a reader is shown first (results.json may hold more, e.g. per category)
 PAIRED_METRICS = ("mean", "heldout_mean", "swap_mean", "replace_rel", "wino_image", "wino_group", "i2t_r1")
 METRIC_NAMES = {"mean": "7-category mean", "heldout_mean": "held-out mean", "swap_mean": "swap mean",
@@ -51,7 +52,10 @@ def regime_definition() -> str:
 
 
 def method_name(key: str) -> str:
-    return METHOD_NAMES.get(key, key)
+    """Display name of a method key; a demo variant ``objective+part`` names each part (``TripletCLIP+CyCLIP``)."""
+    if key in METHOD_NAMES:
+        return METHOD_NAMES[key]
+    return "+".join(METHOD_NAMES.get(part, part) for part in key.split("+"))
 
 
 def metric_name(key: str) -> str:
