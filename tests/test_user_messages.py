@@ -252,3 +252,10 @@ def test_every_readme_table_row_belongs_to_a_table():
             assert header or (i > 0 and lines[i - 1].startswith("|")), f"README.md line {i + 1}: a stray table row"
     rows = [ln for ln in lines if ln.startswith("| `tripletclip")]
     assert len(rows) == len(set(rows)), "a command row appears twice"
+
+
+def test_demo_quick_with_another_preset_is_refused_not_dropped(tmp_path):
+    """`--quick --preset demo-objectives` used to run demo-objectives at full size, silently ignoring --quick."""
+    line = _one_line(_cli("demo", "--quick", "--preset", "demo-objectives", "--out", str(tmp_path / "d")))
+    assert "--quick" in line and "demo-objectives" in line
+    assert not (tmp_path / "d").exists()

@@ -46,7 +46,11 @@ def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, 
 
     OVERRIDES are dotted preset keys, e.g. run.train.steps=200 base.train.steps=800 n_bench=400."""
     from tripletclip.demo.config import load_demo_config
+    from tripletclip.errors import InputError
 
+    if quick and preset and preset != "demo-quick":  # what you set is what runs: never drop one of the two silently
+        raise InputError(f"demo: --quick selects the preset demo-quick, which conflicts with --preset {preset}; "
+                         f"give one of them (a shorter {preset}: e.g. run.train.steps=20 base.train.steps=50)")
     # the preset and every override checked first, in a second, before torch is even imported (a typo is one line)
     load_demo_config(preset or ("demo-quick" if quick else None), overrides)
     from tripletclip.demo import run_demo
