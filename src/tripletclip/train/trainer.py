@@ -146,7 +146,7 @@ class _Run:
         self.loss_fn.load_state_dict(state["loss"])
         self.support.load_state_dict(state.get("support"))
         rank = self.env.rank
-        self.loader.load_state_dict(_of_rank(state["data"], rank))
+        self.loader.load_state_dict(state["data"])  # every rank's: shards resume elastically from all of them
         self.counters = dict(state["counters"])
         self.step = int(state["step"])
         set_rng_state(_of_rank(state["rng"], rank))
