@@ -158,3 +158,33 @@ def test_done_rules_against_brute_force():
         got = {(e, s, j) for e, shards in done.items() for s, rules in shards.items() for j in range(per)
                if is_done(rules, j)}
         assert got == emitted
+
+
+def test_trainer_resumes_shards_with_another_worker_count(four, tmp_path, monkeypatch):
+    """Through the trainer: 8 steps of 4 (24 samples, so epoch 0 and a third of epoch 1), stopped after step 3
+    with data.workers=2, resumed with data.workers=1: no error; step, optimizer and schedule restored; epoch 0
+    is every sample once and epoch 1 repeats none."""
+    from tripletclip.config import load_config
+    from tripletclip.train import train
+    from tripletclip.train.checkpoint import load_checkpoint
+    from tripletclip.train.preempt import Preemption
+
+    def cfg(workers: int):
+        return load_config(None, ["data.type=wds", f"data.train={four}/train-{{000000..000003}}.tar",
+                                  f"data.workers={workers}", "data.shuffle_buffer=5", "model.name=test-vit-tiny",
+                                  "loss.name=clip", "train.batch_size=4", "train.steps=8", "train.log_every=1",
+                                  "train.save_every=0", f"train.output_dir={tmp_path}", "train.name=run",
+                                  "train.progress=false", "train.threads=1", "optim.warmup_steps=2"])
+
+    rec = Recorder(monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(Preemption, "should_stop", lambda self, step: step == 3)
+        assert train(cfg(2))["step"] == 3
+    assert train(cfg(1), resume="latest")["step"] == 8
+    _, state, _ = load_checkpoint(tmp_path / "run")
+    assert state["step"] == 8 and state["scheduler"]["last_epoch"] == 8
+    assert all(float(s["step"]) == 8 for s in state["optimizer"]["state"].values())
+    assert state["counters"]["real_pairs_seen"] == 32 and len(rec.ids) == 32
+    by_epoch = Counter((e, s, j) for e, s, j in rec.ids)
+    assert max(by_epoch.values()) == 1
+    assert sorted((s, j) for e, s, j in by_epoch if e == 0) == [(s, j) for s in range(4) for j in range(PER_SHARD)]
