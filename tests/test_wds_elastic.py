@@ -160,6 +160,13 @@ def test_done_rules_against_brute_force():
         assert got == emitted
 
 
+def _train_overrides(four: Path, out: Path, workers: int, batch: int) -> list[str]:
+    return ["data.type=wds", f"data.train={four}/train-{{000000..000003}}.tar", f"data.workers={workers}",
+            "data.shuffle_buffer=5", "model.name=test-vit-tiny", "loss.name=clip", f"train.batch_size={batch}",
+            "train.steps=8", "train.log_every=1", "train.save_every=0", f"train.output_dir={out}", "train.name=run",
+            "train.progress=false", "train.threads=1", "optim.warmup_steps=2"]
+
+
 def test_trainer_resumes_shards_with_another_worker_count(four, tmp_path, monkeypatch):
     """Through the trainer: 8 steps of 4 (24 samples, so epoch 0 and a third of epoch 1), stopped after step 3
     with data.workers=2, resumed with data.workers=1: no error; step, optimizer and schedule restored; epoch 0
@@ -170,11 +177,7 @@ def test_trainer_resumes_shards_with_another_worker_count(four, tmp_path, monkey
     from tripletclip.train.preempt import Preemption
 
     def cfg(workers: int):
-        return load_config(None, ["data.type=wds", f"data.train={four}/train-{{000000..000003}}.tar",
-                                  f"data.workers={workers}", "data.shuffle_buffer=5", "model.name=test-vit-tiny",
-                                  "loss.name=clip", "train.batch_size=4", "train.steps=8", "train.log_every=1",
-                                  "train.save_every=0", f"train.output_dir={tmp_path}", "train.name=run",
-                                  "train.progress=false", "train.threads=1", "optim.warmup_steps=2"])
+        return load_config(None, _train_overrides(four, tmp_path, workers, 4))
 
     rec = Recorder(monkeypatch)
     with monkeypatch.context() as m:
@@ -188,3 +191,36 @@ def test_trainer_resumes_shards_with_another_worker_count(four, tmp_path, monkey
     by_epoch = Counter((e, s, j) for e, s, j in rec.ids)
     assert max(by_epoch.values()) == 1
     assert sorted((s, j) for e, s, j in by_epoch if e == 0) == [(s, j) for s in range(4) for j in range(PER_SHARD)]
+
+
+@pytest.mark.slow
+def test_trainer_resumes_shards_from_one_to_two_ranks(four, tmp_path, monkeypatch):
+    """W=1 (batch 8) stopped after step 2 (16 of 24 samples), resumed at W=2 (batch 4 per rank) under torchrun
+    with gloo: no error, step, optimizer and schedule restored, both ranks restarted in epoch 0 with the 16 done
+    samples left out (the sample sets are checked in process above)."""
+    import os
+    import subprocess
+    import sys
+    import socket
+
+    from tripletclip.config import load_config
+    from tripletclip.train import train
+    from tripletclip.train.checkpoint import load_checkpoint
+    from tripletclip.train.preempt import Preemption
+
+    with monkeypatch.context() as m:
+        m.setattr(Preemption, "should_stop", lambda self, step: step == 2)
+        assert train(load_config(None, _train_overrides(four, tmp_path, 0, 8)))["step"] == 2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "tripletclip.cli", "train", *_train_overrides(four, tmp_path, 0, 4), "--resume", "latest"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    _, state, _ = load_checkpoint(tmp_path / "run")
+    assert state["step"] == 8 and state["scheduler"]["last_epoch"] == 8
+    assert all(float(s["step"]) == 8 for s in state["optimizer"]["state"].values())
+    assert state["counters"]["real_pairs_seen"] == 16 + 6 * 8
+    assert [d["world_size"] for d in state["data"]] == [2, 2]
