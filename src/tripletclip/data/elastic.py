@@ -93,14 +93,16 @@ def merge_done(states: Sequence[Mapping[str, Any]], n_shards: int, seed: int) ->
     world, workers = int(states[0]["world_size"]), int(states[0]["workers"])
     if len(states) != world or [int(s["rank"]) for s in states] != list(range(world)):
         raise DataError(f"elastic resume needs the loader states of all {world} ranks of the checkpoint, got "
-                        f"{len(states)}; the checkpoint is incomplete: resume with the same world size and data.workers")
+                        f"{len(states)}; the checkpoint is incomplete: resume with the same world size and "
+                        "data.workers")
     n_logical = world * workers
     epochs: list[int] = []  # epoch of each old logical worker g = rank * workers + w
     bitmaps: list[Mapping[int, bytes]] = []
     for s in states:
         for (e, _), (ee, bm) in zip(s["positions"], s["emitted"]):
             epochs.append(int(e))
-            bitmaps.append({int(si): unpack(b) for si, b in bm.items()} if int(ee) == int(e) else {})  # no sample emitted yet in the current epoch
+            # (a bitmap of an earlier epoch: no sample emitted yet in the current one)
+            bitmaps.append({int(si): unpack(b) for si, b in bm.items()} if int(ee) == int(e) else {})
     first, last = min(epochs), max(epochs)
     done: Done = {e: {} for e in range(first, last + 1)}  # every open epoch is listed, even with nothing done
     for e, shards in unpack_done(states[0].get("done")).items():
