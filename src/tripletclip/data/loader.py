@@ -6,7 +6,9 @@ loader starts physical worker 0 on the logical worker that was next, so the inte
 The state is the position (epoch, raw samples consumed) of each logical worker as of the last batch the main
 process handed out, so prefetched but unused batches are produced again after a resume. Unlike official
 TripletCLIP code (seed ignored by the data order, no resume; docs/methods.md section 5) a resumed run sees
-bitwise the same batches as an uninterrupted one, for any number of workers.
+bitwise the same batches as an uninterrupted one, for any number of workers. Webdataset shards also resume on
+another world size or worker count from all ranks' states: every sample once per epoch, in another order
+(:mod:`tripletclip.data.elastic`); tables need ``data.global_order`` for that.
 
 The first ``validate_first`` samples are checked in the main process at build time (one-line DataError
 naming file and key); later bad samples are skipped and counted in the loader's
