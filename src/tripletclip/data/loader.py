@@ -6,7 +6,9 @@ loader starts physical worker 0 on the logical worker that was next, so the inte
 The state is the position (epoch, raw samples consumed) of each logical worker as of the last batch the main
 process handed out, so prefetched but unused batches are produced again after a resume. Unlike official
 TripletCLIP code (seed ignored by the data order, no resume; docs/methods.md section 5) a resumed run sees
-bitwise the same batches as an uninterrupted one, for any number of workers.
+bitwise the same batches as an uninterrupted one, for any number of workers. Webdataset shards also resume on
+another world size or worker count from all ranks' states: every sample once per epoch, in another order
+(:mod:`tripletclip.data.elastic`); tables need ``data.global_order`` for that.
 
 The first ``validate_first`` samples are checked in the main process at build time (one-line DataError
 naming file and key); later bad samples are skipped and counted in the loader's
@@ -32,6 +34,7 @@ from tripletclip.data.decode import (
     decode_record,
     tokenize_batch,
 )
+from tripletclip.data.elastic import Done, merge_done, pack, pack_done, set_bit, unpack, unpack_done
 from tripletclip.data.source import ErrorCounter, Source, build_source
 from tripletclip.data.stream import BatchInfo, BatchStream, GlobalBatchStream, StreamPlan
 
@@ -99,6 +102,10 @@ class TrainLoader:
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self._positions: list[tuple[int, int]] = [(0, 0)] * plan.workers
+        # shards: per logical worker, (epoch, {shard: bitmap of positions emitted in that epoch}); and the samples
+        # of open epochs emitted before an elastic resume (data/elastic.py)
+        self._emitted: list[tuple[int, dict[int, bytearray]]] = [(0, {}) for _ in range(plan.workers)]
+        self._done: Done = {}
         self._next = 0
         self.global_order = bool(getattr(cfg, "global_order", False))
         self._consumed = 0  # global order: samples of the job's sequence consumed (all ranks)
@@ -118,7 +125,8 @@ class TrainLoader:
             stream: Any = GlobalBatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._consumed,
                                             self.source.n)
         else:
-            stream = BatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._positions, self._next)
+            stream = BatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._positions, self._next,
+                                 self._done)
         if self.cfg.workers <= 0:
             self._it = iter(stream)
             return
@@ -160,6 +168,8 @@ class TrainLoader:
             self._positions[w] = (info.epoch, 0)
         else:
             self._positions[w] = (info.epoch, info.pos)
+        if info.ids is not None:
+            self._track(w, info.ids)
         self._next = (w + 1) % self.plan.workers
         s = self._stats
         s["batches"] += 1
@@ -170,6 +180,15 @@ class TrainLoader:
         for ex in info.errors.examples[: max(0, self.errors.max_examples - len(self.errors.examples))]:
             log.warning("skipped: %s", ex)
         self.errors.merge(info.errors)
+
+    def _track(self, w: int, ids: list[tuple[int, int, int]]) -> None:
+        """Mark the samples of a batch as emitted by logical worker w (a batch may end one epoch and start the next)."""
+        epoch, bitmaps = self._emitted[w]
+        for e, shard, j in ids:
+            if e != epoch:
+                epoch, bitmaps = e, {}
+                self._emitted[w] = (epoch, bitmaps)
+            set_bit(bitmaps.setdefault(shard, bytearray()), j)
 
     @property
     def epoch(self) -> int:
@@ -220,18 +239,28 @@ class TrainLoader:
             **self._plan_identity(),
             "positions": [list(p) for p in self._positions],
             "next_worker": self._next,
+            "emitted": [[e, {str(s): pack(b) for s, b in bm.items()}] for e, bm in self._emitted],
+            "done": pack_done(self._done),
             "stats": dict(self._stats),
             "errors": dict(self.errors.counts),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly where ``state`` was taken (same data, seed, ranks and data.workers required)."""
+    def load_state_dict(self, state: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Continue where ``state`` was taken: this rank's state, or the list of every rank's (rank ``rank mod W``'s
+        is used). Exactly (bitwise) with the same data, seed, world size and data.workers; with another world
+        size or worker count only with data.global_order (csv, parquet, synthetic) or from all ranks' states of
+        webdataset shards (:meth:`_resume_elastic`)."""
+        states = state if isinstance(state, list) else [state]
+        state = states[self.plan.rank % len(states)]
         if state.get("version") != STATE_VERSION:
             raise DataError(f"loader state version {state.get('version')} is not {STATE_VERSION}; cannot resume the data order")
         if (state.get("order") == "global") != self.global_order:
             raise DataError("the checkpoint's data order (data.global_order) differs from this run's; resume with "
                             f"data.global_order={str(state.get('order') == 'global').lower()}")
         mine = self._plan_identity()
+        if not self.global_order and self._elastic(state, mine):
+            self._resume_elastic(states)
+            return
         if self.global_order:  # world size and workers may change: the order does not depend on them
             mine = {k: mine[k] for k in ("seed", "partition", "files")}
         for k, v in mine.items():
@@ -245,10 +274,50 @@ class TrainLoader:
         else:
             self._positions = [(int(e), int(p)) for e, p in state["positions"]]
             self._next = int(state["next_worker"])
-        self._stats = {k: int(state["stats"].get(k, 0)) for k in _STAT_KEYS}
-        # (states written before the counter existed kept the two problem counts among the stats)
-        errors = state.get("errors") or {k: state["stats"][k] for k in _ERROR_KEYS if k in state["stats"]}
-        self.errors = ErrorCounter({k: int(v) for k, v in errors.items()})
+            emitted = state.get("emitted") or [[e, {}] for e, _ in self._positions]
+            self._emitted = [(int(e), {int(s): bytearray(unpack(b)) for s, b in bm.items()}) for e, bm in emitted]
+            self._done = unpack_done(state.get("done"))
+        self._restore_counts(state)
+
+    def _elastic(self, state: dict[str, Any], mine: dict[str, Any]) -> bool:
+        """Whether ``state`` is of webdataset shards read with another world size or worker count (the same
+        seed and shard list), so that :meth:`_resume_elastic` applies."""
+        if self.source.partition == "resampled" or not hasattr(self.source, "sample_id"):
+            return False
+        if state.get("partition") == "resampled" or any(state.get(k) != mine[k] for k in ("seed", "files")):
+            return False
+        return (state.get("world_size"), state.get("workers")) != (mine["world_size"], mine["workers"])
+
+    def _resume_elastic(self, states: list[dict[str, Any]]) -> None:
+        """Resume shards at another world size or worker count: every logical worker restarts at the oldest
+        epoch still open in the checkpoint and skips the samples all ranks had emitted (data/elastic.py)."""
+        if any("emitted" not in s for s in states):
+            raise DataError("the checkpoint's loader state has no record of the samples emitted (written before "
+                            "elastic resume of shards existed); resume with its world size and data.workers")
+        first, done = merge_done(states, len(self.source.files), self.plan.seed)
+        self.close()
+        self._positions = [(first, 0)] * self.plan.workers
+        self._next = 0
+        self._emitted = [(first, {}) for _ in range(self.plan.workers)]
+        self._done = done
+        log.info("elastic resume: %d ranks x %s workers -> %d x %d; epochs %d-%d continue without the samples "
+                 "already emitted", len(states), states[0]["workers"], self.plan.world_size, self.plan.workers,
+                 first, max(done))
+        # counters (samples, bad samples, ...): old rank r's go to new rank r mod W', so the job's sums carry on
+        self._restore_counts(*[s for r, s in enumerate(states) if r % self.plan.world_size == self.plan.rank])
+
+    def _restore_counts(self, *states: dict[str, Any]) -> None:
+        """This rank's counters: the sum of those of ``states``."""
+        self._stats = {k: 0 for k in _STAT_KEYS}
+        counts: dict[str, int] = {}
+        for state in states:
+            for k in _STAT_KEYS:
+                self._stats[k] += int(state["stats"].get(k, 0))
+            # (states written before the counter existed kept the two problem counts among the stats)
+            errors = state.get("errors") or {k: state["stats"][k] for k in _ERROR_KEYS if k in state["stats"]}
+            for k, v in errors.items():
+                counts[k] = counts.get(k, 0) + int(v)
+        self.errors = ErrorCounter(counts)
 
 
 def build_train_loader(
@@ -283,7 +352,9 @@ def build_train_loader(
     if cfg.global_order:
         if not hasattr(source, "n"):
             raise DataError(f"data.global_order=true needs a source of known length (csv, parquet, synthetic); "
-                            f"data.type={cfg.type} is not one yet: use data.global_order=false")
+                            f"data.type={cfg.type} is not one: use data.global_order=false"
+                            + (" (shards resume on another world size or data.workers without it)"
+                               if cfg.type == "wds" else ""))
         source.partition_for(1)
     else:
         source.partition_for(plan.n_logical)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tripletclip.data.contract import DataError, collate
 from tripletclip.data.decode import BadSample, DecodeOptions, Preprocess, Tokenizer, decode_record, tokenize_batch
+from tripletclip.data.elastic import Done
 from tripletclip.data.order import skip
 from tripletclip.data.source import ErrorCounter, Source
 
@@ -60,6 +61,9 @@ class BatchInfo:
     pos: int
     raw: int
     errors: ErrorCounter
+    # (epoch, shard, position) of each raw sample of the batch, for sources that name samples so (shards:
+    # elastic resume, data/elastic.py); None for the others
+    ids: Optional[list[tuple[int, int, int]]] = None
 
 
 class GlobalBatchStream(IterableDataset):
@@ -141,6 +145,7 @@ class BatchStream(IterableDataset):
         tokenizer: Tokenizer,
         starts: list[tuple[int, int]],
         rotation: int = 0,
+        done: Optional[Done] = None,
     ) -> None:
         self.source = source
         self.plan = plan
@@ -148,6 +153,7 @@ class BatchStream(IterableDataset):
         self.tokenizer = tokenizer
         self.starts = list(starts)
         self.rotation = rotation
+        self.done = done or {}  # elastic resume: samples of open epochs emitted before a resize (data/elastic.py)
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         info = get_worker_info()
@@ -156,6 +162,9 @@ class BatchStream(IterableDataset):
 
     def _epoch_stream(self, w: int, epoch: int, errors: ErrorCounter) -> Iterator[Any]:
         p = self.plan
+        if epoch in self.done:
+            return self.source.stream(epoch, p.global_worker(w), p.n_logical, p.seed, p.buffer, errors,
+                                      done=self.done[epoch])
         return self.source.stream(epoch, p.global_worker(w), p.n_logical, p.seed, p.buffer, errors)
 
     def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
@@ -167,9 +176,12 @@ class BatchStream(IterableDataset):
             raise DataError(f"{src.files[0]}: resume position {pos} is past the end of epoch {epoch} of worker {w}; "
                             "the data changed since the checkpoint: resume with the same data.train")
         errors.take()  # problems met while skipping were counted before the checkpoint
-        good_in_epoch, full_epoch = 0, pos == 0
+        # an epoch finished in part before a resize may leave this worker nothing: not a data problem
+        good_in_epoch, full_epoch = 0, pos == 0 and epoch not in self.done
+        sample_id = getattr(src, "sample_id", None)
         while True:
             items, raws = [], 0
+            ids: Optional[list[tuple[int, int, int]]] = [] if sample_id is not None else None
             with torch.random.fork_rng(devices=[]):  # per-sample seeds must not disturb the trainer's RNG
                 py_state = random.getstate()
                 while len(items) < p.batch_size:
@@ -179,11 +191,14 @@ class BatchStream(IterableDataset):
                             first = f" (first problem: {errors.examples[0]})" if errors.examples else ""
                             raise DataError(f"{src.files[0]}: worker {w} of rank {p.rank} found no usable sample in "
                                             f"epoch {epoch}{first}; check the data and data.train")
-                        epoch, pos, good_in_epoch, full_epoch = epoch + 1, 0, 0, True
+                        epoch, pos, good_in_epoch = epoch + 1, 0, 0
+                        full_epoch = epoch not in self.done
                         it = self._epoch_stream(w, epoch, errors)
                         continue
                     pos += 1
                     raws += 1
+                    if ids is not None:
+                        ids.append((epoch, *sample_id(raw)))
                     try:
                         items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
                         good_in_epoch += 1
@@ -196,4 +211,4 @@ class BatchStream(IterableDataset):
             except RuntimeError as e:  # torch.stack on images of different sizes
                 raise DataError(f"{src.files[0]}: preprocess produced images of different shapes ({e}); "
                                 "use a preprocess that resizes to a fixed size") from None
-            yield batch, BatchInfo(w, epoch, pos, raws, errors.take())
+            yield batch, BatchInfo(w, epoch, pos, raws, errors.take(), ids)

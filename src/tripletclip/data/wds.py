@@ -19,11 +19,12 @@ import hashlib
 import logging
 import os
 import tarfile
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
 from tripletclip.data.decode import Record
+from tripletclip.data.elastic import Rule, is_done
 from tripletclip.data.manifest import manifest_entries
 from tripletclip.data.order import every_nth, make_rng, resampled_indices, shard_assignment, shard_group, shuffle_buffer
 from tripletclip.data.shard_reader import parse_sample, where
@@ -33,8 +34,8 @@ from tripletclip.data.urls import expand_shard_urls, is_url, open_shard
 
 log = logging.getLogger(__name__)
 
-# (shard index, key, {extension: member bytes})
-RawShardSample = tuple[int, str, dict[str, bytes]]
+# (shard index, key, {extension: member bytes}, position in the shard's stored order)
+RawShardSample = tuple[int, str, dict[str, bytes], int]
 
 
 class WdsSource(FileSource):
@@ -97,7 +98,7 @@ class WdsSource(FileSource):
                 with open_shard(path) as f:  # the pass's one open
                     for key, members in stream_samples(f):
                         read += 1
-                        yield si, key, members
+                        yield si, key, members, read - 1
             except FileNotFoundError as e:
                 if is_url(path):
                     raise DataError(f"{path}: shard not found ({e}); check data.train") from None
@@ -111,7 +112,9 @@ class WdsSource(FileSource):
         return self._scan(range(len(self.files)), errors)
 
     def stream(self, epoch: int, g: int, n_logical: int, seed: int, buffer: int,
-               errors: ErrorCounter) -> Iterator[RawShardSample]:
+               errors: ErrorCounter, done: Optional[Mapping[int, Sequence[Rule]]] = None) -> Iterator[RawShardSample]:
+        """Worker g's raw samples of an epoch, shuffled; ``done`` (elastic resume, data/elastic.py): rules per
+        shard of samples already emitted in this epoch before a resize, read but left out before the buffer."""
         n = len(self.files)
         if self.partition == "resampled":
             items = self._scan(resampled_indices(n, epoch, seed, g, n_logical), errors)
@@ -120,13 +123,19 @@ class WdsSource(FileSource):
         else:  # shard groups: the first worker of a group counts a damaged shard's losses for all of them
             shard, i, m = shard_group(n, epoch, seed, g, n_logical)
             items = every_nth(self._scan([shard], errors, count_errors=i == 0), i, m)
+        if done:
+            items = (r for r in items if r[0] not in done or not is_done(done[r[0]], r[3]))
         return shuffle_buffer(items, buffer, make_rng(seed, "buffer", epoch, g))
+
+    def sample_id(self, raw: RawShardSample) -> tuple[int, int]:
+        """(shard index, position in the shard): a sample's name for elastic resume."""
+        return raw[0], raw[3]
 
     def where(self, raw: RawShardSample) -> str:
         return where(self.files[raw[0]], raw[1])
 
     def load(self, raw: RawShardSample) -> Record:
-        si, key, members = raw
+        si, key, members, _ = raw
         return parse_sample(self.files[si], key, members)
 
 

@@ -146,7 +146,7 @@ class _Run:
         self.loss_fn.load_state_dict(state["loss"])
         self.support.load_state_dict(state.get("support"))
         rank = self.env.rank
-        self.loader.load_state_dict(_of_rank(state["data"], rank))
+        self.loader.load_state_dict(state["data"])  # every rank's: shards resume elastically from all of them
         self.counters = dict(state["counters"])
         self.step = int(state["step"])
         set_rng_state(_of_rank(state["rng"], rank))
@@ -166,8 +166,8 @@ class _Run:
 
 def _of_rank(states: Any, rank: int) -> Any:
     """This rank's entry of per-rank states saved at world size W (a plain object when W was 1). Resuming on
-    another world size (data.global_order) reuses rank ``rank mod W``'s: the data position is global then,
-    and only the trainer's own RNG stream (dropout) differs from an uninterrupted run at the new size."""
+    another world size reuses rank ``rank mod W``'s RNG state: only the trainer's own RNG stream (dropout)
+    differs from an uninterrupted run at the new size (the loader takes every rank's data state itself)."""
     if not isinstance(states, list):
         return states
     return states[rank % len(states)]
