@@ -10,8 +10,8 @@ MFU against a measured matmul peak.
 
 Runs (each a separate training process; one round runs each once, in this order, so that rounds interleave):
 ``clip``, ``tripletclip`` (one negative caption and image per pair), ``clip-accum`` (``train.accum_steps=A``:
-the global batch in A micro-batches, train/accum.py), ``clip-compile`` (``train.compile=true``) and
-``open_clip_train`` (its unmodified ``main``). Ratios, each the median over rounds of the round's ratio:
+the global batch in A micro-batches, train/accum.py), ``open_clip_train`` (its unmodified ``main``) and
+``clip-compile`` (``train.compile=true``; last, as its compilation takes longest). Ratios, each the median over rounds of the round's ratio:
 ours / open_clip_train pairs/s; TripletCLIP step / CLIP step; accumulation's time per pair / the plain
 step's (one extra forward without graph per micro-batch is the floor); compiled / eager pairs/s.
 
@@ -158,13 +158,13 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
         runs["clip-accum"] = (f"tripletclip trainer, CLIP in {a.accum} micro-batches of {a.batch // a.accum} "
                               "(same global batch)",
                               lambda csv, out, n: run_ours(csv, out, a, "clip", (f"train.accum_steps={a.accum}",), n))
+    if not a.skip_open_clip:
+        runs["open_clip"] = ("`open_clip_train` (unmodified `main`, same CSV, model, batch, precision)",
+                             lambda csv, out, n: run_open_clip(csv, out, a, n))
     if a.compile:
         runs["clip-compile"] = (f"tripletclip trainer, CLIP, train.compile=true ({a.compile_backend})",
                                 lambda csv, out, n: run_ours(csv, out, a, "clip", (
                                     "train.compile=true", f"train.compile_backend={a.compile_backend}"), n))
-    if not a.skip_open_clip:
-        runs["open_clip"] = ("`open_clip_train` (unmodified `main`, same CSV, model, batch, precision)",
-                             lambda csv, out, n: run_open_clip(csv, out, a, n))
     return runs
 
 
