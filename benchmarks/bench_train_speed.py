@@ -11,11 +11,12 @@ MFU against a measured matmul peak.
 Runs (each a separate training process; one round runs each once, in this order, so that rounds interleave):
 ``clip``, ``tripletclip`` (one negative caption and image per pair), ``clip-accum`` (``train.accum_steps=A``:
 the global batch in A micro-batches, train/accum.py), ``open_clip_train`` (its unmodified ``main``) and
-``clip-compile`` (``train.compile=true``; last, as its compilation takes longest). Ratios, each the median over rounds of the round's ratio:
-ours / open_clip_train pairs/s; TripletCLIP step / CLIP step; accumulation's time per pair / the plain
-step's (one extra forward without graph per micro-batch is the floor); compiled / eager pairs/s.
+``clip-compile`` (``train.compile=true``; last, as its compilation takes longest). Ratios, each the median
+over rounds of the round's ratio: ours / open_clip_train pairs/s; TripletCLIP step / CLIP step;
+accumulation's time per pair / the plain step's (one extra forward without graph per micro-batch is the
+floor); compiled / eager pairs/s.
 
-Not a test: it takes minutes (a quarter of an hour for the first command on a quiet 2-core CPU). Steps
+Not a test: it takes minutes (every run trains ``--steps`` steps of the full model on the CPU). Steps
 1..warmup of every run are excluded from its rate (allocator and thread-pool warmup; compilation, which
 train.compile's text-length buckets keep to at most 2 graphs). The 1-minute load average is recorded
 before and after every run: on a shared machine compare only ratios of one run, and repeat. open_clip_train
