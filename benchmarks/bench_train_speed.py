@@ -265,6 +265,8 @@ def main() -> None:
                 done[name] = run(csv, root / "runs", f"{name}-{i}")
                 print(f"round {i + 1}/{args.repeats} {name}: {done[name]['pairs_per_s']:.2f} pairs/s "
                       f"(load {done[name]['load_before']:.1f}-{done[name]['load_after']:.1f})", flush=True)
+                # an interrupted benchmark (a long compile on a busy machine) keeps what it measured
+                Path(args.out).write_text(json.dumps({**res, "partial": True, "rounds": rounds + [done]}, indent=1))
             rounds.append(done)
     res["rounds"] = rounds
     res.update(summarise(rounds, {k: v[0] for k, v in runs.items()}))
