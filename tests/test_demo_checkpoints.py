@@ -38,11 +38,12 @@ def test_drop_train_state_keeps_usable_weights_and_resume_refuses_in_one_line(tm
 
 def test_run_job_drops_the_state_after_training_and_evaluation(tmp_path, monkeypatch):
     import tripletclip.models
-    import tripletclip.train
+    import tripletclip.train.trainer
 
     run, _ = _run(tmp_path / "negclip-seed1")
     seen = []
-    monkeypatch.setattr(tripletclip.train, "train", lambda cfg: {"run_dir": str(run), "final": {}})
+    # the loop itself, not the package's lazy name: patching that would leave a concrete attribute behind
+    monkeypatch.setattr(tripletclip.train.trainer, "train", lambda cfg: {"run_dir": str(run), "final": {}})
     # evaluation still finds the state: it is dropped only once the job is done with the run
     monkeypatch.setattr(tripletclip.models, "load_run_model", lambda d: seen.append((step_folders(d)[-1] / STATE).is_file()))
     monkeypatch.setattr(jobs, "evaluate_bundle", lambda *a: {"scores": {}})
