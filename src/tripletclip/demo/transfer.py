@@ -123,7 +123,10 @@ def metric_rows(counts: Mapping[str, Mapping[str, int]], split: str = "transfer"
 
 def table_lines(document: Mapping[str, Any], methods: Sequence[str], split: str = "transfer") -> list[str]:
     """A plain-text table of one split: category accuracies with their 95% Wilson intervals, swap mean, mean."""
-    first = next((document[m][split] for m in methods if document.get(m, {}).get(split)), None)
+    # an entry may be None (the scratch regime has no base) or lack the split: neither is a row
+    entries = {m: document[m][split] for m in methods
+               if isinstance(document.get(m), dict) and document[m].get(split)}
+    first = next(iter(entries.values()), None)
     if first is None:
         return []
     cats = list(first["categories"])
@@ -131,8 +134,8 @@ def table_lines(document: Mapping[str, Any], methods: Sequence[str], split: str 
              + ", ".join(f"{c} {first['rows'][c]}" for c in cats) + "; 95% Wilson interval in brackets)",
              f"{'method':<12}" + "".join(f"{c:>20}" for c in cats) + f"{'swap mean':>16}{'mean':>16}"]
     for m in methods:
-        e = document.get(m, {}).get(split) if isinstance(document.get(m), dict) else None
-        if not e:
+        e = entries.get(m)
+        if e is None:
             continue
         cells = "".join(f"{e['categories'][c]:>7.1f} [{e['interval'][c][0]:4.1f},{e['interval'][c][1]:5.1f}]"
                         for c in cats)
