@@ -198,7 +198,7 @@ def test_extra_splits_methods_and_zeroshot_render_without_a_fixed_list(tmp_path)
     page = write_report(tmp_path / "r.html", doc, CATEGORIES, {}).read_text()
     for heading in ("benchmark: transfer", "benchmark: paraphrased captions", "Zero-shot classification"):
         assert heading in page
-    assert "<td>fscclip</td>" in page and "<td>81.0</td><td>-1.5</td>" in page and ">transfer-mean</th>" in page
+    assert "<td>FSC-CLIP</td>" in page and "<td>81.0</td><td>-1.5</td>" in page and ">transfer-mean</th>" in page
     lines = []
     print_tables(doc, lines.append)
     lines = [ln.strip() for ln in lines]
