@@ -90,3 +90,29 @@ def test_sweep_points_are_changes_against_the_base_on_the_world(tuned_run, tiny_
     tuned = evaluate_bundle(load_run_model(tuned_run), bench, sim_rows=1)
     assert points[-1]["compositional_change"] == pytest.approx(tuned["scores"]["seen"]["mean"] - base["scores"]["seen"]["mean"])
     assert points[-1]["zeroshot_change"] == pytest.approx(tuned["zeroshot"]["mean"] - base["zeroshot"]["mean"])
+
+
+def test_report_wise_sweeps_a_demo_folder_and_draws_it(tuned_run, tmp_path):
+    """`tripletclip report DEMO --wise 0.5`: every method's seed-0 run against the base it records, scored on the
+    demo's own benchmark; wise_sweep.json holds the points and the trade-off figure's caption names them."""
+    import json
+    import shutil
+
+    from tripletclip.world import build_world
+
+    demo = tmp_path / "demo"
+    build_world(demo / "world", n_train=4, n_bench=4, n_retrieval=8, seed=2, image_size=32, progress=False)
+    shutil.copytree(tuned_run, demo / "runs" / "negclip-seed0")
+    entry = {"mean": 60.0, "categories": {"replace_obj": 60.0}, "per_seed": {"0": {"mean": 60.0}},
+             "zeroshot": {"mean": 40.0, "per_seed": {"0": 40.0}}}
+    (demo / "results.json").write_text(json.dumps({"negclip": entry, "base": {**entry, "mean": 58.0}}))
+    r = CliRunner().invoke(main, ["report", str(demo), "--wise", "0.5,1"])
+    assert r.exit_code == 0, r.output
+    sweep = json.loads((demo / "wise_sweep.json").read_text())
+    assert sweep["alphas"] == [0.0, 0.5, 1.0] and [p["alpha"] for p in sweep["points"]] == [0.0, 0.5, 1.0]
+    assert {p["method"] for p in sweep["points"]} == {"negclip"} and sweep["points"][0]["zeroshot_change"] == 0.0
+    assert "WiSE-FT interpolations" in (demo / "report.html").read_text()
+    bad = CliRunner().invoke(main, ["report", str(demo), "--wise", "1.5"])
+    assert bad.exit_code == 1 and "must lie in [0, 1]" in bad.output
+    none = CliRunner().invoke(main, ["report", str(demo), "--wise", "0.5", "--wise-seed", "3"])
+    assert none.exit_code == 1 and "negclip-seed3" in none.output

@@ -173,16 +173,18 @@ def _split_sections(results: Mapping[str, Any], categories: Optional[Sequence[st
     return parts
 
 
-def _zeroshot_section(results: Mapping[str, Any]) -> str:
+def _zeroshot_section(results: Mapping[str, Any], sweep: Optional[Sequence[Mapping[str, Any]]] = None) -> str:
     table = numbers_table(results, "zeroshot")
     if not table:
         return ""
     from tripletclip.report.tradeoff import tradeoff_figure
 
-    png = tradeoff_figure(results)  # None without a base that has a zero-shot block
+    png = tradeoff_figure(results, sweep)  # None without a base that has a zero-shot block
     figure = (_img(png, "compositional gain against zero-shot change per objective") +
               "<p class='caption'>The trade-off the uniform studies draw: compositional change (seven-category "
-              "mean) against zero-shot change, both against the base, per objective; whiskers span the seeds.</p>"
+              "mean) against zero-shot change, both against the base, per objective; whiskers span the seeds."
+              + (" Dotted lines: WiSE-FT interpolations of each method's run with the base, one point per alpha "
+                 "(`tripletclip report DIR --wise ALPHAS`)." if sweep else "") + "</p>"
               ) if png else ""
     return ("<h2>Zero-shot classification</h2><p class='caption'>Accuracy (%) and, where recorded, its change "
             "against the base (points).</p>" + table + figure)
@@ -192,7 +194,7 @@ def write_report(out_path: str | Path, results: Mapping[str, Any], categories: O
                  meta: Mapping[str, Any], sims: Optional[Mapping[str, Any]] = None,
                  curves: Optional[Mapping[str, Any]] = None, gallery: Optional[Sequence[Any]] = None,
                  title: str = "tripletclip demo", notes: Sequence[str] = (), next_steps: Sequence[str] = (),
-                 opening: Optional[str] = None) -> Path:
+                 opening: Optional[str] = None, sweep: Optional[Sequence[Mapping[str, Any]]] = None) -> Path:
     """Write the HTML report; returns its path.
 
     ``results``: the content of results.json (method keys, plus optional ``regime``, ``base``, ``paired``);
@@ -219,7 +221,7 @@ def write_report(out_path: str | Path, results: Mapping[str, Any], categories: O
     parts += ["<h2>Winoground-style groups (seen + held-out) and retrieval</h2>",
               "<p class='caption'>Scores in %, mean over seeds ± half range (bold: best per score column); "
               "steps, pairs seen and training time are the compute each objective used.</p>",
-              scores_and_cost_table(results), _zeroshot_section(results)]
+              scores_and_cost_table(results), _zeroshot_section(results, sweep)]
     if sims:
         parts += ["<h2>Cosine similarity of positive vs hard-negative pairs (TripletCLIP Fig. 3)</h2>",
                   _img(plots.similarity_histograms(sims), "similarity distributions"),

@@ -41,6 +41,7 @@ class RunInputs:
     benchmarks: dict[str, Optional[str]] = field(default_factory=dict)
     absent: list[str] = field(default_factory=list)
     source: str = "demo"
+    sweep: Optional[list[dict[str, Any]]] = None  # WiSE-FT points of wise_sweep.json (report/wise.py)
 
 
 def looked_for(path: Path) -> str:
@@ -103,6 +104,9 @@ def _demo(folder: Path) -> RunInputs:
     else:
         run.absent.append(f"Similarity histograms (TripletCLIP Fig. 3): left out, no {SIMS} in {folder}.")
     run.curves = _curves(folder, results)
+    from tripletclip.report.wise import load_sweep
+
+    run.sweep = load_sweep(folder)
     if not run.curves:
         run.absent.append(f"Training curves: left out, no runs/*/metrics.jsonl of these methods under {folder}.")
     world = run.meta.get("world")

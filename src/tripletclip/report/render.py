@@ -41,7 +41,7 @@ def render_run(run: RunInputs, out: Optional[str | Path] = None) -> Path:
     sims = {m: v for m, v in (run.sims or {}).items() if isinstance(v, dict) and v}
     return write_report(Path(out) if out else run.folder / REPORT, run.results, SUGARCREPE_TYPES, run.meta,
                         sims=sims or None, curves=run.curves or None, gallery=_gallery(run.world), title=_title(run),
-                        notes=run.absent, next_steps=next_steps(run.results, run.meta, run.source))
+                        notes=run.absent, next_steps=next_steps(run.results, run.meta, run.source), sweep=run.sweep)
 
 
 def render_folder(path: str | Path, out: Optional[str | Path] = None) -> Path:
