@@ -22,6 +22,7 @@ met the targets of issue 17, so none was built into the trainer.
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import time
 from pathlib import Path
@@ -127,6 +128,9 @@ def train(args: argparse.Namespace) -> None:
         head = model.visual.trunk.head
         if args.reinit_head:
             head.reset_parameters()
+        if args.logit_scale:  # the base's temperature replaced (section 11: the world base ends at about 16)
+            with torch.no_grad():
+                model.logit_scale.fill_(math.log(args.logit_scale))
         for name, p in model.named_parameters():  # --full: every parameter trains (the demo's default)
             p.requires_grad_(args.full or name.startswith("visual.trunk.head") or not name.startswith("visual."))
         if args.freeze_tokens:
@@ -332,6 +336,7 @@ def main() -> None:
     t.add_argument("--warmup", type=int, default=20)
     t.add_argument("--min-lr-ratio", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--logit-scale", type=float, default=0.0, help="start fine-tuning at this logit scale (exp)")
     t.add_argument("--fit-rows", type=int, default=0, help="also score this many training positives' own negatives")
     t.add_argument("--out", default="")
     args = ap.parse_args()

@@ -258,3 +258,22 @@ def test_accumulation_trains_objectives_with_tokens_teachers_and_transforms(tmp_
         res = train(cfg)
         losses.append(json.loads((Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()[0])["loss/loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+
+def test_a_run_starts_at_the_configured_logit_scale(tmp_path):
+    """model.logit_scale sets the starting temperature (docs/world_experiments.md, section 11): with lr 0 nothing
+    moves it, so the logged scale is the configured one, not the weights' CLIP init of 1/0.07."""
+    recs = []
+    for scale in ("0", "50"):
+        res = train(_cfg(tmp_path / scale, "clip", steps=2, **{"model.logit_scale": scale, "optim.lr": "1e-12"}))
+        recs.append(json.loads((Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1]))
+    assert recs[0]["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-4)
+    assert recs[1]["logit_scale"] == pytest.approx(50.0, rel=1e-4)
+
+
+def test_a_starting_logit_scale_above_the_clamp_is_refused():
+    from tripletclip.config.validate import config_problems
+
+    cfg = load_config(None, [*DATA, "model.logit_scale=150"])
+    assert any("model.logit_scale=150" in p and "optim.max_logit_scale" in p for p in config_problems(cfg))
+    assert not config_problems(load_config(None, [*DATA, "model.logit_scale=100"]))

@@ -71,6 +71,10 @@ class ModelConfig:
     lock_text: bool = False
     lock_text_unlocked_layers: int = 0
     force_quick_gelu: bool = False
+    # start training at this logit scale (the exp of the learned temperature; 0 keeps the weights' own). A
+    # web-scale CLIP ends pretraining at the clamp, 100; a small base can end far below it, which stalls learning
+    # from hard negatives (docs/world_experiments.md, section 11)
+    logit_scale: float = 0.0
     grad_checkpointing: bool = False
     # run the text tower on the batch's longest caption instead of the full context (same features, less work)
     trim_text: bool = True

@@ -40,6 +40,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.max_image_pixels": _at_least(1),
     "model.lock_image_unlocked_groups": _at_least(0),
     "model.lock_text_unlocked_layers": _at_least(0),
+    "model.logit_scale": _at_least(0),
     "optim.lr": _POSITIVE,
     "optim.weight_decay": _at_least(0),
     "optim.beta1": _within(0, 1, open_high=True),
@@ -81,6 +82,9 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if cfg.train.accum_steps >= 1 and cfg.train.batch_size % cfg.train.accum_steps:
         problems.append(f"train.batch_size={cfg.train.batch_size} does not split into train.accum_steps="
                         f"{cfg.train.accum_steps} equal micro-batches: make batch_size a multiple of accum_steps")
+    if cfg.model.logit_scale > cfg.optim.max_logit_scale:
+        problems.append(f"model.logit_scale={cfg.model.logit_scale:g} exceeds optim.max_logit_scale="
+                        f"{cfg.optim.max_logit_scale:g}, the clamp applied after every step: lower it or raise the clamp")
     if not cfg.data.train.strip():
         problems.append("data.train is empty: give shard patterns (wds) or a table path (csv/parquet), "
                         "e.g. data.train=shards/train-{000000..000009}.tar")

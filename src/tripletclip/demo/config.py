@@ -102,7 +102,7 @@ class DemoConfig:
     n_transfer: int = 150
     n_neg: int = 1  # hard negatives (distinct edit types) generated per training triplet
     train_edit_types: list[str] = field(default_factory=list)  # edit types of training negatives ([]: all seven)
-    epochs: int = 1  # scratch regime: passes over one fixed training set (1 = every scene fresh)
+    epochs: int = 1  # passes over one fixed training set of steps x batch / epochs triplets (1 = every scene fresh)
     # fine-tuning regime: start from these weights (a run folder, checkpoint folder or weights file) instead of
     # the cached base pretrained by `tripletclip world pretrain`
     base_from: str = ""

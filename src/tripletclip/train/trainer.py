@@ -182,6 +182,9 @@ def _setup(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Pa
     bundle = create_model(cfg.model.name, cfg.model.pretrained, device=device,
                           force_quick_gelu=cfg.model.force_quick_gelu, aug_cfg=cfg.model.aug or None)
     model = bundle.model
+    if cfg.model.logit_scale:  # the run's starting temperature (a resumed run restores its own afterwards)
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(cfg.model.logit_scale))
     apply_locks(model, cfg.model.lock_image, cfg.model.lock_image_unlocked_groups,
                 cfg.model.lock_text, cfg.model.lock_text_unlocked_layers)
     if cfg.model.grad_checkpointing:
