@@ -6,11 +6,15 @@ caption admits, rendered images) and a world base:
     python benchmarks/diagnose_binding.py overfit --data /tmp/h5/img0.pt --base BASE            # one fixed batch
     python benchmarks/diagnose_binding.py pool --data /tmp/h5/img0.pt --base BASE --pool 2000 \\
         [--method clip] [--logit-scale 100] [--lr 2e-3] [--steps 400]                           # a pool of pairs
+    python benchmarks/diagnose_binding.py collisions /tmp/lead/demo_ws20 /tmp/lead/dA                    # shards
     python benchmarks/diagnose_binding.py probe --data /tmp/h5/img0.pt --base BASE --side text   # text|image|trunk
 
 ``overfit``: NegCLIP on 64 fixed positives and their swap-att negatives; can the model fit them at all?
 ``pool``: batches of 64 drawn from the first ``--pool`` positives that admit a swap-att negative (each with it);
 accuracy s(x, y) > s(x, y') on 250 of the pool's rows (train) and on 250 rows outside it (held out).
+``collisions DEMO...``: in a demo's training shards, how many of every 64 consecutive positives have their own
+swap-att (same two shapes, colours exchanged) elsewhere among those 64: in-batch swap negatives that plain CLIP
+gets for free.
 ``probe``: can a tower represent binding? A linear head (the tower trains with it for ``text``; frozen for
 ``image``, its 128-d embedding, and ``trunk``, the 1,152 features before the head) predicts which colour goes
 with which shape in two-colour captions; scored as the true pairing over the swapped one on 300 held-out rows.
@@ -194,6 +198,33 @@ def probe(args: argparse.Namespace) -> None:
             opt.step()
 
 
+def collisions(args: argparse.Namespace) -> None:
+    import glob
+    import tarfile
+
+    from tripletclip.world.parser import parse_caption
+
+    for demo in args.demos:
+        keys: list = []
+        for shard in sorted(glob.glob(f"{demo}/world/train/*.tar")):
+            with tarfile.open(shard) as tar:
+                for m in tar.getmembers():
+                    if not m.name.endswith(".txt") or m.name.endswith(".neg.txt"):
+                        continue
+                    desc = parse_caption(tar.extractfile(m).read().decode())
+                    objs = [o for o in desc.objects if o.colour] if desc else []
+                    if len(objs) == 2 and objs[0].shape != objs[1].shape and objs[0].colour != objs[1].colour:
+                        a, b = objs
+                        keys.append((frozenset([(a.shape, a.colour), (b.shape, b.colour)]),
+                                     frozenset([(a.shape, b.colour), (b.shape, a.colour)])))
+                    else:
+                        keys.append(None)
+        batches = [[k for k in keys[s:s + 64] if k] for s in range(0, len(keys) - 63, 64)]
+        hits = [sum(1 for k in b if k[1] in {x[0] for x in b}) for b in batches]
+        print(f"{demo}: {len(keys)} positives, {sum(k is not None for k in keys)} state two colours on two shapes; "
+              f"per 64 consecutive positives, {sum(hits) / max(1, len(hits)):.1f} have their swap among them")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -210,8 +241,10 @@ def main() -> None:
             p.add_argument("--pool", type=int, default=2000)
         if name == "probe":
             p.add_argument("--side", choices=("text", "image", "trunk"), required=True)
+    c = sub.add_parser("collisions")
+    c.add_argument("demos", nargs="+", help="demo output folders (their world/train shards)")
     args = ap.parse_args()
-    {"overfit": overfit, "pool": pool, "probe": probe}[args.cmd](args)
+    {"overfit": overfit, "pool": pool, "probe": probe, "collisions": collisions}[args.cmd](args)
 
 
 if __name__ == "__main__":
