@@ -164,11 +164,33 @@ def train(args: argparse.Namespace) -> None:
         pos_ptr = 0
         t0 = time.perf_counter()
         model.train()
+        keys = _swap_keys(d["captions"]) if args.no_swap_collisions else None
         for step in range(args.steps):
-            if pos_ptr + args.batch > len(pool):
-                perm, pos_ptr = torch.tensor(pool)[torch.randperm(len(pool), generator=g)], 0
-            idx = perm[pos_ptr:pos_ptr + args.batch].tolist()
-            pos_ptr += args.batch
+            while True:
+                if pos_ptr + args.batch > len(perm):
+                    perm, pos_ptr = torch.tensor(pool)[torch.randperm(len(pool), generator=g)], 0
+                if keys is None:
+                    idx = perm[pos_ptr:pos_ptr + args.batch].tolist()
+                    pos_ptr += args.batch
+                    break
+                # section 11: no positive's colour swap elsewhere in its batch (web batches rarely hold one);
+                # a deferred positive goes back into the stream, so none is skipped for the pass
+                idx, held, deferred, j = [], set(), [], pos_ptr
+                while len(idx) < args.batch and j < len(perm):
+                    i = int(perm[j])
+                    j += 1
+                    own, swapped = keys[i]
+                    if own is not None and swapped in held:
+                        deferred.append(i)
+                        continue
+                    idx.append(i)
+                    if own is not None:
+                        held.add(own)
+                if len(idx) == args.batch:
+                    perm = torch.tensor(perm[:pos_ptr].tolist() + idx + deferred + perm[j:].tolist())
+                    pos_ptr += args.batch
+                    break
+                perm = perm[:0]  # the pass cannot fill another batch: a new pass
             mult = lr_multiplier(step, args.steps, args.warmup, args.min_lr_ratio)
             for gr in opt.param_groups:
                 gr["lr"] = gr["base_lr"] * mult
@@ -228,6 +250,24 @@ def train(args: argparse.Namespace) -> None:
         print(method, json.dumps(results[method]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+def _swap_keys(captions: list[str]) -> list[tuple]:
+    """Per caption (own, swapped): the caption's two (shape, colour) pairs and those with colours exchanged, for
+    captions that state two colours on two shapes; (None, None) otherwise."""
+    from tripletclip.world.parser import parse_caption
+
+    out: list[tuple] = []
+    for c in captions:
+        desc = parse_caption(c)
+        objs = [o for o in desc.objects if o.colour] if desc else []
+        if len(objs) == 2 and objs[0].shape != objs[1].shape and objs[0].colour != objs[1].colour:
+            a, b = objs
+            out.append((frozenset([(a.shape, a.colour), (b.shape, b.colour)]),
+                        frozenset([(a.shape, b.colour), (b.shape, a.colour)])))
+        else:
+            out.append((None, None))
+    return out
 
 
 def step_costs(args: argparse.Namespace) -> None:
@@ -336,6 +376,8 @@ def main() -> None:
     t.add_argument("--warmup", type=int, default=20)
     t.add_argument("--min-lr-ratio", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-swap-collisions", action="store_true",
+                   help="build batches in which no positive's colour swap is another positive")
     t.add_argument("--logit-scale", type=float, default=0.0, help="start fine-tuning at this logit scale (exp)")
     t.add_argument("--fit-rows", type=int, default=0, help="also score this many training positives' own negatives")
     t.add_argument("--out", default="")
