@@ -358,3 +358,10 @@ def test_every_method_of_demo_objectives_passes_the_preflight_the_trainer_would(
                           for m in select_methods(cfg)])
     assert len(seen) == 9 and all(v["with_gradient"] == v["trainable"] for v in seen.values())
     assert seen["clic"]["frozen"] > seen["clip"]["frozen"]  # the image tower is locked for CLIC only
+
+
+def test_batches_without_swaps_need_the_loader_to_read_in_order():
+    cfg = load_demo_config("demo-binding")
+    assert cfg.batch_without_swaps and cfg.run_config().data.shuffle_buffer == 0
+    with pytest.raises(ConfigError, match="batch_without_swaps: .*shuffle_buffer=0"):
+        load_demo_config("demo-binding", ["run.data.shuffle_buffer=1000"])

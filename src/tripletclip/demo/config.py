@@ -103,6 +103,9 @@ class DemoConfig:
     n_neg: int = 1  # hard negatives (distinct edit types) generated per training triplet
     train_edit_types: list[str] = field(default_factory=list)  # edit types of training negatives ([]: all seven)
     epochs: int = 1  # passes over one fixed training set of steps x batch / epochs triplets (1 = every scene fresh)
+    # order the training set in blocks of one batch with no mutual colour swap in a block, read in order
+    # (world/batches.py; needs run.data.shuffle_buffer <= 1 and data.workers <= 1)
+    batch_without_swaps: bool = False
     # fine-tuning regime: start from these weights (a run folder, checkpoint folder or weights file) instead of
     # the cached base pretrained by `tripletclip world pretrain`
     base_from: str = ""
@@ -131,6 +134,15 @@ class DemoConfig:
             problems.append(f"train_edit_types: unknown {bad}; choose from {', '.join(SUGARCREPE_TYPES)}")
         if not 1 <= self.n_neg <= len(self.train_edit_types or SUGARCREPE_TYPES):
             problems.append(f"n_neg: must be in [1, number of training edit types], got {self.n_neg}")
+        if self.batch_without_swaps:
+            run = self.run_config()
+            if run.data.shuffle_buffer > 1 or run.data.workers > 1:
+                problems.append(f"batch_without_swaps: the loader must read the blocks in order, so set "
+                                f"run.data.shuffle_buffer=0 and run.data.workers<=1 (got {run.data.shuffle_buffer}, "
+                                f"{run.data.workers})")
+            elif (run.train.steps * run.train.batch_size // self.epochs) % run.train.batch_size:
+                problems.append(f"batch_without_swaps: the training set (run.train.steps x batch_size / epochs) must "
+                                f"be a whole number of batches of {run.train.batch_size}")
         if problems:
             raise ConfigError("demo preset: " + "; ".join(problems))
         labels = [m.label for m in self.method_specs()]

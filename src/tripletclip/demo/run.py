@@ -87,13 +87,14 @@ def _isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def build_world_data(out: Path, n_train: int, seed: int, spec_json: dict[str, Any], image_size: int, workers: int,
                      n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, edit_types: Sequence[str] = (),
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, batch_blocks: int = 0) -> dict[str, Any]:
     """Training shards (and a benchmark when ``n_bench``) of a world spec; ``seed`` draws the scenes."""
     from tripletclip.world import SUGARCREPE_TYPES, WorldSpec, build_world
 
     return build_world(out, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size, n_neg=n_neg,
                        n_retrieval=n_retrieval, spec=WorldSpec.from_json(spec_json), workers=workers,
-                       train_edit_types=tuple(edit_types) or SUGARCREPE_TYPES, overwrite=True, progress=progress)
+                       train_edit_types=tuple(edit_types) or SUGARCREPE_TYPES, overwrite=True, progress=progress,
+                       batch_blocks=batch_blocks)
 
 
 def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, spec_json: dict[str, Any],
@@ -238,7 +239,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     t0 = time.perf_counter()
     world_summary = _isolated(build_world_data, out / "world", n_train, cfg.world_seed, spec.to_json(), image_size,
                               jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
-                              edit_types=cfg.train_edit_types, progress=progress)
+                              edit_types=cfg.train_edit_types, progress=progress,
+                              batch_blocks=cfg.run_config().train.batch_size if cfg.batch_without_swaps else 0)
     timings["world_build_s"] = time.perf_counter() - t0
     transfer_summary = None
     if cfg.n_transfer:

@@ -132,10 +132,13 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
                 n_neg: int = 1, n_captions: int = 1, heldout_pairs: int = 8, n_retrieval: int = 500,
                 spec: Optional[WorldSpec] = None, style: CaptionStyle = CaptionStyle(),
                 train_edit_types: Sequence[str] = SUGARCREPE_TYPES, workers: int = 1, image_format: str = "png",
-                shard_size: int = 2000, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+                shard_size: int = 2000, overwrite: bool = False, progress: bool = True,
+                batch_blocks: int = 0) -> dict[str, Any]:
     """Write ``out_dir/train`` (``n_train`` triplets with ``n_neg`` negatives each) and ``out_dir/bench``
     (``n_bench`` rows per SugarCrepe category, half seen and half held-out, plus Winoground groups and
-    ``n_retrieval`` retrieval images). Returns the summary also written to ``out_dir/world.json``."""
+    ``n_retrieval`` retrieval images). Returns the summary also written to ``out_dir/world.json``.
+    ``batch_blocks``: order the training triplets in blocks of that many with no mutual colour swap in a block,
+    shards holding whole blocks (:mod:`tripletclip.world.batches`)."""
     out = Path(out_dir)
     for name, v, lo in (("n_train", n_train, 0), ("n_bench", n_bench, 0), ("n_neg", n_neg, 0),
                         ("n_captions", n_captions, 1), ("n_retrieval", n_retrieval, 0), ("workers", workers, 1)):
@@ -153,14 +156,15 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
         with write_guard(out, "the world", "the partial world in it is unusable until a build with --overwrite"):
             return _write_world(out, n_train, n_bench, seed, image_size, n_neg, n_captions, n_retrieval,
                                 spec or make_spec(heldout_pairs, seed), style, train_edit_types, workers, image_format,
-                                shard_size, overwrite, progress)
+                                shard_size, overwrite, progress, batch_blocks)
     finally:
         lock.release()
 
 
 def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,
                  n_retrieval: int, spec: WorldSpec, style: CaptionStyle, train_edit_types: Sequence[str], workers: int,
-                 image_format: str, shard_size: int, overwrite: bool, progress: bool) -> dict[str, Any]:
+                 image_format: str, shard_size: int, overwrite: bool, progress: bool,
+                 batch_blocks: int = 0) -> dict[str, Any]:
     from tripletclip.data.shards import ShardWriter  # imports torch: only when actually building
 
     bench_dir = out / "bench"
@@ -175,13 +179,24 @@ def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: i
     with progress_bar(unit="triplets", enabled=progress) as bar:
         t0 = time.perf_counter()
         job = bar.add_task("world train", total=n_train)
+        if batch_blocks:  # whole blocks per shard, so that a shard order shuffled per epoch keeps every block
+            shard_size = max(batch_blocks, shard_size // batch_blocks * batch_blocks)
         with ShardWriter(out / "train", prefix="train", shard_size=shard_size, image_format=image_format,
                          overwrite=overwrite) as writer:
+            held: list[dict[str, Any]] = []
             for samples, st in _imap(run_train_chunk, train_tasks, workers):
                 for s in samples:
-                    writer.write(**s)
+                    if batch_blocks:
+                        held.append(s)
+                    else:
+                        writer.write(**s)
                 stats.merge(st)
                 bar.update(job, advance=len(samples))
+            if batch_blocks:
+                from tripletclip.world.batches import order_without_mutual_swaps, swap_key
+
+                for i in order_without_mutual_swaps([swap_key(s["caption"][0]) for s in held], batch_blocks):
+                    writer.write(**held[i])
         timings["train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         total = sum(t.count for t in b_tasks)
@@ -196,6 +211,7 @@ def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: i
     timings["total_s"] = time.perf_counter() - t_start
     summary = {
         "format": "tripletclip-world/1",
+        "batch_blocks": batch_blocks,
         "generator_version": WORLD_VERSION,
         "seed": seed,
         "image_size": image_size,
