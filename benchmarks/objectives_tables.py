@@ -63,7 +63,9 @@ class World:
         self.wall = meta.get("wall_time_s")
         self.base = self.results["base"]
         self.methods = [m for m, _ in method_items(self.results)]
-        self.transfer_rows = list(self.base["transfer"].get("rows", {}).values()) or [1]
+        rows = self.base["transfer"].get("rows", {})
+        self.transfer_rows = list(rows.values()) or [1]
+        self.swap_rows = [rows.get("swap_obj", 1), rows.get("swap_att", 1)]
         self.seen_rows = [100] * len(self.base["seen"]["categories"])
         self.zs_rows = zeroshot_rows(folder)
         sweep = folder / "wise_sweep.json"
@@ -74,6 +76,11 @@ class World:
 
     def transfer(self, method: str) -> dict[str, float]:
         return {s: v["mean"] for s, v in self.results[method]["transfer"]["per_seed"].items()}
+
+    def swap(self, method: str) -> dict[str, float]:
+        """Transfer swap mean (swap-obj, swap-att; 600 rows) per seed."""
+        return {s: 0.5 * (v["swap_obj"] + v["swap_att"])
+                for s, v in self.results[method]["transfer"]["per_seed"].items()}
 
     def seen(self, method: str) -> dict[str, float]:
         return {s: v["mean"] for s, v in self.results[method]["seen"]["per_seed"].items()}
@@ -89,6 +96,8 @@ class World:
             return self.base["transfer"]["mean"]
         if key == "seen":
             return self.base["seen"]["mean"]
+        if key == "swap":
+            return self.base["transfer"]["swap_mean"]
         if key == "retrieval":
             return next(iter(self.base["retrieval"]["per_seed"].values()))["mean"]
         raise KeyError(key)
@@ -104,23 +113,29 @@ def rule(diffs: Sequence[float], a: float, b: float, rows: Sequence[int]) -> dic
             "real": bool(same and math.isfinite(err) and abs(mean) > err)}
 
 
+def values(world: World, method: str, key: str) -> tuple[dict[str, float], list[int]]:
+    """Per-seed values of the transfer mean, transfer swap mean or seen mean, and the rows they rest on."""
+    if key == "transfer":
+        return world.transfer(method), world.transfer_rows
+    if key == "swap":
+        return world.swap(method), world.swap_rows
+    return world.seen(method), world.seen_rows
+
+
 def gain(world: World, method: str, key: str) -> dict[str, Any]:
-    """method - base on the transfer or seen mean, per seed, with the rule."""
-    vals = world.transfer(method) if key == "transfer" else world.seen(method)
+    """method - base on the transfer, swap or seen mean, per seed, with the rule."""
+    vals, rows = values(world, method, key)
     base = world.base_value(key)
-    rows = world.transfer_rows if key == "transfer" else world.seen_rows
     seeds = sorted(vals, key=int)
     return rule([vals[s] - base for s in seeds], math.fsum(vals.values()) / len(vals), base, rows)
 
 
 def versus(world: World, method: str, ref: str, key: str = "transfer") -> Optional[dict[str, Any]]:
-    """method - ref on the transfer (or seen) mean, paired per seed."""
+    """method - ref on the transfer, swap or seen mean, paired per seed."""
     if ref not in world.results or ref == method:
         return None
-    get = world.transfer if key == "transfer" else world.seen
-    a, b = get(method), get(ref)
+    (a, rows), (b, _) = values(world, method, key), values(world, ref, key)
     seeds = sorted(set(a) & set(b), key=int)
-    rows = world.transfer_rows if key == "transfer" else world.seen_rows
     return rule([a[s] - b[s] for s in seeds], math.fsum(a[s] for s in seeds) / len(seeds),
                 math.fsum(b[s] for s in seeds) / len(seeds), rows)
 
@@ -159,6 +174,13 @@ def world_table(world: World) -> list[str]:
                      f"{fmt(world.results[m]['transfer']['mean'])} ± {fmt(half_range(list(t.values())))} | "
                      f"{cell(gain(world, m, 'transfer'))} | {cell(gain(world, m, 'seen'))} | {zs_cells} | {ret_cell} | "
                      f"{cell(versus(world, m, 'clip'))} | {cell(versus(world, m, 'negclip'))} |")
+    lines += ["", f"Transfer swap mean (secondary; {sum(world.swap_rows)} rows), world seed {world.seed}:", "",
+              "| method | swap mean per seed | gain vs base | - CLIP | - NegCLIP |", "|---|---|---|---|---|"]
+    for m in order:
+        sw = world.swap(m)
+        lines.append(f"| {name(m)} | {', '.join(fmt(sw[s]) for s in sorted(sw, key=int))} | "
+                     f"{cell(gain(world, m, 'swap'))} | {cell(versus(world, m, 'clip', 'swap'))} | "
+                     f"{cell(versus(world, m, 'negclip', 'swap'))} |")
     zerr = diff_error(zs["mean"], zs["mean"], [world.zs_rows, world.zs_rows]) if world.zs_rows else math.nan
     lines += ["", f"(± is 1.96 x the binomial SE of the difference on the metric's rows: transfer "
                   f"{sum(world.transfer_rows)} rows, seen {sum(world.seen_rows)} rows; a zero-shot mean change "
@@ -171,8 +193,9 @@ def pooled(worlds: Sequence[World]) -> list[str]:
     """Claims over all worlds: real iff real on every world with one sign."""
     methods = [m for m in worlds[0].methods if all(m in w.results for w in worlds)]
     lines = ["### Pooled over the worlds (real iff real on every world, one sign)", "",
-             "| method | transfer gain vs base | - CLIP | - NegCLIP | zero-shot change (mean over seeds, per world) |",
-             "|---|---|---|---|---|"]
+             "| method | transfer gain vs base | - CLIP | - NegCLIP | swap gain vs base | swap - CLIP | swap - NegCLIP "
+             "| zero-shot change (mean over seeds, per world) |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def verdict(rs: Sequence[Optional[dict[str, Any]]]) -> str:
         if any(r is None for r in rs):
@@ -185,7 +208,10 @@ def pooled(worlds: Sequence[World]) -> list[str]:
         zs = " / ".join(fmt(w.results[m]["zeroshot"]["change_vs_base"]["mean"], True) for w in worlds)
         lines.append(f"| {name(m)} | {verdict([gain(w, m, 'transfer') for w in worlds])} | "
                      f"{verdict([versus(w, m, 'clip') for w in worlds]) if m != 'clip' else '–'} | "
-                     f"{verdict([versus(w, m, 'negclip') for w in worlds]) if m != 'negclip' else '–'} | {zs} |")
+                     f"{verdict([versus(w, m, 'negclip') for w in worlds]) if m != 'negclip' else '–'} | "
+                     f"{verdict([gain(w, m, 'swap') for w in worlds])} | "
+                     f"{verdict([versus(w, m, 'clip', 'swap') for w in worlds]) if m != 'clip' else '–'} | "
+                     f"{verdict([versus(w, m, 'negclip', 'swap') for w in worlds]) if m != 'negclip' else '–'} | {zs} |")
     return lines + [""]
 
 
@@ -194,8 +220,15 @@ def wise_table(world: World) -> list[str]:
         return [f"World seed {world.seed}: no WiSE-FT sweep (`wise_sweep.json` absent).", ""]
     alphas = [a for a in world.wise["alphas"] if a > 0]
     points = {(p["method"], p["alpha"]): p for p in world.wise["points"]}
+    seed = str(world.wise.get("seed", 0))
+    if 1.0 not in alphas:  # alpha 1 is the run itself: its seed's numbers in results.json, against the base's
+        alphas.append(1.0)
+        for m in dict.fromkeys(p["method"] for p in world.wise["points"]):
+            r = world.results[m]
+            points[(m, 1.0)] = {"compositional_change": r["seen"]["per_seed"][seed]["mean"] - world.base["seen"]["mean"],
+                                "zeroshot_change": r["zeroshot"]["change_vs_base"]["per_seed"][seed]["mean"]}
     lines = [f"WiSE-FT, world seed {world.seed}, training seed {world.wise.get('seed', 0)}: seen-split mean change / "
-             "zero-shot mean change against the base (alpha 0), points", "",
+             "zero-shot mean change against the base (alpha 0), points; alpha 1 is the fine-tuned run (results.json)", "",
              "| method | " + " | ".join(f"alpha {a:g}" for a in alphas) + " |", "|---|" + "---|" * len(alphas)]
     for m in dict.fromkeys(p["method"] for p in world.wise["points"]):
         cells = []

@@ -26,8 +26,11 @@ def tables():
 
 def entry(transfer: list[float], seen: list[float], zs: list[float], ret: list[float]) -> dict:
     seeds = [str(i) for i in range(len(transfer))]
+    # swap-obj / swap-att of a seed: its transfer mean -2 / +4, so its swap mean is the transfer mean + 1
     return {"transfer": {"mean": sum(transfer) / len(transfer), "rows": ROWS, "categories": {"replace_obj": 50.0},
-                         "per_seed": {s: {"mean": v} for s, v in zip(seeds, transfer)}},
+                         "swap_mean": sum(transfer) / len(transfer) + 1,
+                         "per_seed": {s: {"mean": v, "swap_obj": v - 2, "swap_att": v + 4}
+                                      for s, v in zip(seeds, transfer)}},
             "seen": {"mean": sum(seen) / len(seen), "categories": {f"c{i}": 1.0 for i in range(7)},
                      "per_seed": {s: {"mean": v} for s, v in zip(seeds, seen)}},
             "zeroshot": {"shape": 20.0, "colour": 98.0, "mean": 59.0,
@@ -57,6 +60,11 @@ def test_paired_difference_is_the_demos_rule(tables, tmp_path):
     assert got["per_seed"] == pytest.approx([6.0, 7.0])
     assert got["mean"] == pytest.approx(ref["mean"]) and got["err"] == pytest.approx(ref["sampling_error"])
     assert got["real"] is ref["real"] is True
+    swap = tables.versus(world, "tripletclip", "clip", "swap")
+    per = {m: {i: {"swap_mean": v} for i, v in enumerate(world.swap(m).values())} for m in ("clip", "tripletclip")}
+    ref = paired(per, {"swap_mean": [300, 300]}, refs=("clip",))["tripletclip"]["clip"]["swap_mean"]
+    assert swap["mean"] == pytest.approx(ref["mean"]) == pytest.approx(6.5)
+    assert swap["err"] == pytest.approx(ref["sampling_error"])
     # a gain over the base: each seed against the one base value, with the same error formula
     g = tables.gain(world, "tripletclip", "transfer")
     assert g["per_seed"] == pytest.approx([6.0, 8.0]) and g["real"]
