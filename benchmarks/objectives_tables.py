@@ -215,6 +215,31 @@ def pooled(worlds: Sequence[World]) -> list[str]:
     return lines + [""]
 
 
+def zeroshot_gain(world: World, method: str, task: str) -> dict[str, Any]:
+    """Zero-shot change (method - base) on one task (shape, colour or mean), per seed, with the rule; the rows are
+    the objects scored (both tasks for the mean)."""
+    change = world.zeroshot_change(method)
+    seeds = sorted(change, key=int)
+    base = world.base["zeroshot"][task]
+    rows = [world.zs_rows] * (2 if task == "mean" else 1)
+    return rule([change[s][task] for s in seeds], base + math.fsum(change[s][task] for s in seeds) / len(seeds),
+                base, rows)
+
+
+def zeroshot_table(worlds: Sequence[World]) -> list[str]:
+    """Zero-shot shape / colour change against the base per world, with the rule (forgetting)."""
+    methods = [m for m in worlds[0].methods if all(m in w.results for w in worlds)]
+    head = " | ".join(f"world {w.seed} {t}" for w in worlds for t in ("shape", "colour"))
+    lines = ["### World zero-shot change against the base (per task; real by the rule)", "",
+             f"| method | {head} |", "|---|" + "---|" * (2 * len(worlds))]
+    for m in methods:
+        cells = [cell(zeroshot_gain(w, m, t)) for w in worlds for t in ("shape", "colour")]
+        lines.append(f"| {name(m)} | " + " | ".join(cells) + " |")
+    bases = "; ".join(f"world {w.seed}: shape {fmt(w.base['zeroshot']['shape'])}, colour "
+                      f"{fmt(w.base['zeroshot']['colour'])} on {w.zs_rows} objects" for w in worlds)
+    return lines + ["", f"(Bases: {bases}.)", ""]
+
+
 def wise_table(world: World) -> list[str]:
     if not world.wise:
         return [f"World seed {world.seed}: no WiSE-FT sweep (`wise_sweep.json` absent).", ""]
@@ -250,6 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out += world_table(w)
     if len(worlds) > 1:
         out += pooled(worlds)
+    out += zeroshot_table(worlds)
     for w in worlds:
         out += wise_table(w)
     sys.stdout.write("\n".join(out) + "\n")
