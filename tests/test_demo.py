@@ -46,7 +46,10 @@ def test_quick_demo_writes_results_in_the_documented_schema(tmp_path, monkeypatc
     assert base_path and base_path == runs["tripletclip-seed1"]["config"]["model"]["pretrained"]
     assert str(tmp_path / "cache") in base_path  # the base lives in the cache, keyed by world and settings
     assert _first_keys(runs["clip-seed0"]["config"]) == _first_keys(runs["tripletclip-seed0"]["config"])
-    assert _first_keys(runs["clip-seed0"]["config"]) != _first_keys(runs["clip-seed1"]["config"])
+    # batches without mutual swaps (the default): the blocks are fixed by the world and only the shard order
+    # changes with the seed; the quick world is one shard, so both seeds read the same blocks in the same order
+    assert _first_keys(runs["clip-seed0"]["config"]) == _first_keys(runs["clip-seed1"]["config"])
+    assert runs["clip-seed0"]["config"]["train"]["seed"] != runs["clip-seed1"]["config"]["train"]["seed"]
     sims = json.loads((out / "similarities.json").read_text())
     for method in ("clip", "tripletclip"):
         n = len(sims[method]["text"])

@@ -140,7 +140,7 @@ class DemoConfig:
                 problems.append(f"batch_without_swaps: the loader must read the blocks in order, so set "
                                 f"run.data.shuffle_buffer=0 and run.data.workers<=1 (got {run.data.shuffle_buffer}, "
                                 f"{run.data.workers})")
-            elif (run.train.steps * run.train.batch_size // self.epochs) % run.train.batch_size:
+            elif max(run.train.batch_size, run.train.steps * run.train.batch_size // self.epochs) % run.train.batch_size:
                 problems.append(f"batch_without_swaps: the training set (run.train.steps x batch_size / epochs) must "
                                 f"be a whole number of batches of {run.train.batch_size}")
         if problems:
