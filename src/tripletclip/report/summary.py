@@ -188,8 +188,8 @@ def next_steps(results: Mapping[str, Any], meta: Mapping[str, Any], source: str 
         if preset != "demo-long":
             out.append(f"{code('tripletclip demo --preset demo-long')}: the earlier default's regime (every parameter "
                        "at the base's temperature, negatives of all seven edit types, no batch rule) for 1,000 "
-                       f"steps (about 20 minutes on 2 CPU cores); {code('--preset demo-dense')}: the default's binding-dense "
-                       "positives without its batch rule, where CLIP learns binding from in-batch swaps (README).")
+                       f"steps (about 20 minutes on 2 CPU cores); {code('--preset demo-dense')}: the default's "
+                       "binding-dense positives without its batch rule, where CLIP learns binding from in-batch swaps (README).")
         other = 2 if seed in (None, 1) else 1
         out.append(f"{code(f'tripletclip demo --world-seed {other} --out demo_world{other}')}: another world (its "
                    "base is pretrained once and cached), to see which differences hold beyond one world; "
