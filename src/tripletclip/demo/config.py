@@ -68,7 +68,7 @@ class Method:
     run: dict[str, Any] = field(default_factory=dict)
 
 
-def _plan_size(steps: int, batch: int, epochs: int) -> int:
+def plan_size(steps: int, batch: int, epochs: int) -> int:
     """Training triplets a demo generates (demo/run.py ``_plan``): a fresh set, or one seen ``epochs`` times."""
     return max(batch, steps * batch // epochs)
 
@@ -145,7 +145,7 @@ class DemoConfig:
                 problems.append(f"batch_without_swaps: the loader must read the blocks in order, so set "
                                 f"run.data.shuffle_buffer=0 and run.data.workers<=1 (got {run.data.shuffle_buffer}, "
                                 f"{run.data.workers})")
-            elif _plan_size(run.train.steps, run.train.batch_size, self.epochs) % run.train.batch_size:
+            elif plan_size(run.train.steps, run.train.batch_size, self.epochs) % run.train.batch_size:
                 problems.append(f"batch_without_swaps: the training set (run.train.steps x batch_size / epochs) must "
                                 f"be a whole number of batches of {run.train.batch_size}")
         if problems:

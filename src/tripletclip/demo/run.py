@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from tripletclip.config import config_from_dict, config_to_dict
 from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
-from tripletclip.demo.config import DemoConfig, Method, _plan_size, load_demo_config
+from tripletclip.demo.config import DemoConfig, Method, plan_size, load_demo_config
 from tripletclip.demo.jobs import Job, read_curve, run_job
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
@@ -177,7 +177,7 @@ def _plan(cfg: DemoConfig) -> tuple[int, int]:
     steps, batch = train.steps, train.batch_size
     if steps < 1 or batch < 1:
         raise InputError(f"demo preset: run.train.steps and run.train.batch_size must be >= 1 (got {steps}, {batch})")
-    return _plan_size(steps, batch, cfg.epochs), steps
+    return plan_size(steps, batch, cfg.epochs), steps
 
 
 def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[Method], overrides: Sequence[str] = (),
