@@ -13,7 +13,8 @@ Runs (each a separate training process; one round runs each once, in this order,
 the global batch in A micro-batches, train/accum.py), ``open_clip_train`` (its unmodified ``main``) and
 ``clip-compile`` (``train.compile=true``; last, as its compilation takes longest); with ``--ab-host-memory`` also
 ``clip-malloc`` and ``tripletclip-malloc`` (``train.keep_host_memory=false``: glibc's default malloc, which maps
-and zero-fills every large tensor afresh each step; utils/host_memory.py). Ratios, each the median
+and zero-fills every large tensor afresh each step; utils/host_memory.py), and with ``--open-clip-keep-memory``
+``open_clip-keep`` (open_clip_train with the same malloc settings through GLIBC_TUNABLES). Ratios, each the median
 over rounds of the round's ratio: ours / open_clip_train pairs/s; TripletCLIP step / CLIP step;
 accumulation's time per pair / the plain step's (one extra forward without graph per micro-batch is the
 floor); compiled / eager pairs/s.
@@ -129,8 +130,13 @@ def run_ours(csv: Path, out: Path, a: argparse.Namespace, loss: str, extra: tupl
 LAUNCH = "import sys, open_clip; open_clip.add_model_config(sys.argv.pop(1)); from open_clip_train.main import main; main(sys.argv[1:])"
 
 
-def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str) -> dict:
-    """``open_clip_train.main`` on the same CSV; pairs/s per step parsed from its log lines."""
+# glibc's malloc told by environment what train.keep_host_memory tells it through mallopt (utils/host_memory.py)
+KEEP_MEMORY_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615"
+
+
+def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str, tunables: str = "") -> dict:
+    """``open_clip_train.main`` on the same CSV; pairs/s per step parsed from its log lines. ``tunables``: a
+    GLIBC_TUNABLES value for its process (its code unchanged)."""
     cmd = [sys.executable, "-c", LAUNCH, str(CONFIG_DIR), "--train-data", str(csv), "--dataset-type", "csv",
            "--csv-separator", "\t", "--csv-img-key", "filepath", "--csv-caption-key", "title",
            "--train-num-samples", str(a.steps * a.batch), "--batch-size", str(a.batch), "--epochs", "1",
@@ -140,6 +146,8 @@ def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str) -> dic
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if a.threads > 0:  # open_clip_train takes torch's default: set it through the environment
         env["OMP_NUM_THREADS"] = str(a.threads)
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
     load0, t = _load(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(csv.parent))
     wall = time.perf_counter() - t
@@ -171,6 +179,10 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
     if not a.skip_open_clip:
         runs["open_clip"] = ("`open_clip_train` (unmodified `main`, same CSV, model, batch, precision)",
                              lambda csv, out, n: run_open_clip(csv, out, a, n))
+        if a.open_clip_keep_memory:
+            runs["open_clip-keep"] = ("`open_clip_train` with glibc keeping freed memory (GLIBC_TUNABLES, as "
+                                      "train.keep_host_memory)",
+                                      lambda csv, out, n: run_open_clip(csv, out, a, n, KEEP_MEMORY_TUNABLES))
     if a.compile:
         runs["clip-compile"] = (f"tripletclip trainer, CLIP, train.compile=true ({a.compile_backend})",
                                 lambda csv, out, n: run_ours(csv, out, a, "clip", (
@@ -182,6 +194,8 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
 RATIOS = [
     ("speedup_vs_open_clip", "clip", "open_clip", "pairs_per_s", "ours / open_clip_train pairs/s",
      ">= 1.70 (earlier 1.70-1.76)", lambda r: r >= 1.70),
+    ("speedup_vs_open_clip_same_malloc", "clip", "open_clip-keep", "pairs_per_s",
+     "ours / open_clip_train pairs/s, both keeping freed memory", "(reported)", None),
     ("tripletclip_step_over_clip_step", "tripletclip", "clip", "step_s", "TripletCLIP step / CLIP step",
      "<= 1.95", lambda r: r <= 1.95),
     ("accum_time_per_pair_over_plain", "clip-accum", "clip", "step_s", "accumulation's time per pair / plain",
@@ -261,6 +275,8 @@ def main() -> None:
     ap.add_argument("--accum", type=int, default=4, help="CLIP in this many micro-batches (0 or 1: skip)")
     ap.add_argument("--ab-host-memory", action="store_true",
                     help="also run CLIP and TripletCLIP with train.keep_host_memory=false (glibc's default malloc)")
+    ap.add_argument("--open-clip-keep-memory", action="store_true",
+                    help="also run open_clip_train with GLIBC_TUNABLES that keep freed memory, as ours does by default")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip CLIP with train.compile=true")
     ap.add_argument("--compile-backend", default="inductor")
     args = ap.parse_args()
