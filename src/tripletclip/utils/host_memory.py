@@ -17,7 +17,6 @@ changes numerically; CUDA memory is not affected (its own caching allocator alre
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from functools import lru_cache
 
@@ -33,7 +32,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library the interpreter runs on (no ldconfig lookup)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018 - glibc only: musl and others have no such symbol
     except (OSError, AttributeError):
