@@ -11,7 +11,10 @@ MFU against a measured matmul peak.
 Runs (each a separate training process; one round runs each once, in this order, so that rounds interleave):
 ``clip``, ``tripletclip`` (one negative caption and image per pair), ``clip-accum`` (``train.accum_steps=A``:
 the global batch in A micro-batches, train/accum.py), ``open_clip_train`` (its unmodified ``main``) and
-``clip-compile`` (``train.compile=true``; last, as its compilation takes longest). Ratios, each the median
+``clip-compile`` (``train.compile=true``; last, as its compilation takes longest); with ``--ab-host-memory`` also
+``clip-malloc`` and ``tripletclip-malloc`` (``train.keep_host_memory=false``: glibc's default malloc, which maps
+and zero-fills every large tensor afresh each step; utils/host_memory.py), and with ``--open-clip-keep-memory``
+``open_clip-keep`` (open_clip_train with the same malloc settings through GLIBC_TUNABLES). Ratios, each the median
 over rounds of the round's ratio: ours / open_clip_train pairs/s; TripletCLIP step / CLIP step;
 accumulation's time per pair / the plain step's (one extra forward without graph per micro-batch is the
 floor); compiled / eager pairs/s.
@@ -120,14 +123,20 @@ def run_ours(csv: Path, out: Path, a: argparse.Namespace, loss: str, extra: tupl
     recs = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
     res = _rate([r["pairs_per_s"] for r in recs if r["step"] > a.warmup], a.batch, wall, load0)
     res["data_wait_frac"] = float(np.mean([r["data_wait_frac"] for r in recs if r["step"] > a.warmup]))
+    res["peak_rss_gb"] = max(r["peak_memory_bytes"] for r in recs) / 1e9  # CPU: the process's peak resident set
     return res
 
 
 LAUNCH = "import sys, open_clip; open_clip.add_model_config(sys.argv.pop(1)); from open_clip_train.main import main; main(sys.argv[1:])"
 
 
-def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str) -> dict:
-    """``open_clip_train.main`` on the same CSV; pairs/s per step parsed from its log lines."""
+# glibc's malloc told by environment what train.keep_host_memory tells it through mallopt (utils/host_memory.py)
+KEEP_MEMORY_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615"
+
+
+def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str, tunables: str = "") -> dict:
+    """``open_clip_train.main`` on the same CSV; pairs/s per step parsed from its log lines. ``tunables``: a
+    GLIBC_TUNABLES value for its process (its code unchanged)."""
     cmd = [sys.executable, "-c", LAUNCH, str(CONFIG_DIR), "--train-data", str(csv), "--dataset-type", "csv",
            "--csv-separator", "\t", "--csv-img-key", "filepath", "--csv-caption-key", "title",
            "--train-num-samples", str(a.steps * a.batch), "--batch-size", str(a.batch), "--epochs", "1",
@@ -137,6 +146,8 @@ def run_open_clip(csv: Path, out: Path, a: argparse.Namespace, name: str) -> dic
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if a.threads > 0:  # open_clip_train takes torch's default: set it through the environment
         env["OMP_NUM_THREADS"] = str(a.threads)
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
     load0, t = _load(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(csv.parent))
     wall = time.perf_counter() - t
@@ -155,6 +166,12 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
         "tripletclip": ("tripletclip trainer, TripletCLIP (one negative caption and image per pair)",
                         lambda csv, out, n: run_ours(csv, out, a, "tripletclip", (), n)),
     }
+    if a.ab_host_memory:  # the same two runs with glibc's default malloc (train.keep_host_memory, utils/host_memory.py)
+        runs["clip-malloc"] = ("tripletclip trainer, CLIP, train.keep_host_memory=false", lambda csv, out, n: run_ours(
+            csv, out, a, "clip", ("train.keep_host_memory=false",), n))
+        runs["tripletclip-malloc"] = ("tripletclip trainer, TripletCLIP, train.keep_host_memory=false",
+                                      lambda csv, out, n: run_ours(csv, out, a, "tripletclip",
+                                                                   ("train.keep_host_memory=false",), n))
     if a.accum > 1:
         runs["clip-accum"] = (f"tripletclip trainer, CLIP in {a.accum} micro-batches of {a.batch // a.accum} "
                               "(same global batch)",
@@ -162,6 +179,10 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
     if not a.skip_open_clip:
         runs["open_clip"] = ("`open_clip_train` (unmodified `main`, same CSV, model, batch, precision)",
                              lambda csv, out, n: run_open_clip(csv, out, a, n))
+        if a.open_clip_keep_memory:
+            runs["open_clip-keep"] = ("`open_clip_train` with glibc keeping freed memory (GLIBC_TUNABLES, as "
+                                      "train.keep_host_memory)",
+                                      lambda csv, out, n: run_open_clip(csv, out, a, n, KEEP_MEMORY_TUNABLES))
     if a.compile:
         runs["clip-compile"] = (f"tripletclip trainer, CLIP, train.compile=true ({a.compile_backend})",
                                 lambda csv, out, n: run_ours(csv, out, a, "clip", (
@@ -173,10 +194,18 @@ def plan_runs(a: argparse.Namespace) -> dict[str, tuple[str, Callable[[Path, Pat
 RATIOS = [
     ("speedup_vs_open_clip", "clip", "open_clip", "pairs_per_s", "ours / open_clip_train pairs/s",
      ">= 1.70 (earlier 1.70-1.76)", lambda r: r >= 1.70),
+    ("speedup_vs_open_clip_same_malloc", "clip", "open_clip-keep", "pairs_per_s",
+     "ours / open_clip_train pairs/s, both keeping freed memory", "(reported)", None),
     ("tripletclip_step_over_clip_step", "tripletclip", "clip", "step_s", "TripletCLIP step / CLIP step",
      "<= 1.95", lambda r: r <= 1.95),
     ("accum_time_per_pair_over_plain", "clip-accum", "clip", "step_s", "accumulation's time per pair / plain",
      "<= 1.4", lambda r: r <= 1.4),
+    ("host_memory_clip_speedup", "clip", "clip-malloc", "pairs_per_s", "CLIP pairs/s, keep_host_memory / glibc default",
+     "(reported)", None),
+    ("host_memory_tripletclip_speedup", "tripletclip", "tripletclip-malloc", "pairs_per_s",
+     "TripletCLIP pairs/s, keep_host_memory / glibc default", "(reported)", None),
+    ("tripletclip_step_over_clip_step_malloc", "tripletclip-malloc", "clip-malloc", "step_s",
+     "TripletCLIP step / CLIP step, both glibc default", "(reported)", None),
     ("compile_pairs_per_s_over_eager", "clip-compile", "clip", "pairs_per_s", "compiled / eager pairs/s",
      "(reported)", None),
 ]
@@ -191,6 +220,7 @@ def summarise(rounds: list[dict[str, dict]], labels: dict[str, str]) -> dict[str
                       "step_s": float(np.median([r["step_s"] for r in rs])),
                       "data_wait_frac": (float(np.median([r["data_wait_frac"] for r in rs]))
                                          if "data_wait_frac" in rs[0] else None),
+                      "peak_rss_gb": float(np.median([r["peak_rss_gb"] for r in rs])) if "peak_rss_gb" in rs[0] else None,
                       "pairs_per_s_rounds": [r["pairs_per_s"] for r in rs],
                       "load": [[r["load_before"], r["load_after"]] for r in rs]}
     ratios = {}
@@ -208,13 +238,14 @@ def markdown(summary: dict[str, Any], a: argparse.Namespace, mfu: dict[str, floa
     lines = [f"{a.model}, batch {a.batch}, {a.precision}, {a.steps} steps (rates of steps > {a.warmup}), "
              f"{a.workers} data workers, torch threads {a.threads or torch.get_num_threads()}, {n} round(s); "
              "medians over rounds", "",
-             "| run | pairs/s | s per step | data wait | pairs/s per round | load avg (1 min) before-after |",
-             "|---|---|---|---|---|---|"]
+             "| run | pairs/s | s per step | data wait | peak RSS GB | pairs/s per round | load avg (1 min) before-after |",
+             "|---|---|---|---|---|---|---|"]
     for r in summary["runs"].values():
         wait = "-" if r["data_wait_frac"] is None else f"{r['data_wait_frac']:.2f}"
         per = ", ".join(f"{x:.2f}" for x in r["pairs_per_s_rounds"])
         load = ", ".join(f"{b:.1f}-{e:.1f}" for b, e in r["load"])
-        lines.append(f"| {r['label']} | {r['pairs_per_s']:.2f} | {r['step_s']:.2f} | {wait} | {per} | {load} |")
+        rss = "-" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f}"
+        lines.append(f"| {r['label']} | {r['pairs_per_s']:.2f} | {r['step_s']:.2f} | {wait} | {rss} | {per} | {load} |")
     lines += ["", "| ratio | median | per round | target | met |", "|---|---|---|---|---|"]
     for r in summary["ratios"].values():
         met = "-" if r["met"] is None else ("yes" if r["met"] else "no")
@@ -242,6 +273,10 @@ def main() -> None:
     ap.add_argument("--md", default="", help="also write the markdown table to this file")
     ap.add_argument("--skip-open-clip", action="store_true")
     ap.add_argument("--accum", type=int, default=4, help="CLIP in this many micro-batches (0 or 1: skip)")
+    ap.add_argument("--ab-host-memory", action="store_true",
+                    help="also run CLIP and TripletCLIP with train.keep_host_memory=false (glibc's default malloc)")
+    ap.add_argument("--open-clip-keep-memory", action="store_true",
+                    help="also run open_clip_train with GLIBC_TUNABLES that keep freed memory, as ours does by default")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip CLIP with train.compile=true")
     ap.add_argument("--compile-backend", default="inductor")
     args = ap.parse_args()

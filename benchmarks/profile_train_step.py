@@ -7,6 +7,9 @@ where gradient accumulation's extra time goes (docs/training.md, "Measured speed
     python benchmarks/profile_train_step.py diff old.json new.json   # ops whose shapes or counts differ
     # CPU seconds per phase of a CLIP step, plain vs train/accum.py's accumulated_step in A micro-batches
     PYTHONPATH=src python benchmarks/profile_train_step.py accum --model ViT-B-32 --batch 16 --accum 4
+    # wall, user and system seconds and minor page faults per step, glibc's default malloc or (--keep) the
+    # trainer's train.keep_host_memory (utils/host_memory.py); run once per mode, as the setting is per process
+    PYTHONPATH=src python benchmarks/profile_train_step.py faults --model ViT-B-32 --batch 64 --threads 2 [--keep]
 
 The batch is a fixed synthetic one of the data contract (random images, 8-word captions, one valid negative
 caption and image per pair); the step is forward_features + the objective + backward + gradient clipping +
@@ -142,6 +145,38 @@ def accum(a: argparse.Namespace) -> None:
         print(mode, json.dumps({k: round(v, 3) for k, v in mean.items()}))
 
 
+def faults(a: argparse.Namespace) -> None:
+    """Per step: wall, user and system seconds and minor page faults (glibc maps every block above its mmap
+    threshold afresh, so a step of large activations faults their pages in again each time)."""
+    import os
+    import resource
+
+    from tripletclip.utils.host_memory import keep_freed_memory
+
+    if a.keep:
+        print("keep_freed_memory:", keep_freed_memory())
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    bundle = create_model(a.model)
+    model = bundle.model.train()
+    fm, batch = TrimmedClip(model), synthetic_batch(bundle, a.batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    for name in a.losses.split(","):
+        loss_fn = build_loss(name)
+        nt, ni = loss_fn.needs_neg_text, loss_fn.needs_neg_image
+        for r in range(a.reps + 1):
+            t0, w0, f0 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            out = loss_fn(fw.forward_features(fm, _prepare(batch, nt, ni), nt, ni, None))
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            t1, w1, f1 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            print(f"{name} step {r}{' (warmup)' if r == 0 else ''}: wall {w1 - w0:.2f} s, user {t1.user - t0.user:.2f} s, "
+                  f"system {t1.system - t0.system:.2f} s, minor faults {f1 - f0}, load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -153,13 +188,17 @@ def main() -> None:
     d.add_argument("new")
     c = sub.add_parser("accum")
     c.add_argument("--accum", type=int, default=4)
-    for p in (o, c):
+    f = sub.add_parser("faults")
+    f.add_argument("--losses", default="clip,tripletclip")
+    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--keep", action="store_true", help="train.keep_host_memory's malloc settings first")
+    for p in (o, c, f):
         p.add_argument("--model", default="ViT-B-32")
         p.add_argument("--batch", type=int, default=8)
         p.add_argument("--reps", type=int, default=2, help="timed steps after one warmup step")
     a = ap.parse_args()
-    torch.set_num_threads(1)
-    {"ops": ops, "diff": diff, "accum": accum}[a.cmd](a)
+    torch.set_num_threads(1)  # faults sets its own
+    {"ops": ops, "diff": diff, "accum": accum, "faults": faults}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,9 @@ class TrainConfig:
     # "always", "never" (the demo: its trainings run side by side under one progress line)
     log_lines: str = "auto"
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # glibc malloc keeps freed host memory, so large CPU tensors stop costing page faults every step
+    # (utils/host_memory.py); the process keeps its peak host memory until it exits
+    keep_host_memory: bool = True
 
 
 @dataclass

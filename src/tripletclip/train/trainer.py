@@ -54,6 +54,7 @@ from tripletclip.utils.distributed import (
     cleanup,
     init_distributed,
 )
+from tripletclip.utils.host_memory import keep_freed_memory
 from tripletclip.utils.provenance import code_version
 
 
@@ -77,6 +78,8 @@ def train(cfg: RunConfig, resume: Optional[str] = None) -> dict[str, Any]:
 def _train(cfg: RunConfig, env: DistEnv, run_dir: Path, resume_ckpt: Optional[Path]) -> dict[str, Any]:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    if cfg.train.keep_host_memory:  # before anything large is allocated; forked data workers inherit it
+        keep_freed_memory()
     # handlers first: a signal during setup stops the run after its first step
     preempt = Preemption(cfg.train.preempt_signals, cfg.train.preempt_check_every)
     try:
