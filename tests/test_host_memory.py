@@ -7,21 +7,22 @@ import sys
 
 import pytest
 
-# a "step" that allocates, fills and frees five 40 MiB tensors (above glibc's largest mmap threshold, 32 MiB),
-# repeated 6 times; prints the minor page faults of the last 3 (the first steps grow the heap)
+# a "step" that allocates, fills and frees four 40 MiB tensors (above glibc's largest mmap threshold, 32 MiB),
+# repeated 10 times; prints the minor page faults of the last 3 (the first steps grow the heap, up to 4 steps
+# measured once under memory pressure)
 PROBE = """
 import json, resource, sys, torch
 from tripletclip.utils.host_memory import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 torch.set_num_threads(1)
 faults = []
-for _ in range(6):
+for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     a, b, c = (torch.ones(10 * 2**20) for _ in range(3))
     d = (a + b) * c
     del a, b, c, d
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"applied": applied, "faults": faults[3:]}))
+print(json.dumps({"applied": applied, "faults": faults[7:]}))
 """
 PAGES = 40 * 2**20 // 4096  # pages of one 40 MiB tensor (at 4 KiB pages)
 

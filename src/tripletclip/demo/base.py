@@ -160,7 +160,7 @@ NOT_WEIGHTS = {
     "data": ("train", "max_neg_text", "max_neg_image", "validate_first", "prefetch_factor", "max_bad_fraction"),
     "model": ("grad_checkpointing",),
     "train": ("log_every", "save_every", "keep_checkpoints", "eval_every", "output_dir", "name", "tensorboard",
-              "wandb", "wandb_project", "progress", "log_lines", "threads"),
+              "wandb", "wandb_project", "progress", "log_lines", "threads", "keep_host_memory"),
     "eval": "*", "notes": "*",
 }
 

@@ -48,7 +48,7 @@ REGIMES = ("finetune", "scratch")
 ARCHITECTURE_KEYS = ("model.name", "model.force_quick_gelu")
 # how the trainings run on this machine, not what they learn: the base takes the runs' values unless base.* sets them
 RUNTIME_KEYS = ("data.type", "data.workers", "data.prefetch_factor", "train.precision", "train.threads",
-                "train.log_every", "model.trim_text", "model.grad_checkpointing")
+                "train.log_every", "model.trim_text", "model.grad_checkpointing", "train.keep_host_memory")
 # fixed for every method of a demo (equal compute: same tower, start, steps, batch, positives and seeds); a
 # method's own ``run`` block may not set them (loss.name is its ``objective``)
 EQUAL_COMPUTE_KEYS = ARCHITECTURE_KEYS + ("model.pretrained", "train.steps", "train.batch_size", "train.seed",
