@@ -253,21 +253,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _swap_keys(captions: list[str]) -> list[tuple]:
-    """Per caption (own, swapped): the caption's two (shape, colour) pairs and those with colours exchanged, for
-    captions that state two colours on two shapes; (None, None) otherwise."""
-    from tripletclip.world.parser import parse_caption
+    """Per caption (own, swapped) pairs of ``tripletclip.world.batches.swap_key``; (None, None) without a swap."""
+    from tripletclip.world.batches import swap_key
 
-    out: list[tuple] = []
-    for c in captions:
-        desc = parse_caption(c)
-        objs = [o for o in desc.objects if o.colour] if desc else []
-        if len(objs) == 2 and objs[0].shape != objs[1].shape and objs[0].colour != objs[1].colour:
-            a, b = objs
-            out.append((frozenset([(a.shape, a.colour), (b.shape, b.colour)]),
-                        frozenset([(a.shape, b.colour), (b.shape, a.colour)])))
-        else:
-            out.append((None, None))
-    return out
+    return [swap_key(c) or (None, None) for c in captions]
 
 
 def step_costs(args: argparse.Namespace) -> None:

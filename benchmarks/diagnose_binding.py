@@ -202,23 +202,15 @@ def collisions(args: argparse.Namespace) -> None:
     import glob
     import tarfile
 
-    from tripletclip.world.parser import parse_caption
+    from tripletclip.world.batches import swap_key
 
     for demo in args.demos:
         keys: list = []
         for shard in sorted(glob.glob(f"{demo}/world/train/*.tar")):
             with tarfile.open(shard) as tar:
                 for m in tar.getmembers():
-                    if not m.name.endswith(".txt") or m.name.endswith(".neg.txt"):
-                        continue
-                    desc = parse_caption(tar.extractfile(m).read().decode())
-                    objs = [o for o in desc.objects if o.colour] if desc else []
-                    if len(objs) == 2 and objs[0].shape != objs[1].shape and objs[0].colour != objs[1].colour:
-                        a, b = objs
-                        keys.append((frozenset([(a.shape, a.colour), (b.shape, b.colour)]),
-                                     frozenset([(a.shape, b.colour), (b.shape, a.colour)])))
-                    else:
-                        keys.append(None)
+                    if m.name.endswith(".txt") and not m.name.endswith(".neg.txt"):
+                        keys.append(swap_key(tar.extractfile(m).read().decode()))
         batches = [[k for k in keys[s:s + 64] if k] for s in range(0, len(keys) - 63, 64)]
         hits = [sum(1 for k in b if k[1] in {x[0] for x in b}) for b in batches]
         print(f"{demo}: {len(keys)} positives, {sum(k is not None for k in keys)} state two colours on two shapes; "
