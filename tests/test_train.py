@@ -277,3 +277,11 @@ def test_a_starting_logit_scale_above_the_clamp_is_refused():
     cfg = load_config(None, [*DATA, "model.logit_scale=150"])
     assert any("model.logit_scale=150" in p and "optim.max_logit_scale" in p for p in config_problems(cfg))
     assert not config_problems(load_config(None, [*DATA, "model.logit_scale=100"]))
+
+
+def test_fscclip_local_loss_trains_on_the_spatial_cnn(tmp_path):
+    """FSC-CLIP's local hard-negative loss takes the world CNN's per-cell tokens (models/towers.py), so the world's
+    shape-perceiving tower runs it (issue 24), not only a ViT."""
+    res = train(_cfg(tmp_path, "fscclip", steps=2, **{"model.name": "world-cnn"}))
+    last = json.loads((Path(res["run_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(last["loss/loss"]) and np.isfinite(last["loss/hn_local"]) and last["loss/hn_local"] > 0

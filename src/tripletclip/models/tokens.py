@@ -1,7 +1,8 @@
 """Patch and token features for objectives that declare ``needs_tokens`` (FSC-CLIP's local loss).
 
 Image: the patch tokens of an open_clip ``VisionTransformer`` (its public ``output_tokens`` switch), projected
-with the tower's ``proj`` into the joint space where the pooled feature lives. Text: every position of the text
+with the tower's ``proj`` into the joint space where the pooled feature lives; or, for the world's spatial CNN
+(``world-cnn``), each grid cell's share of its linear readout (models/towers.py ``SpatialCNN.forward_tokens``). Text: every position of the text
 tower after ``ln_final``, projected with ``text_projection``; the token mask marks the start token up to and
 including the end-of-text token (where open_clip pools). The text is trimmed to the batch's longest caption
 as in :mod:`tripletclip.models.trimmed` (positions after end-of-text never influence earlier ones).
@@ -25,19 +26,37 @@ from tripletclip.models.trimmed import pool_positions, supports_trimming
 def token_support_problem(model: torch.nn.Module) -> Optional[str]:
     """Why ``model`` cannot give patch and token features, or None when it can."""
     visual = getattr(model, "visual", None)
-    if not isinstance(visual, open_clip.transformer.VisionTransformer):
-        return (f"the image tower is {type(visual).__name__}, not an open_clip VisionTransformer: patch features "
-                "need a ViT (e.g. model.name=test-vit-tiny or world-vit-tiny)")
-    if getattr(visual, "attn_pool", None) is not None:
+    if _cell_tokens_trunk(visual) is not None:
+        pass
+    elif not isinstance(visual, open_clip.transformer.VisionTransformer):
+        return (f"the image tower is {type(visual).__name__}, neither an open_clip VisionTransformer nor a "
+                "tc_spatial_cnn: patch features need one of them (e.g. model.name=world-vit-tiny or world-cnn)")
+    elif getattr(visual, "attn_pool", None) is not None:
         return "attention-pooled image towers (CoCa-style) have no per-patch features to align with words"
     if not supports_trimming(model):
         return "the text tower is not open_clip's built-in causal tower with end-of-text pooling"
     return None
 
 
+def _cell_tokens_trunk(visual: Any) -> Optional[torch.nn.Module]:
+    """The trunk of an open_clip ``TimmModel`` whose own linear head is the projection and that gives per-cell
+    tokens (models/towers.py ``SpatialCNN.forward_tokens``), else None."""
+    trunk = getattr(visual, "trunk", None)
+    head = getattr(visual, "head", None)
+    if not isinstance(visual, open_clip.timm_model.TimmModel) or not hasattr(trunk, "forward_tokens"):
+        return None
+    if head is not None and len(list(head.children())) > 0:  # an open_clip projection after the trunk
+        return None
+    return trunk if isinstance(getattr(trunk, "head", None), torch.nn.Linear) else None
+
+
 def encode_image_tokens(model: torch.nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pooled [N,D] as ``encode_image``, projected patch tokens [N,P,D])."""
+    """(pooled [N,D] as ``encode_image``, projected patch tokens [N,P,D]): a ViT's patch tokens, or a spatial
+    CNN's per-cell shares of its linear readout."""
     visual = model.visual
+    trunk = _cell_tokens_trunk(visual)
+    if trunk is not None:
+        return trunk.forward_tokens(image)
     before = visual.output_tokens
     visual.output_tokens = True  # open_clip's own switch; restored at once so other callers see no change
     try:

@@ -61,6 +61,20 @@ class SpatialCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x).flatten(1))
 
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled [N,D] as :meth:`forward`, one token per grid cell [N,G*G,D]) for local losses (FSC-CLIP).
+
+        The linear readout is a sum over cells, ``head(f) = sum_p W_p f_p + b``; cell p's token is its share
+        ``G*G * W_p f_p``, scaled so that the tokens' mean plus the bias is the pooled embedding: a CNN's analogue
+        of a ViT's projected patch tokens, in the joint space, with no parameter of its own."""
+        feats = self.forward_features(x)
+        if not isinstance(self.head, nn.Linear):
+            raise ValueError("tc_spatial_cnn: per-cell tokens need the linear head (num_classes > 0)")
+        n, c, g, _ = feats.shape
+        weight = self.head.weight.view(-1, c, g * g)  # [D, C, P]: flatten(1) orders features channel-major
+        tokens = torch.einsum("ncp,dcp->npd", feats.flatten(2), weight) * (g * g)
+        return self.head(feats.flatten(1)), tokens
+
     # timm's interface, used by open_clip's tower locking and classifier resets
     def get_classifier(self) -> nn.Module:
         return self.head
