@@ -103,12 +103,17 @@ def test_a_worker_count_change_with_worker_processes(four, monkeypatch):
         assert sorted(by_epoch[e]) == ALL_KEYS
 
 
-def test_same_size_resume_stays_exact(four):
-    """After an elastic resume, a checkpoint at the new size resumes bitwise (the done rules travel along)."""
+def _states_after_one_batch(four) -> list[dict]:
+    """The loader states of two ranks (batch 4 each) after one batch."""
     first = _loaders(four, 2, 0, 4)
     for ld in first:
         next(ld)
-    states = [ld.state_dict() for ld in first]
+    return [ld.state_dict() for ld in first]
+
+
+def test_same_size_resume_stays_exact(four):
+    """After an elastic resume, a checkpoint at the new size resumes bitwise (the done rules travel along)."""
+    states = _states_after_one_batch(four)
     a = _loaders(four, 1, 0, 8)[0]
     a.load_state_dict(states)
     next(a)
@@ -121,10 +126,7 @@ def test_same_size_resume_stays_exact(four):
 
 
 def test_incomplete_or_old_states_are_refused(four):
-    first = _loaders(four, 2, 0, 4)
-    for ld in first:
-        next(ld)
-    states = [ld.state_dict() for ld in first]
+    states = _states_after_one_batch(four)
     one = _loaders(four, 1, 0, 8)[0]
     with pytest.raises(DataError, match="needs the loader states of all 2 ranks"):
         one.load_state_dict(states[1])  # one rank's state only
