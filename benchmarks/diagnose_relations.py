@@ -58,6 +58,39 @@ def relation_rows(d: dict) -> list[tuple[int, int, str]]:
     return rows
 
 
+_CANONICAL = {"left": ("left", False), "right": ("left", True), "above": ("above", False), "below": ("above", True)}
+
+
+def relation_facts(caption: str) -> set[tuple]:
+    """The caption's relations as ((shape, colour), "left" | "above", (shape, colour)) facts (right / below
+    stated from the other side); a mirror of a fact names the same two objects the other way round."""
+    from tripletclip.world.parser import parse_caption
+
+    desc = parse_caption(caption)
+    out = set()
+    for i, rel, j in desc.relations if desc else ():
+        r, flip = _CANONICAL[rel]
+        a, b = desc.objects[i], desc.objects[j]
+        a, b = (b, a) if flip else (a, b)
+        out.add(((a.shape, a.colour), r, (b.shape, b.colour)))
+    return out
+
+
+def batch_without_mirrors(order: list[int], facts: list[set], size: int) -> list[int]:
+    """The first ``size`` items of ``order`` such that no item's relation is mirrored by another item's (an item
+    that would meet its mirror is skipped for this batch)."""
+    batch, held = [], set()
+    for k in order:
+        mirrors = {(b, r, a) for a, r, b in facts[k]}
+        if mirrors & held:
+            continue
+        batch.append(k)
+        held |= facts[k]
+        if len(batch) == size:
+            break
+    return batch
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="cure_cached.py data output (with cached trunk features)")
@@ -77,6 +110,8 @@ def main() -> None:
     ap.add_argument("--relkind", choices=("all", "inverse", "other"), default="all")
     ap.add_argument("--scale", type=float, default=100.0, help="logit scale (fixed)")
     ap.add_argument("--transfer", default="", help="a transfer split folder to score at the end")
+    ap.add_argument("--no-mirrors", action="store_true",
+                    help="batches in which no positive's relation is mirrored by another positive's")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -129,10 +164,20 @@ def main() -> None:
     held = rows[a.held_from:a.held_from + 500] if a.held_from >= 0 else rows[a.held_from:]
     pool = rows[:min(a.pool, len(rows) - 500)]
     print("start pool", accuracy(pool), "held", accuracy(held))
+    facts = [relation_facts(d["captions"][r[0]]) for r in pool] if a.no_mirrors else []
+    mirrored = []
     g = torch.Generator().manual_seed(0)
     t0 = time.time()
     for step in range(a.steps):
-        rs = [pool[k] for k in torch.randperm(len(pool), generator=g)[:a.batch].tolist()]
+        order = torch.randperm(len(pool), generator=g).tolist()
+        if a.no_mirrors:
+            picked = batch_without_mirrors(order, facts, a.batch)
+        else:
+            picked = order[:a.batch]
+            if step < 20:  # how many positives meet a mirror in their batch (first 20 batches)
+                own = [relation_facts(d["captions"][pool[k][0]]) for k in picked]
+                mirrored.append(a.batch - len(batch_without_mirrors(list(range(len(picked))), own, a.batch)))
+        rs = [pool[k] for k in picked]
         im, ni = enc_images(rs)
         t = enc_text([d["captions"][r[0]] for r in rs] + [r[2] for r in rs])
         b = len(rs)
@@ -156,6 +201,8 @@ def main() -> None:
         if (step + 1) % max(1, a.steps // 5) == 0:
             print(step + 1, round(loss.item(), 3), "pool", accuracy(pool), "held", accuracy(held),
                   f"{time.time() - t0:.0f}s", flush=True)
+    if mirrored:
+        print("positives per batch that a no-mirror batch would skip (first 20 batches):", sum(mirrored) / len(mirrored))
     if a.transfer:
         r = evaluate_transfer(bundle, a.transfer)["transfer_scores"]["transfer"]
         print("transfer", json.dumps({k: round(v, 1) for k, v in r.items()}))
