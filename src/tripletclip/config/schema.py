@@ -56,6 +56,10 @@ class DataConfig:
     # images whose header declares more pixels are bad samples, never decoded (decompression bombs);
     # PIL's warning threshold, far above any CLIP training image
     max_image_pixels: int = 89_478_485
+    # keep decoded images and tokenised captions in memory, up to this many MiB per loader process (0 = off), so
+    # that a training set read several times (epochs) is decoded once: batches stay bitwise the same, only the
+    # random transform runs again (data/memo.py)
+    cache_decoded_mb: int = 0
 
 
 @dataclass

@@ -38,6 +38,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.prefetch_factor": _at_least(1),
     "data.max_bad_fraction": _within(0, 1),
     "data.max_image_pixels": _at_least(1),
+    "data.cache_decoded_mb": _at_least(0),
     "model.lock_image_unlocked_groups": _at_least(0),
     "model.lock_text_unlocked_layers": _at_least(0),
     "model.logit_scale": _at_least(0),
