@@ -131,6 +131,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model; text lengths rounded up to compile_text_bucket
     compile_text_bucket: int = 16
     compile_backend: str = "inductor"  # torch.compile backend (inductor; aot_eager or eager to debug)
+    # the training forward's attention kernel (torch SDPA): "auto" = torch's choice (flash on CPU), "math" = the
+    # plain matmul-softmax-matmul. Measured on an AMX CPU under bf16 autocast (docs/training.md): flash's backward
+    # 40 ms vs 6 ms per block of the world tower; the same function, other rounding (not bitwise the same run)
+    attention: str = "auto"
     # preemption (train/preempt.py): these signals make every rank finish its step, save one checkpoint, exit
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     preempt_exit_code: int = 0  # exit status after a preemption checkpoint (e.g. 75 to requeue from sbatch)
