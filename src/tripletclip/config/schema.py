@@ -56,6 +56,10 @@ class DataConfig:
     # images whose header declares more pixels are bad samples, never decoded (decompression bombs);
     # PIL's warning threshold, far above any CLIP training image
     max_image_pixels: int = 89_478_485
+    # keep decoded images and tokenised captions in memory, up to this many MiB per loader process (0 = off), so
+    # that a training set read several times (epochs) is decoded once: batches stay bitwise the same, only the
+    # random transform runs again (data/memo.py)
+    cache_decoded_mb: int = 0
 
 
 @dataclass
@@ -127,6 +131,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model; text lengths rounded up to compile_text_bucket
     compile_text_bucket: int = 16
     compile_backend: str = "inductor"  # torch.compile backend (inductor; aot_eager or eager to debug)
+    # the training forward's attention kernel (torch SDPA): "auto" = torch's choice (flash on CPU), "math" = the
+    # plain matmul-softmax-matmul. Measured on an AMX CPU under bf16 autocast (docs/training.md): flash's backward
+    # 40 ms vs 6 ms per block of the world tower; the same function, other rounding (not bitwise the same run)
+    attention: str = "auto"
     # preemption (train/preempt.py): these signals make every rank finish its step, save one checkpoint, exit
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     preempt_exit_code: int = 0  # exit status after a preemption checkpoint (e.g. 75 to requeue from sbatch)

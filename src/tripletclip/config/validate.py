@@ -14,6 +14,7 @@ from typing import Any, Callable
 from tripletclip.config.schema import RunConfig
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ATTENTION = ("auto", "math")  # train.attention: torch SDPA's own choice, or its plain math kernel
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
@@ -38,6 +39,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.prefetch_factor": _at_least(1),
     "data.max_bad_fraction": _within(0, 1),
     "data.max_image_pixels": _at_least(1),
+    "data.cache_decoded_mb": _at_least(0),
     "model.lock_image_unlocked_groups": _at_least(0),
     "model.lock_text_unlocked_layers": _at_least(0),
     "model.logit_scale": _at_least(0),
@@ -77,6 +79,8 @@ def config_problems(cfg: RunConfig) -> list[str]:
     problems = [f"{key}={_get(cfg, key)!r}: must be {what}" for key, (ok, what) in RULES.items() if not ok(_get(cfg, key))]
     if cfg.train.log_lines not in ("auto", "always", "never"):
         problems.append(f"train.log_lines={cfg.train.log_lines!r}: must be one of auto, always, never")
+    if cfg.train.attention not in ATTENTION:
+        problems.append(f"train.attention={cfg.train.attention!r}: must be one of {', '.join(ATTENTION)}")
     if cfg.train.precision not in PRECISIONS:
         problems.append(f"train.precision={cfg.train.precision!r}: must be one of {', '.join(PRECISIONS)}")
     if cfg.train.accum_steps >= 1 and cfg.train.batch_size % cfg.train.accum_steps:

@@ -15,13 +15,16 @@ import os
 import random
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
 
 from tripletclip.data.contract import DataError, Sample
 from tripletclip.data.order import choose, derive_seed, pick
+
+if TYPE_CHECKING:
+    from tripletclip.data.memo import DecodeMemo
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
 Tokenizer = Callable[[list[str]], torch.Tensor]
@@ -167,8 +170,19 @@ def _transform(img: Image.Image, preprocess: Preprocess, seed: int) -> torch.Ten
     return out
 
 
-def decode_record(rec: Record, epoch: int, opts: DecodeOptions, preprocess: Preprocess) -> Decoded:
-    """Pick caption and negatives, decode and transform the images (global RNG must be forked by caller)."""
+def _open(blob: Blob, max_pixels: int, memo: Optional["DecodeMemo"]) -> Image.Image:
+    """:func:`open_image`, through ``memo`` (data/memo.py) when given: the same encoded bytes are decoded once
+    per run (keyed by the bytes themselves, so a hit is exact whatever the source)."""
+    if memo is None:
+        return open_image(blob, max_pixels)
+    data = blob.read()
+    return memo.image(data, lambda: open_image(Blob(blob.path, data=data, label=blob.label), max_pixels))
+
+
+def decode_record(rec: Record, epoch: int, opts: DecodeOptions, preprocess: Preprocess,
+                  memo: Optional["DecodeMemo"] = None) -> Decoded:
+    """Pick caption and negatives, decode and transform the images (global RNG must be forked by caller).
+    ``memo`` keeps decoded images between passes; the transform runs on every call with the same seed."""
     captions = [c for c in rec.captions if isinstance(c, str) and c.strip()]
     if not captions:
         raise BadSample("empty caption", "give every image a non-empty caption")
@@ -188,23 +202,25 @@ def decode_record(rec: Record, epoch: int, opts: DecodeOptions, preprocess: Prep
         ok = i < n_txt and rec.neg_captions[i].strip()
         neg_caps.append(rec.neg_captions[i] if ok else None)
         neg_types.append(rec.neg_types[i] if i < len(rec.neg_types) else "unknown")
-    image = _transform(open_image(rec.image, opts.max_image_pixels), preprocess, derive_seed(opts.seed, epoch, rec.uid, "image"))
+    image = _transform(_open(rec.image, opts.max_image_pixels, memo), preprocess, derive_seed(opts.seed, epoch, rec.uid, "image"))
     neg_imgs: list[Optional[torch.Tensor]] = []
     for i in img_idx:
         if i >= n_img:
             neg_imgs.append(None)
             continue
         seed = derive_seed(opts.seed, epoch, rec.uid, "neg_image", i)
-        neg_imgs.append(_transform(open_image(rec.neg_images[i], opts.max_image_pixels), preprocess, seed))
+        neg_imgs.append(_transform(_open(rec.neg_images[i], opts.max_image_pixels, memo), preprocess, seed))
     return Decoded(rec.key, image, caption, neg_caps, neg_types, neg_imgs)
 
 
-def tokenize_batch(items: Sequence[Decoded], tokenizer: Tokenizer, context_length: int) -> list[Sample]:
-    """Tokenise every caption and negative of a batch in one call and build Samples."""
+def tokenize_batch(items: Sequence[Decoded], tokenizer: Tokenizer, context_length: int,
+                   memo: Optional["DecodeMemo"] = None) -> list[Sample]:
+    """Tokenise every caption and negative of a batch in one call and build Samples (``memo``: texts tokenised
+    before are taken from it; tokenizers tokenise each text on its own, so the rows are the same)."""
     texts = [d.caption for d in items]
     for d in items:
         texts.extend(c for c in d.neg_captions if c is not None)
-    tokens = tokenizer(texts)
+    tokens = tokenizer(texts) if memo is None else memo.tokenize(texts, tokenizer)
     if not isinstance(tokens, torch.Tensor) or tokens.shape != (len(texts), context_length):
         raise DataError(f"tokenizer returned {getattr(tokens, 'shape', type(tokens))} for {len(texts)} texts; "
                         f"expected [{len(texts)}, {context_length}] (check model.context_length)")

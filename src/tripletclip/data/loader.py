@@ -113,6 +113,8 @@ class TrainLoader:
         self._stats = {k: 0 for k in _STAT_KEYS}
         self.errors = ErrorCounter()  # problems of every worker, summed over the batches handed out
         self._it: Optional[Any] = None
+        # data.cache_decoded_mb: decoded images and token rows kept for later passes, per process (data/memo.py)
+        self.cache_bytes = int(getattr(cfg, "cache_decoded_mb", 0) or 0) * 2**20
 
     # iteration -------------------------------------------------------------------------------------------
     def __iter__(self) -> "TrainLoader":
@@ -123,10 +125,10 @@ class TrainLoader:
             self._start_at = self._consumed
             self._next = 0
             stream: Any = GlobalBatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._consumed,
-                                            self.source.n)
+                                            self.source.n, cache_bytes=self.cache_bytes)
         else:
             stream = BatchStream(self.source, self.plan, self.preprocess, self.tokenizer, self._positions, self._next,
-                                 self._done)
+                                 self._done, cache_bytes=self.cache_bytes)
         if self.cfg.workers <= 0:
             self._it = iter(stream)
             return

@@ -24,10 +24,16 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tripletclip.data.contract import DataError, collate
 from tripletclip.data.decode import BadSample, DecodeOptions, Preprocess, Tokenizer, decode_record, tokenize_batch
 from tripletclip.data.elastic import Done
+from tripletclip.data.memo import DecodeMemo
 from tripletclip.data.order import skip
 from tripletclip.data.source import ErrorCounter, Source
 
 _END = object()
+
+
+def _memo(cache_bytes: int) -> Optional[DecodeMemo]:
+    """This iterator's cache of decoded images and token rows (data/memo.py), or None when off."""
+    return DecodeMemo(cache_bytes) if cache_bytes > 0 else None
 
 
 @dataclass
@@ -79,9 +85,10 @@ class GlobalBatchStream(IterableDataset):
     """
 
     def __init__(self, source: Source, plan: StreamPlan, preprocess: Preprocess, tokenizer: Tokenizer,
-                 start: int, n_per_epoch: int) -> None:
+                 start: int, n_per_epoch: int, cache_bytes: int = 0) -> None:
         self.source, self.plan, self.preprocess, self.tokenizer = source, plan, preprocess, tokenizer
         self.start, self.n_per_epoch = start, n_per_epoch
+        self.cache_bytes = cache_bytes  # data.cache_decoded_mb: each worker process keeps its own (data/memo.py)
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         info = get_worker_info()
@@ -100,6 +107,7 @@ class GlobalBatchStream(IterableDataset):
 
     def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         p, src, errors = self.plan, self.source, ErrorCounter()
+        memo = _memo(self.cache_bytes)
         epoch, it, at = -1, iter(()), 0  # the raw iterator of `epoch`, positioned at sequence position `at`
         items: list[Any] = []
         batch_j = None
@@ -115,7 +123,7 @@ class GlobalBatchStream(IterableDataset):
             with torch.random.fork_rng(devices=[]):
                 py_state = random.getstate()
                 try:
-                    items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
+                    items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess, memo))
                 except BadSample as e_:
                     errors.add("bad_samples", f"{src.where(raw)}: {e_.reason}")
                     items.append(None)
@@ -128,7 +136,7 @@ class GlobalBatchStream(IterableDataset):
                 prev = good[0]
                 for i, x in enumerate(items):
                     items[i] = prev = prev if x is None else x
-                batch = collate(tokenize_batch(items, self.tokenizer, p.context_length), p.opts.k, p.opts.m,
+                batch = collate(tokenize_batch(items, self.tokenizer, p.context_length, memo), p.opts.k, p.opts.m,
                                 p.context_length)
                 yield batch, BatchInfo(w, epoch, batch_j, p.batch_size, errors.take())
                 items = []
@@ -146,6 +154,7 @@ class BatchStream(IterableDataset):
         starts: list[tuple[int, int]],
         rotation: int = 0,
         done: Optional[Done] = None,
+        cache_bytes: int = 0,
     ) -> None:
         self.source = source
         self.plan = plan
@@ -154,6 +163,7 @@ class BatchStream(IterableDataset):
         self.starts = list(starts)
         self.rotation = rotation
         self.done = done or {}  # elastic resume: samples of open epochs emitted before a resize (data/elastic.py)
+        self.cache_bytes = cache_bytes  # data.cache_decoded_mb: each worker process keeps its own (data/memo.py)
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         info = get_worker_info()
@@ -170,6 +180,7 @@ class BatchStream(IterableDataset):
     def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         """The batches of logical worker w from its start position, forever."""
         p, src, errors = self.plan, self.source, ErrorCounter()
+        memo = _memo(self.cache_bytes)
         epoch, pos = self.starts[w]
         it = self._epoch_stream(w, epoch, errors)
         if pos and skip(it, pos) < pos:
@@ -200,12 +211,12 @@ class BatchStream(IterableDataset):
                     if ids is not None:
                         ids.append((epoch, *sample_id(raw)))
                     try:
-                        items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess))
+                        items.append(decode_record(src.load(raw), epoch, p.opts, self.preprocess, memo))
                         good_in_epoch += 1
                     except BadSample as e:
                         errors.add("bad_samples", f"{src.where(raw)}: {e.reason}")
                 random.setstate(py_state)
-            samples = tokenize_batch(items, self.tokenizer, p.context_length)
+            samples = tokenize_batch(items, self.tokenizer, p.context_length, memo)
             try:
                 batch = collate(samples, p.opts.k, p.opts.m, p.context_length)
             except RuntimeError as e:  # torch.stack on images of different sizes

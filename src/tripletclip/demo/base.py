@@ -157,7 +157,8 @@ def cache_root() -> Path:
 # resolved base-config keys that never change the base's weights (where it is written, how it logs, what a
 # plain-CLIP pretraining ignores): left out of the identity, so that only what shapes the base keys the cache
 NOT_WEIGHTS = {
-    "data": ("train", "max_neg_text", "max_neg_image", "validate_first", "prefetch_factor", "max_bad_fraction"),
+    "data": ("train", "max_neg_text", "max_neg_image", "validate_first", "prefetch_factor", "max_bad_fraction",
+             "cache_decoded_mb"),
     "model": ("grad_checkpointing",),
     "train": ("log_every", "save_every", "keep_checkpoints", "eval_every", "output_dir", "name", "tensorboard",
               "wandb", "wandb_project", "progress", "log_lines", "threads", "keep_host_memory"),

@@ -296,7 +296,8 @@ def train_step(run: _Run, micro: list[dict[str, Any]], want_norm: bool = False
     run.opt.zero_grad(set_to_none=True)
 
     def encode(mb: dict[str, Any]) -> dict[str, Any]:
-        return forward_features(run.forward_model, mb, run.use_nt, run.use_ni, run.autocast)
+        with attention_kernel(cfg.train.attention):  # the backward runs the kernel the forward chose
+            return forward_features(run.forward_model, mb, run.use_nt, run.use_ni, run.autocast)
 
     def targets(mb: dict[str, Any]) -> dict[str, Any]:  # a teacher's features where one is declared (no graph)
         return run.support.features(mb, run.autocast)
@@ -323,6 +324,16 @@ def train_step(run: _Run, micro: list[dict[str, Any]], want_norm: bool = False
     with torch.no_grad():  # s <= 100 (CLIP, docs/methods.md section 1)
         model.logit_scale.clamp_(0, math.log(cfg.optim.max_logit_scale))
     return out, grad_norm
+
+
+def attention_kernel(choice: str) -> contextlib.AbstractContextManager[Any]:
+    """``train.attention``: torch's own SDPA choice ("auto"), or the plain math kernel ("math"), which on CPU
+    under bf16 autocast runs the backward several times faster than flash (docs/training.md)."""
+    if choice == "math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def _count(counters: dict[str, int], batch: dict[str, Any], global_b: int, world_size: int, use_nt: bool,
