@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +10,14 @@ import torch
 from PIL import Image
 
 from tripletclip.config.schema import DataConfig
-from tripletclip.data.contract import BATCH_KEYS, DataError
+from tripletclip.data.contract import DataError
 from tripletclip.data.loader import build_train_loader
 from tripletclip.data.shards import ShardWriter
 from tripletclip.data.source import SOURCES
 from tripletclip.data.testing import (
     HashTokenizer, ResizeToTensor, image_bytes, noise_image, write_synthetic_shards, write_tar,
 )
+from _loader_checks import same as _same, take as _take
 
 L = 16
 TOK = HashTokenizer(L)
@@ -69,20 +69,6 @@ def _loader(train: str, type_: str = "wds", *, workers: int = 0, batch_size: int
     cfg = DataConfig(type=type_, train=train, workers=workers, shuffle_buffer=kw.pop("shuffle_buffer", 7), **kw)
     return build_train_loader(cfg, pre, TOK, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
                               context_length=L)
-
-
-def _take(loader, n: int) -> list[dict]:
-    out = [next(loader) for _ in range(n)]
-    loader.close()
-    return out
-
-
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x["key"] == y["key"]
-        for k in BATCH_KEYS:
-            assert torch.equal(x[k], y[k]), k
 
 
 def test_every_registered_source_has_a_case():

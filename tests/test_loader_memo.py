@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from tripletclip.config.schema import DataConfig
-from tripletclip.data.contract import BATCH_KEYS
 from tripletclip.data.loader import build_train_loader
 from tripletclip.data.memo import DecodeMemo
 from tripletclip.data.testing import HashTokenizer, ResizeToTensor, image_bytes, noise_image
+from _loader_checks import same as _same, take as _take
 
 L = 16
 TOK = HashTokenizer(L)
@@ -22,20 +22,6 @@ JITTER = ResizeToTensor(16, jitter=4)  # a random crop per read: the cache must 
 def _loader(train: str, type_: str = "wds", cache_mb: int = 0, workers: int = 0, **kw):
     cfg = DataConfig(type=type_, train=train, workers=workers, shuffle_buffer=7, cache_decoded_mb=cache_mb, **kw)
     return build_train_loader(cfg, JITTER, TOK, batch_size=6, seed=0, context_length=L)
-
-
-def _take(loader, n: int) -> list[dict]:
-    out = [next(loader) for _ in range(n)]
-    loader.close()
-    return out
-
-
-def _same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x["key"] == y["key"]
-        for k in BATCH_KEYS:
-            assert torch.equal(x[k], y[k]), k
 
 
 @pytest.mark.parametrize("type_,global_order,workers", [("wds", False, 0), ("wds", False, 2), ("synthetic", True, 0)])
