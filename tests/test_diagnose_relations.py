@@ -2,23 +2,16 @@
 negatives, and batches without mirrored relations (docs/world_experiments.md, section 12)."""
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnose_relations.py"
+from _scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def rel():
-    spec = importlib.util.spec_from_file_location("diagnose_relations", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["diagnose_relations"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("diagnose_relations")
 
 
 def test_facts_are_the_same_for_both_sides_of_a_relation(rel):

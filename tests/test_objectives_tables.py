@@ -2,26 +2,20 @@
 needs a real difference of one sign on every world."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from tripletclip.demo.stats import paired
+from _scripts import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "objectives_tables.py"
 ROWS = {c: 300 for c in ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att")}
 
 
 @pytest.fixture(scope="module")
 def tables():
-    spec = importlib.util.spec_from_file_location("objectives_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["objectives_tables"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("objectives_tables")
 
 
 def entry(transfer: list[float], seen: list[float], zs: list[float], ret: list[float]) -> dict:
