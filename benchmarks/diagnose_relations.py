@@ -31,18 +31,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-# relation words of the training grammar, by direction (world/vocab.py RELATION_PHRASES)
-_DIRECTION = {"left": "L", "right": "R", "above": "U", "over": "U", "below": "D", "under": "D", "beneath": "D"}
-_OPPOSITE = {"L": "R", "R": "L", "U": "D", "D": "U"}
-
-
 def relation_kind(caption: str, negative: str) -> str:
     """``inverse`` when the negative only inverts the caption's relation(s) (the objects exchange places in x'),
-    else ``other`` (a relation of another axis, x' relocated)."""
-    a = [_DIRECTION[w] for w in caption.split() if w in _DIRECTION]
-    b = [_DIRECTION[w] for w in negative.split() if w in _DIRECTION]
-    diff = [(x, y) for x, y in zip(a, b) if x != y]
-    return "inverse" if diff and all(_OPPOSITE[x] == y for x, y in diff) else "other"
+    else ``other`` (a relation of another axis, x' relocated). Read by the world's own parser."""
+    from tripletclip.world.parser import parse_caption
+    from tripletclip.world.vocab import INVERSE_RELATION
+
+    a, b = parse_caption(caption), parse_caption(negative)
+    if a is None or b is None or a.objects != b.objects or len(a.relations) != len(b.relations):
+        return "other"
+    diff = [(x, y) for x, y in zip(a.relations, b.relations) if tuple(x) != tuple(y)]
+    inverted = all((x[0], INVERSE_RELATION[x[1]], x[2]) == tuple(y) for x, y in diff)
+    return "inverse" if diff and inverted else "other"
 
 
 def relation_rows(d: dict) -> list[tuple[int, int, str]]:

@@ -26,7 +26,7 @@ _OVERHEAD = 400
 
 
 class DecodeMemo:
-    """Decoded images (keyed by their bytes' location) and token rows (keyed by text) within ``max_bytes``."""
+    """Decoded images (keyed by their encoded bytes) and token rows (keyed by text) within ``max_bytes``."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max(0, int(max_bytes))

@@ -2,10 +2,11 @@
 
 Image: the patch tokens of an open_clip ``VisionTransformer`` (its public ``output_tokens`` switch), projected
 with the tower's ``proj`` into the joint space where the pooled feature lives; or, for the world's spatial CNN
-(``world-cnn``), each grid cell's share of its linear readout (models/towers.py ``SpatialCNN.forward_tokens``). Text: every position of the text
-tower after ``ln_final``, projected with ``text_projection``; the token mask marks the start token up to and
-including the end-of-text token (where open_clip pools). The text is trimmed to the batch's longest caption
-as in :mod:`tripletclip.models.trimmed` (positions after end-of-text never influence earlier ones).
+(``world-cnn``), each grid cell's share of its linear readout (models/towers.py ``SpatialCNN.forward_tokens``).
+Text: every position of the text tower after ``ln_final``, projected with ``text_projection``; the token mask
+marks the start token up to and including the end-of-text token (where open_clip pools). The text is trimmed to
+the batch's longest caption as in :mod:`tripletclip.models.trimmed` (positions after end-of-text never influence
+earlier ones).
 
 :class:`TokenClip` is the training forward for such objectives: one module call (one DDP forward) returning
 the pooled features, the scale, and the tokens; :func:`token_features` splits its output into the loss
@@ -26,13 +27,12 @@ from tripletclip.models.trimmed import pool_positions, supports_trimming
 def token_support_problem(model: torch.nn.Module) -> Optional[str]:
     """Why ``model`` cannot give patch and token features, or None when it can."""
     visual = getattr(model, "visual", None)
-    if _cell_tokens_trunk(visual) is not None:
-        pass
-    elif not isinstance(visual, open_clip.transformer.VisionTransformer):
-        return (f"the image tower is {type(visual).__name__}, neither an open_clip VisionTransformer nor a "
-                "tc_spatial_cnn: patch features need one of them (e.g. model.name=world-vit-tiny or world-cnn)")
-    elif getattr(visual, "attn_pool", None) is not None:
-        return "attention-pooled image towers (CoCa-style) have no per-patch features to align with words"
+    if _cell_tokens_trunk(visual) is None:
+        if not isinstance(visual, open_clip.transformer.VisionTransformer):
+            return (f"the image tower is {type(visual).__name__}, neither an open_clip VisionTransformer nor a "
+                    "tc_spatial_cnn: patch features need one of them (e.g. model.name=world-vit-tiny or world-cnn)")
+        if getattr(visual, "attn_pool", None) is not None:
+            return "attention-pooled image towers (CoCa-style) have no per-patch features to align with words"
     if not supports_trimming(model):
         return "the text tower is not open_clip's built-in causal tower with end-of-text pooling"
     return None
