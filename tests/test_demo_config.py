@@ -216,7 +216,7 @@ def test_locked_runs_fine_tune_an_unlocked_base_end_to_end(tmp_path, monkeypatch
     spec = spec_preset(cfg.world_spec, seed=cfg.world_seed).to_json()
     identity = base_mod.base_identity(cfg, spec, 48)
 
-    def build(out, n, seed):
+    def build(out, n, seed, mirror_pairs=0.0):
         return run_mod.build_world_data(out, n, seed, spec, 48, 1, n_neg=0, progress=False)
 
     threads = torch.get_num_threads()

@@ -187,9 +187,12 @@ def base_identity(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int) -
     """Everything that determines the base's weights (the cache key is its hash)."""
     from tripletclip.world import WORLD_VERSION
 
-    return {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size,
-            "pretrain": pretrain_identity(cfg.base_config()), "world_version": WORLD_VERSION,
-            "code_version": tripletclip.__version__}
+    identity = {"spec": spec_json, "world_seed": cfg.world_seed, "image_size": image_size,
+                "pretrain": pretrain_identity(cfg.base_config()), "world_version": WORLD_VERSION,
+                "code_version": tripletclip.__version__}
+    if cfg.base_mirror_pairs:  # absent when off: the keys of bases pretrained before the option stay valid
+        identity["mirror_pairs"] = cfg.base_mirror_pairs
+    return identity
 
 
 def base_key(identity: dict[str, Any]) -> str:
@@ -215,7 +218,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
                   echo: Callable[[str], None] = print, progress: bool = True) -> Path:
     """Pretrain the base (plain CLIP on ``steps x batch`` fresh scenes), store it in the cache; its folder.
 
-    ``build(out, n_train, seed)`` writes the pretraining shards (the demo passes its world builder, which
+    ``build(out, n_train, seed, mirror_pairs)`` writes the pretraining shards (the demo passes its world builder, which
     renders in a separate process).
     """
     from tripletclip.config import config_from_dict, config_to_dict
@@ -230,7 +233,7 @@ def pretrain_base(cfg: DemoConfig, identity: dict[str, Any], work: Path, build: 
     data_dir, run_root = work / "base-world", work / "base-run"
     t0 = time.perf_counter()
     # NOTE: a seed of its own: the base never sees the fine-tuning scenes or the benchmark's
-    build(data_dir, steps * batch, 10_000 + cfg.world_seed)
+    build(data_dir, steps * batch, 10_000 + cfg.world_seed, float(identity.get("mirror_pairs", 0.0)))
     world_s = time.perf_counter() - t0
     run = config_from_dict(deep_merge(raw, {
         "data": {"train": train_shards(data_dir)},

@@ -114,6 +114,10 @@ class DemoConfig:
     # fine-tuning regime: start from these weights (a run folder, checkpoint folder or weights file) instead of
     # the cached base pretrained by `tripletclip world pretrain`
     base_from: str = ""
+    # fine-tuning regime: the fraction of the base's pretraining samples that come as a caption stating a relation
+    # and its mirror twin, side by side in one batch (world/mirror.py; needs base.data.shuffle_buffer <= 1, data.workers <= 1 and an
+    # even base batch); 0 = the base sees independent scenes only
+    base_mirror_pairs: float = 0.0
     run: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
     # compared methods: objective names or {name, objective, run} variants ([]: the registered objectives)
@@ -148,6 +152,14 @@ class DemoConfig:
             elif plan_size(run.train.steps, run.train.batch_size, self.epochs) % run.train.batch_size:
                 problems.append(f"batch_without_swaps: the training set (run.train.steps x batch_size / epochs) must "
                                 f"be a whole number of batches of {run.train.batch_size}")
+        if not 0.0 <= self.base_mirror_pairs <= 1.0:
+            problems.append(f"base_mirror_pairs: must be in [0, 1], got {self.base_mirror_pairs}")
+        elif self.base_mirror_pairs:
+            base = self.base_config()
+            if base.data.shuffle_buffer > 1 or base.data.workers > 1 or base.train.batch_size % 2:
+                problems.append(f"base_mirror_pairs: the base must read its pairs in order in even batches, so set "
+                                f"base.data.shuffle_buffer=0, data.workers<=1 and an even base.train.batch_size (got "
+                                f"{base.data.shuffle_buffer}, {base.data.workers}, {base.train.batch_size})")
         if problems:
             raise ConfigError("demo preset: " + "; ".join(problems))
         labels = [m.label for m in self.method_specs()]

@@ -87,22 +87,23 @@ def _isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def build_world_data(out: Path, n_train: int, seed: int, spec_json: dict[str, Any], image_size: int, workers: int,
                      n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, edit_types: Sequence[str] = (),
-                     progress: bool = True, batch_blocks: int = 0) -> dict[str, Any]:
+                     progress: bool = True, batch_blocks: int = 0, mirror_pairs: float = 0.0) -> dict[str, Any]:
     """Training shards (and a benchmark when ``n_bench``) of a world spec; ``seed`` draws the scenes."""
     from tripletclip.world import SUGARCREPE_TYPES, WorldSpec, build_world
 
     return build_world(out, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size, n_neg=n_neg,
                        n_retrieval=n_retrieval, spec=WorldSpec.from_json(spec_json), workers=workers,
                        train_edit_types=tuple(edit_types) or SUGARCREPE_TYPES, overwrite=True, progress=progress,
-                       batch_blocks=batch_blocks)
+                       batch_blocks=batch_blocks, mirror_pairs=mirror_pairs)
 
 
 def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, spec_json: dict[str, Any],
                        image_size: int, workers: int, progress: bool) -> str:
     from tripletclip.demo.base import pretrain_base
 
-    def build(out: Path, n: int, seed: int) -> dict[str, Any]:
-        return _isolated(build_world_data, out, n, seed, spec_json, image_size, workers, n_neg=0, progress=progress)
+    def build(out: Path, n: int, seed: int, mirror_pairs: float = 0.0) -> dict[str, Any]:
+        return _isolated(build_world_data, out, n, seed, spec_json, image_size, workers, n_neg=0, progress=progress,
+                         mirror_pairs=mirror_pairs)
 
     return str(pretrain_base(cfg, identity, work, build, progress=progress))
 

@@ -24,14 +24,16 @@ from tripletclip.utils.lock import FolderLock
 from tripletclip.utils.ownership import WORLD, claim_output
 from tripletclip.utils.progress import progress_bar
 from tripletclip.world.eval_set import bench_tasks, run_bench_task, write_bench
-from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, WorldGenerator
+from tripletclip.world.generate import SUGARCREPE_TYPES, GeneratorStats, Triplet, WorldGenerator
 from tripletclip.world.grammar import CaptionStyle
+from tripletclip.world.mirror import mirror_twin
 from tripletclip.world.rand import Rand
 from tripletclip.world.render import encode_image
 from tripletclip.world.vocab import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, WorldSpec, choose_heldout_pairs
 
 WORLD_VERSION = "world/1"
 _TRAIN_CHUNK = 200
+_MIRROR_ATTEMPTS = 50  # captions drawn for a mirror pair's first sample (about 1 in 3 states a relation)
 
 
 @dataclass(frozen=True)
@@ -47,26 +49,53 @@ class TrainChunk:
     n_captions: int
     edit_types: tuple[str, ...]
     image_format: str
+    mirror_pairs: float = 0.0  # see build_world
 
 
 def run_train_chunk(task: TrainChunk) -> tuple[list[dict[str, Any]], GeneratorStats]:
     """Samples (ShardWriter.write keyword arguments, images already encoded) of one chunk."""
     gen = WorldGenerator(task.spec, task.style, task.image_size, task.edit_types)
     rng = Rand([task.seed, 1, task.index])
-    out = []
-    for i in range(task.start, task.start + task.count):
+    out: list[dict[str, Any]] = []
+    end = task.start + task.count
+    i = task.start
+    while i < end:
+        # a unit of two samples: with probability mirror_pairs a mirror pair (its first caption drawn among those
+        # that state a relation), else independent samples. A pair at an even offset fills one aligned unit, so
+        # an even batch read in order never splits it (chunks start at multiples of _TRAIN_CHUNK, which is even)
+        pair = bool(task.mirror_pairs) and (i - task.start) % 2 == 0 and i + 1 < end \
+            and rng.random() < task.mirror_pairs
         t = gen.triplet(rng, n_neg=task.n_neg, n_captions=task.n_captions)
-        x, xs = gen.render(t, rng)
-        out.append({
-            "key": f"{i:08d}",
-            "image": encode_image(x, task.image_format),
-            "caption": t.captions,
-            "neg_captions": [n.text for n in t.negatives],
-            "neg_types": [n.edit_type for n in t.negatives],
-            "neg_images": [encode_image(a, task.image_format) for a in xs],
-            "meta": {"world": t.meta()},
-        })
+        twin = mirror_twin(t.scene, t.caption) if pair else None
+        for _ in range(_MIRROR_ATTEMPTS if pair else 0):
+            if twin is not None:
+                break
+            t = gen.triplet(rng, n_neg=task.n_neg, n_captions=task.n_captions)
+            twin = mirror_twin(t.scene, t.caption)
+        out.append(_sample(gen, t, i, rng, task.image_format))
+        i += 1
+        if twin is not None:
+            out.append(_sample(gen, Triplet(twin[0], twin[1], [], split=t.split), i, rng, task.image_format,
+                               twin_of=f"{i - 1:08d}"))
+            i += 1
     return out, gen.stats
+
+
+def _sample(gen: WorldGenerator, t: Triplet, i: int, rng: Rand, image_format: str,
+            twin_of: Optional[str] = None) -> dict[str, Any]:
+    x, xs = gen.render(t, rng)
+    meta: dict[str, Any] = {"world": t.meta()}
+    if twin_of is not None:
+        meta["mirror_twin_of"] = twin_of
+    return {
+        "key": f"{i:08d}",
+        "image": encode_image(x, image_format),
+        "caption": t.captions,
+        "neg_captions": [n.text for n in t.negatives],
+        "neg_types": [n.edit_type for n in t.negatives],
+        "neg_images": [encode_image(a, image_format) for a in xs],
+        "meta": meta,
+    }
 
 
 # Named world specs (make_spec keyword arguments). "full": every shape, colour, texture and background.
@@ -133,17 +162,24 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
                 spec: Optional[WorldSpec] = None, style: CaptionStyle = CaptionStyle(),
                 train_edit_types: Sequence[str] = SUGARCREPE_TYPES, workers: int = 1, image_format: str = "png",
                 shard_size: int = 2000, overwrite: bool = False, progress: bool = True,
-                batch_blocks: int = 0) -> dict[str, Any]:
+                batch_blocks: int = 0, mirror_pairs: float = 0.0) -> dict[str, Any]:
     """Write ``out_dir/train`` (``n_train`` triplets with ``n_neg`` negatives each) and ``out_dir/bench``
     (``n_bench`` rows per SugarCrepe category, half seen and half held-out, plus Winoground groups and
     ``n_retrieval`` retrieval images). Returns the summary also written to ``out_dir/world.json``.
     ``batch_blocks``: order the training triplets in blocks of that many with no mutual colour swap in a block,
-    shards holding whole blocks (:mod:`tripletclip.world.batches`)."""
+    shards holding whole blocks (:mod:`tripletclip.world.batches`).
+    ``mirror_pairs``: the fraction of aligned units of two samples that hold a caption stating a relation and its
+    mirror twin (:mod:`tripletclip.world.mirror`); positives only (``n_neg=0``). Batches of even size read in
+    order keep both samples of a pair."""
     out = Path(out_dir)
     for name, v, lo in (("n_train", n_train, 0), ("n_bench", n_bench, 0), ("n_neg", n_neg, 0),
                         ("n_captions", n_captions, 1), ("n_retrieval", n_retrieval, 0), ("workers", workers, 1)):
         if v < lo:
             raise InputError(f"build_world: {name}={v} must be >= {lo}")
+    if not 0.0 <= mirror_pairs <= 1.0:
+        raise InputError(f"build_world: mirror_pairs={mirror_pairs} must be in [0, 1]")
+    if mirror_pairs and (n_neg or batch_blocks):
+        raise InputError("build_world: mirror_pairs pairs positives only (n_neg=0, batch_blocks=0)")
     if n_neg > len(train_edit_types):
         raise InputError(f"build_world: n_neg={n_neg} exceeds the {len(train_edit_types)} training edit types")
     # one build per folder at a time, and only into a new folder or a world: --overwrite removes what a build
@@ -156,7 +192,7 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
         with write_guard(out, "the world", "the partial world in it is unusable until a build with --overwrite"):
             return _write_world(out, n_train, n_bench, seed, image_size, n_neg, n_captions, n_retrieval,
                                 spec or make_spec(heldout_pairs, seed), style, train_edit_types, workers, image_format,
-                                shard_size, overwrite, progress, batch_blocks)
+                                shard_size, overwrite, progress, batch_blocks, mirror_pairs)
     finally:
         lock.release()
 
@@ -164,14 +200,14 @@ def build_world(out_dir: str | Path, n_train: int = 10000, n_bench: int = 400, s
 def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: int, n_neg: int, n_captions: int,
                  n_retrieval: int, spec: WorldSpec, style: CaptionStyle, train_edit_types: Sequence[str], workers: int,
                  image_format: str, shard_size: int, overwrite: bool, progress: bool,
-                 batch_blocks: int = 0) -> dict[str, Any]:
+                 batch_blocks: int = 0, mirror_pairs: float = 0.0) -> dict[str, Any]:
     from tripletclip.data.shards import ShardWriter  # imports torch: only when actually building
 
     bench_dir = out / "bench"
     (bench_dir / "images").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     train_tasks = [TrainChunk(spec, style, image_size, seed, c, s, min(_TRAIN_CHUNK, n_train - s), n_neg, n_captions,
-                              tuple(train_edit_types), image_format)
+                              tuple(train_edit_types), image_format, mirror_pairs)
                    for c, s in enumerate(range(0, n_train, _TRAIN_CHUNK))]
     b_tasks = bench_tasks(spec, bench_dir, n_bench, n_retrieval, seed, image_size)
     stats = GeneratorStats()
@@ -181,11 +217,15 @@ def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: i
         job = bar.add_task("world train", total=n_train)
         if batch_blocks:  # whole blocks per shard, so that a shard order shuffled per epoch keeps every block
             shard_size = max(batch_blocks, shard_size // batch_blocks * batch_blocks)
+        if mirror_pairs:  # even shards: a shard order shuffled per epoch keeps every pair in one aligned unit
+            shard_size = max(2, shard_size // 2 * 2)
+        n_twins = 0
         with ShardWriter(out / "train", prefix="train", shard_size=shard_size, image_format=image_format,
                          overwrite=overwrite) as writer:
             held: list[dict[str, Any]] = []
             for samples, st in _imap(run_train_chunk, train_tasks, workers):
                 for s in samples:
+                    n_twins += "mirror_twin_of" in s["meta"]
                     if batch_blocks:
                         held.append(s)
                     else:
@@ -212,13 +252,14 @@ def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: i
     summary = {
         "format": "tripletclip-world/1",
         "batch_blocks": batch_blocks,
+        "mirror_pairs": mirror_pairs,
         "generator_version": WORLD_VERSION,
         "seed": seed,
         "image_size": image_size,
         "spec": spec.to_json(),
         "style": asdict(style),
         "train": {"samples": writer.manifest["total_samples"] if writer.manifest else 0, "n_neg": n_neg,
-                  "n_captions": n_captions, "edit_types": list(train_edit_types),
+                  "n_captions": n_captions, "edit_types": list(train_edit_types), "mirror_twins": n_twins,
                   "edit_type_counts": writer.manifest.get("edit_types", {}) if writer.manifest else {},
                   "missing_negatives": stats.failed, "attempts": stats.attempts, "scenes": stats.scenes,
                   "image_format": image_format, "dataset_hash": writer.manifest.get("dataset_hash") if writer.manifest else None},
