@@ -64,8 +64,8 @@ def test_mirror_scene_reflects_coordinates() -> None:
     m = mirror_scene(scene, True, False)
     assert [o.x for o in m.objects] == pytest.approx([1 - o.x for o in scene.objects])
     assert [o.y for o in m.objects] == [o.y for o in scene.objects]
-    assert mirror_scene(m, True, False) == scene or all(
-        abs(a.x - b.x) < 1e-12 for a, b in zip(mirror_scene(m, True, False).objects, scene.objects))
+    back = mirror_scene(mirror_scene(scene, True, True), True, True)
+    assert [c for o in back.objects for c in (o.x, o.y)] == pytest.approx([c for o in scene.objects for c in (o.x, o.y)])
 
 
 def _samples(folder: Path) -> list[dict]:
@@ -114,3 +114,34 @@ def test_demo_checks_the_base_reads_pairs_in_order() -> None:
     assert base_identity(cfg, spec, 48)["mirror_pairs"] == 0.5
     plain = load_demo_config("demo", ["base_mirror_pairs=0"])
     assert "mirror_pairs" not in base_identity(plain, spec, 48)  # keys of earlier bases unchanged
+
+
+def test_probe_scores_against_a_brute_force_loop(tmp_path) -> None:
+    """benchmarks/probe_mirror_pairs.py on a random world-cnn saved to disk, against a per-pair loop."""
+    import torch
+
+    from tests._scripts import load_benchmark
+    from tripletclip.models import create_model
+
+    probe = load_benchmark("probe_mirror_pairs")
+    caps, ims = probe.build_pairs(tmp_path / "pairs", 6, world_seed=0)
+    assert len(caps) == 12 and all(a != b for a, b in zip(caps[::2], caps[1::2]))
+    torch.manual_seed(0)
+    bundle = create_model("world-cnn")
+    from safetensors.torch import save_file
+
+    save_file(bundle.model.state_dict(), str(tmp_path / "w.safetensors"))
+    got = probe.score("world-cnn", str(tmp_path / "w.safetensors"), caps, ims)
+    model = create_model("world-cnn", str(tmp_path / "w.safetensors")).model.eval()
+    hits_i2t = hits_t2i = 0
+    with torch.no_grad():
+        for p in range(6):
+            x = torch.stack([bundle.preprocess_val(ims[2 * p + k]) for k in range(2)])
+            fi = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+            ft = torch.nn.functional.normalize(model.encode_text(bundle.tokenizer(caps[2 * p:2 * p + 2])), dim=-1)
+            s = fi @ ft.T
+            hits_i2t += int(s[0, 0] > s[0, 1]) + int(s[1, 1] > s[1, 0])
+            hits_t2i += int(s[0, 0] > s[1, 0]) + int(s[1, 1] > s[0, 1])
+    assert got["pairs"] == 6
+    assert got["i2t"] == pytest.approx(100 * hits_i2t / 12) and got["t2i"] == pytest.approx(100 * hits_t2i / 12)
+    assert -1.0 <= got["image_cos"] <= 1.0 and -1.0 <= got["text_cos"] <= 1.0
