@@ -49,7 +49,8 @@ def test_an_interrupted_demo_resumes_training_only_its_unfinished_runs(tmp_path,
         (partial / "checkpoints").mkdir(parents=True)
         (partial / "run.json").write_text("{}")
         (partial / "metrics.jsonl").write_text('{"step": 2, "loss/loss": 3.0}\n')
-        (partial / "my_notes.txt").write_text("mine")  # the user's: kept
+        (partial / "my_notes.txt").write_text("mine")  # the user's
+        (runs_dir / "clip-seed0" / "my_notes.txt").write_text("mine")  # the user's, in a finished run: kept
         raise KeyboardInterrupt
 
     out = tmp_path / "out"
@@ -67,12 +68,16 @@ def test_an_interrupted_demo_resumes_training_only_its_unfinished_runs(tmp_path,
         run_demo(out, resume=True, echo=lines.append, **{**KW, "seeds": [1]})
     with pytest.raises(ConflictError, match=r"run\.train\.steps \(8 there, 9 now\)"):
         run_demo(out, resume=True, echo=lines.append, **{**KW, "overrides": [*KW["overrides"], "run.train.steps=9"]})
-    assert trained == []
+    # the unfinished run starts afresh: not beside the user's file, refused before training, naming it
+    with pytest.raises(ConflictError, match=r"negclip-seed0: holds files the demo did not write \(my_notes.txt\)"):
+        run_demo(out, resume=True, echo=lines.append, **KW)
+    assert trained == [] and (out / "runs" / "negclip-seed0" / "metrics.jsonl").is_file()
+    (out / "runs" / "negclip-seed0" / "my_notes.txt").rename(tmp_path / "my_notes.txt")
     lines.clear()
     resumed = run_demo(out, resume=True, echo=lines.append, **KW)
     assert trained == [["negclip-seed0"]]  # only the unfinished run trains again
     assert "[demo] resuming: world, transfer benchmark, base, 2 of 3 runs reused" in lines
-    assert (out / "runs" / "negclip-seed0" / "my_notes.txt").read_text() == "mine"
+    assert (out / "runs" / "clip-seed0" / "my_notes.txt").read_text() == "mine"
     assert _numbers(resumed) == _numbers(ref) and _numbers(json.loads((out / "results.json").read_text())) == \
         _numbers(json.loads((tmp_path / "ref" / "results.json").read_text()))
     assert json.loads((out / "similarities.json").read_text()) == json.loads((tmp_path / "ref" / "similarities.json")
@@ -123,7 +128,7 @@ def test_a_record_is_reused_only_for_the_same_job_and_weights(tmp_path):
     _finished(tmp_path, damaged, sha="0" * 64)  # the weights changed since they were evaluated
     (tmp_path / "out" / "runs" / "clip-seed3").mkdir()
     (tmp_path / "out" / "runs" / "clip-seed3" / "metrics.jsonl").write_text("")  # killed before its record
-    (tmp_path / "out" / "runs" / "clip-seed3" / "mine.txt").write_text("mine")
+    (tmp_path / "out" / "runs" / "clip-seed0" / "mine.txt").write_text("mine")  # beside a finished run: fine
     state = _state(tmp_path / "out")
     reused, todo = state.partition([same, other, damaged, missing])
     assert [r["key"] for r in reused] == ["clip-seed0"] and [j.key for j in todo] == ["clip-seed1", "clip-seed2",
@@ -131,9 +136,8 @@ def test_a_record_is_reused_only_for_the_same_job_and_weights(tmp_path):
     assert reused[0]["run_dir"] == str(tmp_path / "out" / "runs" / "clip-seed0")
     assert state.notes == ["clip-seed1 is run again: its recorded job differs from this demo's",
                            "clip-seed2 is run again: its weights are missing or differ from those it evaluated"]
-    # a job run again starts from a folder cleared of what the demo wrote; the user's file stays
-    assert list((tmp_path / "out" / "runs" / "clip-seed1").iterdir()) == []
-    assert [p.name for p in (tmp_path / "out" / "runs" / "clip-seed3").iterdir()] == ["mine.txt"]
+    # a job run again starts from a folder cleared of what the demo wrote
+    assert [list((tmp_path / "out" / "runs" / f"clip-seed{s}").iterdir()) for s in (1, 2, 3)] == [[], [], []]
     # nothing is re-used when not resuming, or once the world (or transfer benchmark, or base) was rebuilt
     fresh, rebuilt = _job(tmp_path, "clip-seed4"), _job(tmp_path, "clip-seed5")
     _finished(tmp_path, fresh)

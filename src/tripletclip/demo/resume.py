@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 from tripletclip.demo.jobs import RECORD_FORMAT, Job, record_path
 from tripletclip.errors import ConflictError, UserError
 from tripletclip.utils.files import sha256_file, write_json_atomic
-from tripletclip.utils.ownership import RUN, remove_owned
+from tripletclip.utils.ownership import RUN, foreign_files, remove_owned
 
 PLAN_FILE = "demo_plan.json"
 PLAN_FORMAT = "tripletclip-demo-plan/1"
@@ -62,7 +62,7 @@ def plan_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]
     diffs: list[str] = []
     for key in COMPARED:
         diffs += _leaf_diffs(recorded.get(key, _UNSET), now.get(key, _UNSET), "" if key == "demo_config" else key)
-    return diffs
+    return list(dict.fromkeys(diffs))  # seeds and world_seed are in the demo config too: named once
 
 
 def _leaf_diffs(a: Any, b: Any, path: str) -> list[str]:
@@ -159,11 +159,16 @@ class Resume:
             record = self._record(job) if self.active and self.runs_ok else None
             if record is not None:
                 reused.append(record)
-                continue
-            folder = record_path(job).parent
-            if folder.exists():
-                remove_owned(folder, RUN)  # a demo runs an unfinished job afresh
-            todo.append(job)
+            else:
+                todo.append(job)
+        folders = [record_path(job).parent for job in todo if record_path(job).parent.is_dir()]
+        for folder in folders:  # before anything is removed or trained: the run would refuse them
+            mine = foreign_files(folder, RUN)
+            if mine:
+                raise ConflictError(f"{folder}: holds files the demo did not write ({', '.join(mine[:3])}); the run "
+                                    "cannot start afresh beside them: move them away and run the demo again")
+        for folder in folders:
+            remove_owned(folder, RUN)  # a job not re-used runs afresh
         return reused, todo
 
     def _record(self, job: Job) -> Optional[dict[str, Any]]:
