@@ -26,6 +26,7 @@ def _numbers(doc):
     return doc
 
 
+@pytest.mark.slow  # three small demos and three refusals: about 55 s on 2 loaded cores
 def test_an_interrupted_demo_resumes_training_only_its_unfinished_runs(tmp_path, monkeypatch):
     from tripletclip.demo import run as run_mod
 
