@@ -26,7 +26,7 @@ def _numbers(doc):
     return doc
 
 
-@pytest.mark.slow  # three small demos and three refusals: about 55 s on 2 loaded cores
+@pytest.mark.slow  # three small demos, a resume of the finished one and four refusals: ~55 s on 2 busy cores
 def test_an_interrupted_demo_resumes_training_only_its_unfinished_runs(tmp_path, monkeypatch):
     from tripletclip.demo import run as run_mod
 
@@ -174,6 +174,26 @@ def test_plan_differences_name_every_changed_setting():
         "preset (demo there, demo-long now)", "run.train.steps (8 there, 9 now)",
         "run.train.batch_size (16 there, (unset) now)", "n_transfer ((unset) there, 4 now)",
         "code_version.git_commit (a there, b now)"]
+
+
+def test_another_demo_is_refused_naming_what_to_repeat(tmp_path):
+    from tripletclip.demo.resume import PLAN_FILE, PLAN_FORMAT, Resume
+
+    plan = {"format": PLAN_FORMAT, "preset": "demo-long", "methods": ["clip"], "seeds": [0], "world_seed": 1,
+            "demo_config": {"run": {"train": {"steps": 8}}}, "overrides": ["run.train.steps=8"],
+            "code_version": {"git_commit": "0123456789abcdef", "git_dirty": True}}
+    (tmp_path / PLAN_FILE).write_text(json.dumps(plan))
+    with pytest.raises(ConflictError, match=r"code_version.git_commit \(0123456789abcdef there, f+ now\); resume with "
+                                            r"the code that started it \(git commit 0123456789ab with uncommitted "
+                                            r"changes\), or pass --overwrite to start over$"):
+        Resume.begin(tmp_path, {**plan, "code_version": {"git_commit": "f" * 16, "git_dirty": True}}, True, True)
+    now = {**plan, "demo_config": {"run": {"train": {"steps": 9}}}, "overrides": []}
+    with pytest.raises(ConflictError, match=r"another demo: run.train.steps \(8 there, 9 now\); resume with its "
+                                            r"settings \(it was started as: --preset demo-long run.train.steps=8\)"):
+        Resume.begin(tmp_path, now, True, True)
+    assert json.loads((tmp_path / PLAN_FILE).read_text()) == plan  # a refusal changes nothing
+    state = Resume.begin(tmp_path, {**plan, "overrides": []}, True, True)  # the same resolved settings
+    assert state.active and json.loads((tmp_path / PLAN_FILE).read_text())["overrides"] == []
 
 
 def test_a_demo_without_a_recorded_plan_is_not_resumed(tmp_path):

@@ -72,6 +72,16 @@ def _leaf_diffs(a: Any, b: Any, path: str) -> list[str]:
     return [] if a == b else [f"{path} ({_show(a)} there, {_show(b)} now)"]
 
 
+def _how_to_resume(recorded: dict[str, Any], diffs: Sequence[str]) -> str:
+    """The recorded settings to repeat, or (only the code differs) the code to check out."""
+    if all(d.startswith("code_version.") for d in diffs):
+        code = recorded.get("code_version") or {}
+        dirty = " with uncommitted changes" if code.get("git_dirty") else ""
+        return f"resume with the code that started it (git commit {str(code.get('git_commit'))[:12]}{dirty})"
+    started = " ".join([f"--preset {recorded.get('preset')}", *recorded.get("overrides", [])])
+    return f"resume with its settings (it was started as: {started})"
+
+
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -110,10 +120,8 @@ class Resume:
             diffs = plan_differences(recorded, plan)
             if diffs:
                 more = f" and {len(diffs) - _LISTED} more" if len(diffs) > _LISTED else ""
-                started = " ".join([f"--preset {recorded.get('preset')}", *recorded.get("overrides", [])])
                 raise ConflictError(f"--resume: {out} holds another demo: {'; '.join(diffs[:_LISTED])}{more}; "
-                                    f"resume with its settings (it was started as: {started}), or pass --overwrite "
-                                    "to start over")
+                                    f"{_how_to_resume(recorded, diffs)}, or pass --overwrite to start over")
             state.active, state.recorded_out = True, str(recorded.get("out", out))
             state.plan = {**plan, **{k: recorded[k] for k in ("base_weights_sha256",) if k in recorded}}
         write_json_atomic(out / PLAN_FILE, state.plan)
