@@ -116,10 +116,10 @@ def _finished(tmp_path, job, sha=None):
                        "weights_sha256": sha or sha256_file(ckpt / "model.safetensors")})
 
 
-def _state(out, active=True, recorded_out=None):
+def _state(out, active=True):
     from tripletclip.demo.resume import Resume
 
-    return Resume(out, {}, active=active, recorded_out=str(recorded_out or out))
+    return Resume(out, {}, active=active)
 
 
 def test_a_record_is_reused_only_for_the_same_job_and_weights(tmp_path):
@@ -157,7 +157,7 @@ def test_a_moved_demo_folder_still_matches_its_records(tmp_path):
     moved = _job(tmp_path / "x")  # the same job, its paths under the folder's new name
     moved = dataclasses.replace(moved, bench_dir=str(tmp_path / "moved" / "world" / "bench"), cfg=json.loads(
         json.dumps(moved.cfg).replace(str(tmp_path / "x" / "out"), str(tmp_path / "moved"))))
-    reused, todo = _state(tmp_path / "moved", recorded_out=tmp_path / "out").partition([moved])
+    reused, todo = _state(tmp_path / "moved").partition([moved])
     assert [r["key"] for r in reused] == ["clip-seed0"] and todo == []
 
 

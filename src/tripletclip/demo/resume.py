@@ -102,7 +102,6 @@ class Resume:
     out: Path
     plan: dict[str, Any]
     active: bool = False
-    recorded_out: str = ""
     reused: list[str] = field(default_factory=list)  # "world", "transfer benchmark", "base"
     runs_ok: bool = True  # False once something the runs were measured on is rebuilt or differs
     notes: list[str] = field(default_factory=list)  # why a run with a record is run again
@@ -122,7 +121,7 @@ class Resume:
                 more = f" and {len(diffs) - _LISTED} more" if len(diffs) > _LISTED else ""
                 raise ConflictError(f"--resume: {out} holds another demo: {'; '.join(diffs[:_LISTED])}{more}; "
                                     f"{_how_to_resume(recorded, diffs)}, or pass --overwrite to start over")
-            state.active, state.recorded_out = True, str(recorded.get("out", out))
+            state.active = True
             state.plan = {**plan, **{k: recorded[k] for k in ("base_weights_sha256",) if k in recorded}}
         write_json_atomic(out / PLAN_FILE, state.plan)
         return state
@@ -188,7 +187,8 @@ class Resume:
         why = ""
         if data is None or data.get("format") != RECORD_FORMAT or not isinstance(data.get("result"), dict):
             why = f"{path.name} is unreadable"
-        elif _moved(data.get("job"), self.recorded_out, str(self.out)) != _jsonable(dataclasses.asdict(job)):
+        elif _moved(data.get("job"), _demo_folder(data.get("job")), str(self.out)) != \
+                _jsonable(dataclasses.asdict(job)):
             why = "its recorded job differs from this demo's"
         else:
             result = data["result"]
@@ -248,6 +248,14 @@ def _get(data: dict[str, Any], dotted: str) -> Any:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+def _demo_folder(job: Any) -> str:
+    """The demo folder a stored job was written in (its runs' parent), as it was spelled then."""
+    try:
+        return str(Path(job["cfg"]["train"]["output_dir"]).parent)
+    except (KeyError, TypeError):
+        return ""
 
 
 def _moved(obj: Any, then: str, now: str) -> Any:
