@@ -189,7 +189,7 @@ def test_demo_overwrite_removes_only_what_the_demo_wrote(tmp_path):
 
     out = tmp_path / "demo_out"
     _full_demo(out)
-    _claim_demo(out, "demo-quick", overwrite=True).release()
+    _claim_demo(out, "demo-quick", overwrite=True)[0].release()
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".lock" not in p.name)
     assert left == [OWNER_FILE, "my_notes.md", "runs/clip-seed1/analysis.ipynb"]
 

@@ -40,14 +40,19 @@ def _preset_names() -> str:
 @click.option("--world-seed", type=int, default=None,
               help="World seed (default: the preset's, 1; seed 0 is the development seed the design was chosen on).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier demo in --out (only what it wrote is removed).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted demo in --out (same settings only): its world, base and finished runs "
+                   "are re-used, unfinished runs start afresh; on a finished demo, writes its results again.")
 def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, seeds: str | None,
-         methods: str | None, jobs: int | None, world_seed: int | None, overwrite: bool) -> None:
+         methods: str | None, jobs: int | None, world_seed: int | None, overwrite: bool, resume: bool) -> None:
     """The whole method offline on the embedded compositional world, in minutes on CPU.
 
     OVERRIDES are dotted preset keys, e.g. run.train.steps=200 base.train.steps=800 n_bench=400."""
     from tripletclip.demo.config import load_demo_config
     from tripletclip.errors import InputError
 
+    if overwrite and resume:
+        raise InputError("demo: --resume continues the demo in --out, --overwrite replaces it; give one of them")
     if quick and preset and preset != "demo-quick":  # what you set is what runs: never drop one of the two silently
         raise InputError(f"demo: --quick selects the preset demo-quick, which conflicts with --preset {preset}; "
                          f"give one of them (a shorter {preset}: e.g. run.train.steps=20 base.train.steps=50)")
@@ -58,4 +63,4 @@ def demo(overrides: tuple[str, ...], out: str, quick: bool, preset: str | None, 
     run_demo(out, preset=preset, overrides=overrides, quick=quick,
              seeds=[int(s) for s in seeds.split(",")] if seeds else None,
              methods=[m for m in methods.split(",") if m] if methods else None, jobs=jobs, world_seed=world_seed,
-             overwrite=overwrite)
+             overwrite=overwrite, resume=resume)

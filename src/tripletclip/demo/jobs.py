@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from tripletclip.edit_types import SUGARCREPE_PP_TYPES, SUGARCREPE_TYPES
 
 SIM_CATEGORIES = SUGARCREPE_PP_TYPES  # replace and swap: the minimal pairs of Fig. 3
+RECORD_FILE = "demo_job.json"  # a finished job's record in its run folder: what `demo --resume` re-uses
+RECORD_FORMAT = "tripletclip-demo-job/1"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def run_job(job: Job) -> dict[str, Any]:
         out.update(evaluate_bundle(bundle, Path(job.bench_dir), job.eval_batch_size, job.sim_rows))
         out.update(_transfer(bundle, job))
         out["eval_s"] = time.perf_counter() - t1
+        write_record(job, out)
         return out
     t0 = time.perf_counter()
     result = train(cfg)
@@ -74,14 +77,31 @@ def run_job(job: Job) -> dict[str, Any]:
         out.update(_transfer(bundle, job))
         out["eval_s"] = time.perf_counter() - t1
     drop_train_state(run_dir)
+    write_record(job, out)
     return out
+
+
+def record_path(job: Job) -> Path:
+    """Where ``job`` keeps its record: its run folder (``train.output_dir/train.name``; the base's evaluation,
+    which trains nothing, gets a folder of that name too)."""
+    train = job.cfg["train"]
+    return Path(train["output_dir"]) / train["name"] / RECORD_FILE
+
+
+def write_record(job: Job, result: dict[str, Any]) -> None:
+    """The job's last step: the job and its result record, atomically (a killed job leaves none, so a resumed
+    demo runs it again; demo/resume.py verifies a record before re-using it)."""
+    from tripletclip.utils.files import write_json_atomic
+
+    write_json_atomic(record_path(job), {"format": RECORD_FORMAT, "job": asdict(job), "result": result})
 
 
 def drop_train_state(run_dir: Path) -> int:
     """Delete the optimiser state (``train_state.pt``, 28 MB of a demo run's 41 MB) of a finished demo run's
     checkpoints; returns the bytes freed.
 
-    Safe because nothing reads it: a demo never resumes a run (each demo starts its runs afresh), and evaluation,
+    Safe because nothing reads it: a demo never resumes a run partway (a resumed demo re-uses finished runs and
+    runs unfinished ones afresh), and evaluation,
     the report, ``tripletclip export`` and ``model.pretrained`` load the weights only
     (``verified_checkpoint(with_state=False)``). ``tripletclip train --resume`` on such a run stops with one
     line (``train_state.pt is missing``) and leaves the checkpoint in place.

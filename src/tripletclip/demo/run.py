@@ -11,7 +11,9 @@ negatives and the objective differ. The objectives are every loss registered in 
 run is evaluated on the world's SugarCrepe-format benchmark (seen and held-out compositions), its
 Winoground-style groups and retrieval; Fig. 3's similarities are measured. Trainings run side by side in
 ``jobs`` spawned processes with one torch thread each. Outputs: ``results.json`` (method keys, plus ``regime``,
-``base`` and ``paired``), ``demo_meta.json`` (provenance, timings), ``similarities.json``, ``report.html``.
+``base`` and ``paired``), ``demo_meta.json`` (provenance, timings), ``similarities.json``, ``report.html``;
+``demo_plan.json`` (what it runs, recorded first) and each job's ``runs/<key>/demo_job.json`` let ``--resume``
+continue an interrupted demo (demo/resume.py).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 from tripletclip.utils.lock import FolderLock
-from tripletclip.utils.ownership import DEMO, RUN, claim_output, remove_owned
+from tripletclip.utils.ownership import DEMO, claim_output
 
 
 # Objectives of issue 24 run only when named (--methods, or a preset the lead wires): the default demo's time budget
@@ -109,8 +111,10 @@ def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, sp
 
 
 def ensure_base(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, work: Path, workers: int = 1,
-                force: bool = False, progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """The fine-tuning regime's CLIP base: from the cache, else pretrained now (and cached)."""
+                force: bool = False, progress: bool = True, echo: Callable[[str], None] = print,
+                clear: bool = False) -> dict[str, Any]:
+    """The fine-tuning regime's CLIP base: from the cache, else pretrained now (and cached) in ``work``, cleared
+    first with ``clear`` (a resumed demo: an interrupted pretraining's run folder would refuse a new one)."""
     from tripletclip.demo.base import BASE_FILE, base_identity, base_key, cached_base, install_shipped
 
     if cfg.base_from:
@@ -129,6 +133,10 @@ def ensure_base(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, wor
         source = "shipped with the package"
     if folder is None:
         echo(f"[demo] no cached CLIP base for this world (key {base_key(identity)}): pretraining it once")
+        if clear:
+            from tripletclip.demo.resume import clear_base_work
+
+            clear_base_work(work)
         folder = Path(_isolated(_pretrain_isolated, cfg, identity, work, spec_json, image_size, workers, progress))
         source = "pretrained now"
     meta = json.loads((Path(folder) / "base.json").read_text())
@@ -211,12 +219,16 @@ def resolve_settings(cfg: DemoConfig, preset: str, methods: Sequence[Method], ov
 def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, overrides: Sequence[str] = (),
              quick: bool = False, seeds: Optional[Sequence[int]] = None, methods: Optional[Sequence[str]] = None,
              world_seed: Optional[int] = None, jobs: Optional[int] = None, progress: bool = True,
-             echo: Callable[[str], None] = print, overwrite: bool = False) -> dict[str, Any]:
+             echo: Callable[[str], None] = print, overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
     """World, base (fine-tuning regime), every objective x seed at equal compute, evaluation, report; returns
     the content of results.json. ``out_dir`` holds one demo: an earlier one there is refused unless
-    ``overwrite``, which removes only what that demo wrote."""
+    ``overwrite``, which removes only what that demo wrote, or ``resume``, which continues it (same settings
+    only), re-using its world, transfer benchmark, base and finished runs (demo/resume.py)."""
+    from tripletclip.demo.resume import Resume, demo_plan, say_notes
     from tripletclip.world import spec_preset
 
+    if overwrite and resume:
+        raise InputError("demo: --resume continues the demo in --out, --overwrite replaces it; give one of them")
     t_start = time.perf_counter()
     cfg = load_demo_config(preset or ("demo-quick" if quick else None), overrides)
     if seeds is not None:
@@ -231,107 +243,150 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
     n_train, steps = _plan(cfg)
     # checks first (seconds, nothing written), then the folder is claimed: a refused setting leaves no folder
     settings = resolve_settings(cfg, preset, specs, overrides, echo)
-    lock = _claim_demo(out, preset, overwrite)  # one demo per folder, refused before any long work
-    run_base = cfg.run_dict()
-    model_name = run_base.get("model", {}).get("name", "world-cnn")
-    image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
-    spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    world_summary = _isolated(build_world_data, out / "world", n_train, cfg.world_seed, spec.to_json(), image_size,
-                              jobs, n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
-                              edit_types=cfg.train_edit_types, progress=progress,
-                              batch_blocks=cfg.run_config().train.batch_size if cfg.batch_without_swaps else 0)
-    timings["world_build_s"] = time.perf_counter() - t0
-    transfer_summary = None
-    if cfg.n_transfer:
-        from tripletclip.demo.transfer import build_transfer_data
+    plan = demo_plan(cfg, preset, specs, overrides, out)
+    lock, held = _claim_demo(out, preset, overwrite, resume)  # one demo per folder, refused before any long work
+    with lock:  # released however the demo ends: an interrupted demo's folder is free for its --resume
+        state = Resume.begin(out, plan, held, resume)  # what will run, recorded before any long work
+        run_base = cfg.run_dict()
+        model_name = run_base.get("model", {}).get("name", "world-cnn")
+        image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
+        spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
+        timings: dict[str, float] = {}
+        world_summary, transfer_summary = _world_data(cfg, spec.to_json(), image_size, n_train, out, jobs, progress,
+                                                      state, timings)
+        transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
+        base, start = None, {}
+        if cfg.regime == "finetune":
+            base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo,
+                               clear=state.active)
+            state.base(base)
+            timings["base_s"] = base["seconds"]
+            start = {"model": {"pretrained": base["path"]}}
+            run_base = deep_merge(run_base, start)
+        from tripletclip.world import train_shards
 
-        t0 = time.perf_counter()
-        transfer_summary = _isolated(build_transfer_data, str(out / "world"), spec.to_json(), cfg.world_seed,
-                                     image_size, cfg.n_transfer)
-        timings["transfer_build_s"] = time.perf_counter() - t0
-    transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
-    base, start = None, {}
-    if cfg.regime == "finetune":
-        base = ensure_base(cfg, spec.to_json(), image_size, out / "base", jobs, progress=progress, echo=echo)
-        timings["base_s"] = base["seconds"]
-        start = {"model": {"pretrained": base["path"]}}
-        run_base = deep_merge(run_base, start)
-    from tripletclip.world import train_shards
+        shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
+        job_list = [_job(deep_merge(cfg.method_run_dict(m), start), m.label, s, shards, bench, runs_dir,
+                         transfer_dir=transfer_dir) for m in specs for s in cfg.seeds]
+        if base is not None:
+            job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
+        reused, todo = state.partition(job_list)  # a job not re-used starts afresh
+        if state.active:
+            say_notes(state, echo)
+            echo(state.line(len(reused), len(job_list)))
+        echo(f"[demo] {cfg.regime} regime: {len(methods)} methods x {len(cfg.seeds)} seeds, {steps} steps x batch "
+             f"{run_base['train']['batch_size']} each, {jobs} in parallel")
+        t1 = time.perf_counter()
+        results = reused + (execute(todo, jobs, runs_dir, progress) if todo else [])
+        order = {j.key: i for i, j in enumerate(job_list)}
+        results.sort(key=lambda r: order[r["key"]])  # job order: the same files whichever run finished first
+        timings["train_and_eval_s"] = time.perf_counter() - t1
+        table = {m: stats.method_entry([r for r in results if r["method"] == m], steps) for m in methods}
+        per_method = {m: {r["seed"]: stats.run_metrics(r) for r in results if r["method"] == m} for m in methods}
+        base_runs = [r for r in results if r["method"] == "base"]
+        rows = stats.metric_rows(world_summary["bench"])
+        document = {**table, "regime": cfg.regime,
+                    "base": stats.method_entry(base_runs, 0) if base_runs else None,
+                    "paired": stats.paired(per_method, rows),
+                    "units": "accuracy and recall in percent; paired differences in points"}
+        from tripletclip.eval.world_zeroshot import attach_zeroshot  # the evaluators are a large import
 
-    shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
-    job_list = [_job(deep_merge(cfg.method_run_dict(m), start), m.label, s, shards, bench, runs_dir,
-                     transfer_dir=transfer_dir) for m in specs for s in cfg.seeds]
-    if base is not None:
-        job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
-    echo(f"[demo] {cfg.regime} regime: {len(methods)} methods x {len(cfg.seeds)} seeds, {steps} steps x batch "
-         f"{run_base['train']['batch_size']} each, {jobs} in parallel")
-    t1 = time.perf_counter()
-    results = execute(job_list, jobs, runs_dir, progress)
-    timings["train_and_eval_s"] = time.perf_counter() - t1
-    table = {m: stats.method_entry([r for r in results if r["method"] == m], steps) for m in methods}
-    per_method = {m: {r["seed"]: stats.run_metrics(r) for r in results if r["method"] == m} for m in methods}
-    base_runs = [r for r in results if r["method"] == "base"]
-    rows = stats.metric_rows(world_summary["bench"])
-    document = {**table, "regime": cfg.regime,
-                "base": stats.method_entry(base_runs, 0) if base_runs else None,
-                "paired": stats.paired(per_method, rows),
-                "units": "accuracy and recall in percent; paired differences in points"}
-    from tripletclip.eval.world_zeroshot import attach_zeroshot  # the evaluators are a large import
+        attach_zeroshot(document, results)  # each entry's zero-shot block and change vs the base (issue 24)
+        if transfer_summary:
+            _add_transfer(document, results, methods, transfer_summary)
+        sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
+                    for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
+        meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
+        meta["methods"] = [{"name": m.label, "objective": m.objective, "run": m.run} for m in specs]
+        meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
+        meta["resume"] = state.meta([r["key"] for r in reused])
+        meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report after)
+        if transfer_summary:  # the benchmark's own checks: row counts, training overlap, text-only accuracy
+            meta["transfer_benchmark"] = {k: transfer_summary[k] for k in (
+                "counts", "winoground_counts", "rejected", "training_overlap", "text_only", "seed")}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
+        (out / "similarities.json").write_text(json.dumps(sims) + "\n")
+        (out / "demo_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+        from tripletclip.demo.output import print_tables, write_report_or_say
 
-    attach_zeroshot(document, results)  # each entry's zero-shot block and change vs the base (issue 24)
-    if transfer_summary:
-        _add_transfer(document, results, methods, transfer_summary)
-    sims = {m: {k: [v for r in results if r["method"] == m for v in r["sims"][k]]
-                for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
-    meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
-    meta["methods"] = [{"name": m.label, "objective": m.objective, "run": m.run} for m in specs]
-    meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
-    meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report comes after)
-    if transfer_summary:  # the benchmark's own checks: row counts, training overlap, text-only accuracy
-        meta["transfer_benchmark"] = {k: transfer_summary[k] for k in (
-            "counts", "winoground_counts", "rejected", "training_overlap", "text_only", "seed")}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(document, indent=1) + "\n")
-    (out / "similarities.json").write_text(json.dumps(sims) + "\n")
-    (out / "demo_meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    from tripletclip.demo.output import print_tables, write_report_or_say
+        print_tables(document, echo)
+        if transfer_summary:
+            from tripletclip.demo.transfer import table_lines
 
-    print_tables(document, echo)
-    if transfer_summary:
-        from tripletclip.demo.transfer import table_lines
-
-        for split in ("transfer", "paraphrase"):
-            echo(f"\n{split} split: accuracy % with 95% Wilson intervals from the row counts (categories), "
-                 "± 1.96 binomial SE (means)")
-            for line in table_lines(document, ["base", *methods], split):
-                echo(line)
-    # the same code as `tripletclip report OUT`: the page is made from the files just written (curves from runs/)
-    write_report_or_say(out)
-    echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, transfer "
-         f"benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
-         f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
-         f"results: {out / 'results.json'}; report: {out / 'report.html'}")
-    lock.release()
+            for split in ("transfer", "paraphrase"):
+                echo(f"\n{split} split: accuracy % with 95% Wilson intervals from the row counts (categories), "
+                     "± 1.96 binomial SE (means)")
+                for line in table_lines(document, ["base", *methods], split):
+                    echo(line)
+        # the same code as `tripletclip report OUT`: the page is made from the files just written (curves: runs/)
+        write_report_or_say(out)
+        echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, transfer "
+             f"benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
+             f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
+             f"results: {out / 'results.json'}; report: {out / 'report.html'}")
     return document
 
 
-def _claim_demo(out: Path, preset: str, overwrite: bool) -> FolderLock:
-    """Lock ``out`` and make it this demo's: new, or an earlier demo's (replaced only with ``overwrite``)."""
+def _world_data(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, n_train: int, out: Path, jobs: int,
+                progress: bool, state: Any, timings: dict[str, float]
+                ) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """(world summary, transfer benchmark manifest or None): re-used where a resumed demo completed them
+    (``state``: demo/resume.py's Resume), else built, each in a process of its own."""
+    from tripletclip.world import SUGARCREPE_TYPES
+
+    batch_blocks = cfg.run_config().train.batch_size if cfg.batch_without_swaps else 0
+    t0 = time.perf_counter()
+    world = state.world(out / "world", {"seed": cfg.world_seed, "image_size": image_size, "spec": spec_json,
+                                        "batch_blocks": batch_blocks, "train.n_neg": cfg.n_neg,
+                                        "train.edit_types": list(cfg.train_edit_types or SUGARCREPE_TYPES)})
+    if world is None:
+        world = _isolated(build_world_data, out / "world", n_train, cfg.world_seed, spec_json, image_size, jobs,
+                          n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
+                          edit_types=cfg.train_edit_types, progress=progress, batch_blocks=batch_blocks)
+    timings["world_build_s"] = time.perf_counter() - t0
+    if not cfg.n_transfer:
+        return world, None
+    from tripletclip.demo.transfer import build_transfer_data
+    from tripletclip.world.transfer import TRANSFER_CATEGORIES
+
+    t0 = time.perf_counter()
+    transfer = state.transfer(out / "world" / "transfer", {
+        "seed": cfg.world_seed, "image_size": image_size, "spec": spec_json,
+        "images.count": 2 * cfg.n_transfer * len(TRANSFER_CATEGORIES)})
+    if transfer is None:
+        transfer = _isolated(build_transfer_data, str(out / "world"), spec_json, cfg.world_seed, image_size,
+                             cfg.n_transfer)
+    timings["transfer_build_s"] = time.perf_counter() - t0
+    return world, transfer
+
+
+def _claim_demo(out: Path, preset: str, overwrite: bool, resume: bool = False) -> tuple[FolderLock, bool]:
+    """Lock ``out`` and make it this demo's: new, or an earlier demo's (replaced with ``overwrite``, continued
+    with ``resume``); (the lock, whether ``out`` holds an earlier demo now)."""
     lock = FolderLock(out, "another demo", "use another --out")
     try:
-        try:
-            before = json.loads((out / "demo_meta.json").read_text()).get("preset", "?")
-        except (OSError, ValueError, AttributeError):
-            before = "?"
-        if claim_output(out, DEMO, overwrite) and not overwrite:
-            raise ConflictError(f"--out {out}: already holds a demo (preset {before}); pass --overwrite to replace "
-                                f"it (only what that demo wrote is removed), or choose another --out")
+        held = claim_output(out, DEMO, overwrite)
+        if held and not (overwrite or resume):
+            raise ConflictError(_held_message(out))
     except BaseException:
         lock.release()
         raise
-    return lock
+    return lock, held and not overwrite
+
+
+def _held_message(out: Path) -> str:
+    """The refusal of a folder that holds a demo: which one, finished or not, and the three ways on."""
+    from tripletclip.demo.resume import read_plan
+
+    try:
+        before = json.loads((out / "demo_meta.json").read_text()).get("preset", "?")
+    except (OSError, ValueError, AttributeError):
+        before = (read_plan(out) or {}).get("preset", "?")
+    state = "a" if (out / "results.json").is_file() else "an unfinished"
+    return (f"--out {out}: already holds {state} demo (preset {before}); pass --resume to continue it with the "
+            f"same settings (what finished is re-used), --overwrite to replace it (only what that demo wrote is "
+            f"removed), or choose another --out")
 
 
 def _add_transfer(document: dict[str, Any], results: Sequence[dict[str, Any]], methods: Sequence[str],
@@ -359,8 +414,6 @@ def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: P
     """``method`` (a label) trains ``run_base`` as given (its loss.name, else the label as objective); ``base``
     evaluates the starting weights."""
     name = f"{method}-seed{seed}"
-    if (runs_dir / name).exists():
-        remove_owned(runs_dir / name, RUN)  # a demo always starts its runs afresh (the user's files stay)
     objective = "clip" if method == "base" else run_base.get("loss", {}).get("name") or method
     cfg = config_from_dict(deep_merge(run_base, {
         "loss": {"name": objective},

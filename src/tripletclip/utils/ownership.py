@@ -59,7 +59,10 @@ WORLD = register_kind(OutputKind(
     "world", "world.json", "a world (tripletclip world build)",
     ("world.json", "train/train-*.tar", "train/manifest.json", "train/.train-*.tar.tmp-*", "bench/images/*.png",
      "bench/sugarcrepe/*.json", "bench/winoground/examples.jsonl", "bench/retrieval.json", "bench/scenes.jsonl",
-     "bench/manifest.json", "bench/*.json", "bench/**/.*.tmp-*", *_TMP)))
+     "bench/manifest.json", "bench/*.json", "bench/**/.*.tmp-*",
+     # the demo's transfer benchmark, built inside its world (demo/transfer.py): replaced with the world
+     "transfer/images/*.png", "transfer/sugarcrepe/*.json", "transfer/winoground/examples.jsonl",
+     "transfer/scenes.jsonl", "transfer/manifest.json", "transfer/.*.tmp-*", "transfer/*/.*.tmp-*", *_TMP)))
 NEGATIVES = register_kind(OutputKind(
     "negatives", "job.json", "a negatives job (tripletclip negatives)",
     ("job.json", "manifest.json", "log.jsonl", "*-[0-9][0-9][0-9][0-9][0-9][0-9].*", "scores/**", "*.tar",
@@ -69,7 +72,7 @@ EXPORT = register_kind(OutputKind(
     ("tripletclip_export.json", "*.safetensors", "open_clip_config.json", *_TMP)))
 DEMO = register_kind(OutputKind(
     "demo", "demo_meta.json", "a demo (tripletclip demo)",
-    ("demo_meta.json", "results.json", "similarities.json", "report.html", "base/**", *_TMP),
+    ("demo_meta.json", "demo_plan.json", "results.json", "similarities.json", "report.html", "base/**", *_TMP),
     children={"world": "world", "runs/*": "run"}))
 
 
