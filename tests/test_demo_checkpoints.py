@@ -47,7 +47,10 @@ def test_run_job_drops_the_state_after_training_and_evaluation(tmp_path, monkeyp
     # evaluation still finds the state: it is dropped only once the job is done with the run
     monkeypatch.setattr(tripletclip.models, "load_run_model", lambda d: seen.append((step_folders(d)[-1] / STATE).is_file()))
     monkeypatch.setattr(jobs, "evaluate_bundle", lambda *a: {"scores": {}})
-    job = jobs.Job(key="negclip-seed1", method="negclip", seed=1, cfg={}, bench_dir=str(tmp_path))
+    job = jobs.Job(key="negclip-seed1", method="negclip", seed=1, bench_dir=str(tmp_path),
+                   cfg={"train": {"output_dir": str(tmp_path), "name": "negclip-seed1"}})
     out = jobs.run_job(job)
     assert seen == [True] and out["run_dir"] == str(run) and out["scores"] == {}
+    # the job's last step: its record in the run folder, for a resumed demo (demo/resume.py)
+    assert jobs.record_path(job) == run / jobs.RECORD_FILE and jobs.record_path(job).is_file()
     assert not (step_folders(run)[-1] / STATE).exists() and (step_folders(run)[-1] / WEIGHTS).is_file()
