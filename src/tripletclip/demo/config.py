@@ -115,8 +115,8 @@ class DemoConfig:
     # the cached base pretrained by `tripletclip world pretrain`
     base_from: str = ""
     # fine-tuning regime: the fraction of the base's pretraining samples that come as a caption stating a relation
-    # and its mirror twin, side by side in one batch (world/mirror.py; needs base.data.shuffle_buffer <= 1, data.workers <= 1 and an
-    # even base batch); 0 = the base sees independent scenes only
+    # and its mirror twin, side by side in one batch (world/mirror.py; needs base.data.shuffle_buffer <= 1,
+    # data.workers <= 1 and an even base batch); 0 = the base sees independent scenes only
     base_mirror_pairs: float = 0.0
     run: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
