@@ -65,7 +65,8 @@ def test_mirror_scene_reflects_coordinates() -> None:
     assert [o.x for o in m.objects] == pytest.approx([1 - o.x for o in scene.objects])
     assert [o.y for o in m.objects] == [o.y for o in scene.objects]
     back = mirror_scene(mirror_scene(scene, True, True), True, True)
-    assert [c for o in back.objects for c in (o.x, o.y)] == pytest.approx([c for o in scene.objects for c in (o.x, o.y)])
+    coords = [c for o in scene.objects for c in (o.x, o.y)]
+    assert [c for o in back.objects for c in (o.x, o.y)] == pytest.approx(coords)
 
 
 def _samples(folder: Path) -> list[dict]:

@@ -4,10 +4,11 @@ A caption that states a spatial relation ("a red circle left of a square") is pa
 same scene reflected across the relation's axis, captioned by the same words with every relation inverted ("a red
 circle right of a square"). This is the flip augmentation that referring-expression training uses with its text
 corrected (left and right exchanged), with the flipped copy kept in the same batch: each is then the other's
-relation negative for plain in-batch contrast, which is what lets a CLIP base learn word order and positions
-(docs/world_experiments.md section 13; without such pairs a base maps a caption and its relation flip to cosine
-0.9986, section 12). Nothing but the positions changes: colours and shapes, and so colour-shape binding, are the
-same in both.
+relation negative for plain in-batch contrast, a signal for positions that independent scenes almost never give
+(without it a base maps a caption and its relation flip to cosine 0.9986: docs/world_experiments.md section 12).
+Nothing but the positions changes: colours and shapes are the same in both. Measured (section 13 and stage 7 of
+docs/preregistration.md): a plain CLIP base learns nothing from the twins in 800 steps; in 1,600 it leaves that
+plateau, into relations on some worlds and into colour-shape binding on others.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def mirror_twin(scene: Scene, cap: Captioned) -> Optional[tuple[Scene, Captioned
     twin_scene = mirror_scene(scene, 0 in axes, 1 in axes)
     desc = replace(cap.desc, relations=tuple((i, INVERSE_RELATION[rel], j) for i, rel, j in cap.desc.relations))
     # the oracle reads the scenes: each caption true of its own scene and false of the other's
-    if truth(desc, twin_scene) is not True or truth(desc, scene) is not False or truth(cap.desc, twin_scene) is not False:
+    if (truth(desc, twin_scene) is not True or truth(desc, scene) is not False
+            or truth(cap.desc, twin_scene) is not False):
         return None
     return twin_scene, Captioned(desc, cap.surface, cap.binding)
