@@ -43,6 +43,8 @@ _TAR_RECORD = tarfile.RECORDSIZE
 _USTAR_MODE = b"0000644\0" + b"0000000\0" + b"0000000\0"  # mode, uid, gid
 _USTAR_TAIL = (b"00000000000\0" + b" " * 8 + tarfile.REGTYPE + bytes(100) + tarfile.POSIX_MAGIC
                + bytes(32 + 32 + 8 + 8 + 155 + 12))  # mtime, checksum, type, linkname, magic, names, dev, prefix
+_USTAR_FIXED_SUM = sum(_USTAR_MODE) + sum(_USTAR_TAIL)  # the header's byte sum without name and size digits
+_USTAR_MTIME, _USTAR_AFTER_CHKSUM = _USTAR_TAIL[:12], _USTAR_TAIL[20:]  # around the checksum field
 _USTAR_MAX_SIZE = 8**11  # the 11 octal digits of the size field; larger sizes need a pax record
 
 
@@ -50,13 +52,15 @@ def tar_member_header(name: str, size: int) -> bytes:
     """The header bytes of a regular file member, exactly as ``tarfile`` writes them in PAX format.
 
     Short ASCII names (<= 100 characters, the ustar name field) and sizes < 8 GiB take one ustar block built here
-    (tarfile's header code cost 60 us a member, two thirds of writing a world's shards); anything else (a pax
+    (tarfile took 58 us a member under cProfile, 80% of writing a world's shards); anything else (a pax
     extended header before the block) is built by :meth:`tarfile.TarInfo.tobuf`.
     """
     if name.isascii() and len(name) <= 100 and 0 <= size < _USTAR_MAX_SIZE:
-        head = name.encode("ascii").ljust(100, b"\0") + _USTAR_MODE + b"%011o\0" % size + _USTAR_TAIL
+        name_b, size_b = name.encode("ascii"), b"%011o" % size
         # unsigned byte sum with the checksum field as spaces; stored as 6 octal digits, NUL, space
-        return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+        chksum = _USTAR_FIXED_SUM + sum(name_b) + sum(size_b)
+        return b"".join((name_b, bytes(100 - len(name_b)), _USTAR_MODE, size_b, b"\0",
+                         _USTAR_MTIME, b"%06o\0 " % chksum, _USTAR_AFTER_CHKSUM))
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = size, 0, 0o644
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")

@@ -44,6 +44,19 @@ class Rand:
         self._i += k
         return out
 
+    def peek(self, k: int) -> list[float]:
+        """The next ``k`` uniforms without consuming them (``skip`` consumes; the stream is unchanged)."""
+        if self._i + k > len(self._buf):
+            self._buf = self._buf[self._i:] + self._gen.random(max(_BLOCK, k)).tolist()
+            self._i = 0
+        return self._buf[self._i:self._i + k]
+
+    def skip(self, k: int) -> None:
+        """Consume ``k`` uniforms unread (as ``uniforms(k)`` would)."""
+        if self._i + k > len(self._buf):
+            self.peek(k)
+        self._i += k
+
     def randint(self, n: int) -> int:
         """Uniform integer in [0, n)."""
         return min(int(self.random() * n), n - 1)

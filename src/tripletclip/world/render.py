@@ -187,7 +187,8 @@ class Renderer:
         img += (0.02 + 0.045 * u[7]) * self._noise[b, :, oy:oy + s, ox:ox + s]
         np.maximum(img, 0.0, out=img)
         np.minimum(img, 255.0, out=img)
-        return img.transpose(1, 2, 0).astype(np.uint8)
+        # C order: the PNG writer needs contiguous rows (a transposed copy cost another 9 us per image)
+        return img.transpose(1, 2, 0).astype(np.uint8, order="C")
 
     def _confetti(self, img: np.ndarray, rng: Rand) -> None:
         """Small specks of object colours scattered over the ground, so that the colours present in an image
