@@ -95,3 +95,41 @@ def test_memo_bound_and_tokens():
     assert torch.equal(big.tokenize(texts, tok), TOK(texts))
     assert torch.equal(big.tokenize(texts[::-1], tok), TOK(texts[::-1]))
     assert calls == [["a red cube", "a blue ball"]]  # each unknown text once, then none
+
+
+def test_later_epochs_open_no_shard_and_parse_no_sample(synthetic_shards, monkeypatch):
+    """wds keeps the raw samples of shards read whole and their parsed records (data/memo.py): from the second
+    pass on no shard is opened and no sample parsed again; the batches stay bitwise those without the cache."""
+    import tripletclip.data.wds as wds
+
+    plain = _take(_loader(synthetic_shards), 20)
+    cached = _loader(synthetic_shards, cache_mb=64)  # validated (its natural pass) before the counting starts
+    real_open, real_parse, opens, parses = wds.open_shard, wds.parse_sample, [], []
+    monkeypatch.setattr(wds, "open_shard", lambda path: (opens.append(path), real_open(path))[1])
+    monkeypatch.setattr(wds, "parse_sample", lambda *a: (parses.append(a[1]), real_parse(*a))[1])
+    got = _take(cached, 20)  # three epochs of 40 samples
+    _same(plain, got)
+    assert sorted(opens) == sorted(set(opens)) and len(opens) == 8  # each of the 8 shards once
+    assert len(parses) == 40
+
+
+def test_a_damaged_shard_is_read_and_counted_in_every_pass(tmp_path):
+    """A cut shard is never kept: every pass reads it again, so its losses are counted per pass, as without the
+    cache."""
+    import tarfile
+
+    from tripletclip.data.testing import write_synthetic_shards
+
+    write_synthetic_shards(tmp_path, n=30, shard_size=10, image_size=16)
+    tar = tmp_path / "train-000001.tar"
+    with tarfile.open(tar) as tf:
+        member = next(m for m in tf.getmembers() if m.name.startswith("s00014.") and m.name.endswith(".png"))
+    tar.write_bytes(tar.read_bytes()[: member.offset_data + member.size // 2])
+    train = str(tmp_path / "train-{000000..000002}.tar")
+    stats = []
+    for cache_mb in (0, 64):
+        loader = _loader(train, cache_mb=cache_mb, max_bad_fraction=1.0)
+        batches = _take(loader, 12)  # 72 samples: three passes over the 24 intact ones
+        stats.append((loader.stats()["stream_errors"], loader.stats()["samples_lost"], [b["key"] for b in batches]))
+    assert stats[0] == stats[1]
+    assert stats[0][0] == 3  # one damaged read per pass

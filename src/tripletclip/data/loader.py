@@ -34,6 +34,7 @@ from tripletclip.data.decode import (
     decode_record,
     tokenize_batch,
 )
+from tripletclip.data.fast_crop import exact_fast_preprocess
 from tripletclip.data.elastic import Done, merge_done, pack, pack_done, set_bit, unpack, unpack_done
 from tripletclip.data.source import ErrorCounter, Source, build_source
 from tripletclip.data.stream import BatchInfo, BatchStream, GlobalBatchStream, StreamPlan
@@ -344,6 +345,7 @@ def build_train_loader(
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
     check_no_flip(preprocess)
+    preprocess = exact_fast_preprocess(preprocess)  # open_clip's train transform: same tensors, cheaper
     source = build_source(cfg)
     opts = DecodeOptions(seed=seed, use_neg_text=cfg.use_neg_text, use_neg_image=cfg.use_neg_image,
                          max_neg_text=cfg.max_neg_text, max_neg_image=cfg.max_neg_image,

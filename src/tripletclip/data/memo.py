@@ -10,10 +10,16 @@ read with the same per-sample seed (data/decode.py), so every batch is bitwise t
 the cache, and exact resume is unchanged (the cache holds no state of the data order; a resumed loader starts
 empty and fills again). Once the bound is reached nothing new is added (no eviction: under a shuffled order an
 evicted entry is as likely to be needed next as any other, so filling once and keeping is as good and simpler).
+
+Sources that read files sequentially (``wds``) also keep, within the same bound, the raw samples of every shard
+they have read whole (a later pass over that shard reads memory instead of scanning the tar again) and the parsed
+:class:`~tripletclip.data.decode.Record` of each sample (or the reason it is bad, raised again on every read, so
+the loader counts it in every pass as before). Both are pure functions of the shard's bytes; a shard changed on
+disk during a run is read as it was at the run's first pass.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -33,6 +39,9 @@ class DecodeMemo:
         self.used = 0
         self._images: dict[bytes, Image.Image] = {}
         self._tokens: dict[str, torch.Tensor] = {}
+        self._passes: dict[Any, list[Any]] = {}  # a shard's raw samples in stored order, by shard
+        self._records: dict[Any, Any] = {}  # a sample's Record, or (reason, hint) of its BadSample, by sample id
+        self._counted: set[int] = set()  # ids of the encoded images counted by _images (a kept pass shares them)
         self.hits = 0
         self.misses = 0
 
@@ -54,7 +63,36 @@ class DecodeMemo:
         img = decode()
         if self._room(len(data) + img.width * img.height * len(img.getbands())):
             self._images[data] = img.copy()
+            self._counted.add(id(data))
         return img
+
+    def kept_pass(self, shard: Any) -> Optional[list[Any]]:
+        """The raw samples of ``shard`` kept from a complete earlier pass (None: read it)."""
+        return self._passes.get(shard)
+
+    def keep_pass(self, shard: Any, samples: list[Any], members: Callable[[Any], Sequence[bytes]]) -> None:
+        """Keep a complete pass's raw samples while there is room (``members``: a sample's byte strings; those
+        the image cache already counts, the same objects, are not counted again)."""
+        size = sum(len(b) for raw in samples for b in members(raw) if id(b) not in self._counted)
+        if self._room(size + _OVERHEAD * len(samples)):
+            self._passes[shard] = samples
+
+    def record(self, sample: Any, parse: Callable[[], Any]) -> Any:
+        """``parse()`` of the sample named ``sample`` (a hashable id), from the cache when parsed before; a
+        BadSample is raised again, as a new exception, on every read."""
+        from tripletclip.data.decode import BadSample
+
+        hit = self._records.get(sample)
+        if hit is None:
+            try:
+                hit = parse()
+            except BadSample as e:
+                hit = (e.reason, e.hint)
+            if self._room(_OVERHEAD):
+                self._records[sample] = hit
+        if isinstance(hit, tuple):
+            raise BadSample(*hit)
+        return hit
 
     def tokenize(self, texts: Sequence[str], tokenizer: Tokenizer) -> torch.Tensor:
         """``tokenizer(texts)`` with every text's row taken from the cache where known (the tokenizer runs once,

@@ -31,9 +31,14 @@ from tripletclip.data.source import ErrorCounter, Source
 _END = object()
 
 
-def _memo(cache_bytes: int) -> Optional[DecodeMemo]:
-    """This iterator's cache of decoded images and token rows (data/memo.py), or None when off."""
-    return DecodeMemo(cache_bytes) if cache_bytes > 0 else None
+def _memo(cache_bytes: int, source: Source) -> Optional[DecodeMemo]:
+    """This iterator's cache of decoded images and token rows (data/memo.py), or None when off; a source that
+    can keep its passes in it (``attach_memo``: wds) is given it."""
+    memo = DecodeMemo(cache_bytes) if cache_bytes > 0 else None
+    attach = getattr(source, "attach_memo", None)
+    if attach is not None:
+        attach(memo)
+    return memo
 
 
 @dataclass
@@ -107,7 +112,7 @@ class GlobalBatchStream(IterableDataset):
 
     def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         p, src, errors = self.plan, self.source, ErrorCounter()
-        memo = _memo(self.cache_bytes)
+        memo = _memo(self.cache_bytes, src)
         epoch, it, at = -1, iter(()), 0  # the raw iterator of `epoch`, positioned at sequence position `at`
         items: list[Any] = []
         batch_j = None
@@ -180,7 +185,7 @@ class BatchStream(IterableDataset):
     def batches(self, w: int) -> Iterator[tuple[dict[str, Any], BatchInfo]]:
         """The batches of logical worker w from its start position, forever."""
         p, src, errors = self.plan, self.source, ErrorCounter()
-        memo = _memo(self.cache_bytes)
+        memo = _memo(self.cache_bytes, src)
         epoch, pos = self.starts[w]
         it = self._epoch_stream(w, epoch, errors)
         if pos and skip(it, pos) < pos:

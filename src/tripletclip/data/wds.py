@@ -26,6 +26,7 @@ from tripletclip.data.contract import DataError
 from tripletclip.data.decode import Record
 from tripletclip.data.elastic import Rule, is_done
 from tripletclip.data.manifest import manifest_entries
+from tripletclip.data.memo import DecodeMemo
 from tripletclip.data.order import every_nth, make_rng, resampled_indices, shard_assignment, shard_group, shuffle_buffer
 from tripletclip.data.shard_reader import parse_sample, where
 from tripletclip.data.source import SOURCES, ErrorCounter, FileSource
@@ -91,14 +92,28 @@ class WdsSource(FileSource):
         errors.add("samples_lost", n=lost)
         log.warning("%s: damaged shard (%s): %s; re-create or re-download it", path, error, how)
 
+    def attach_memo(self, memo: Optional[DecodeMemo]) -> None:
+        """Keep shard passes and parsed samples in ``memo`` (data.cache_decoded_mb, data/memo.py): a later pass
+        over a shard read whole then reads memory, not the tar."""
+        self._memo = memo
+
     def _scan(self, shard_ids: Iterable[int], errors: ErrorCounter, count_errors: bool = True) -> Iterator[RawShardSample]:
+        memo = getattr(self, "_memo", None)
         for si in shard_ids:
+            kept = memo.kept_pass(si) if memo is not None else None
+            if kept is not None:
+                yield from kept
+                continue
             path, read = self.files[si], 0
+            rows: list[RawShardSample] = []
             try:
                 with open_shard(path) as f:  # the pass's one open
                     for key, members in stream_samples(f):
                         read += 1
-                        yield si, key, members, read - 1
+                        raw = (si, key, members, read - 1)
+                        if memo is not None:
+                            rows.append(raw)
+                        yield raw
             except FileNotFoundError as e:
                 if is_url(path):
                     raise DataError(f"{path}: shard not found ({e}); check data.train") from None
@@ -107,6 +122,9 @@ class WdsSource(FileSource):
             except (tarfile.TarError, OSError) as e:
                 if count_errors:
                     self._shard_error(path, read, e, errors)
+            else:  # a damaged shard is read again in every pass, so that its losses are counted every time
+                if memo is not None:
+                    memo.keep_pass(si, rows, lambda raw: list(raw[2].values()))
 
     def natural(self, errors: ErrorCounter) -> Iterator[RawShardSample]:
         return self._scan(range(len(self.files)), errors)
@@ -135,8 +153,11 @@ class WdsSource(FileSource):
         return where(self.files[raw[0]], raw[1])
 
     def load(self, raw: RawShardSample) -> Record:
-        si, key, members, _ = raw
-        return parse_sample(self.files[si], key, members)
+        si, key, members, pos = raw
+        memo = getattr(self, "_memo", None)
+        if memo is None:
+            return parse_sample(self.files[si], key, members)
+        return memo.record((si, pos), lambda: parse_sample(self.files[si], key, members))
 
 
 @SOURCES.register("wds")

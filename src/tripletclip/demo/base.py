@@ -155,13 +155,16 @@ def cache_root() -> Path:
 
 
 # resolved base-config keys that never change the base's weights (where it is written, how it logs, what a
-# plain-CLIP pretraining ignores): left out of the identity, so that only what shapes the base keys the cache
+# plain-CLIP pretraining ignores): left out of the identity, so that only what shapes the base keys the cache.
+# NOTE: train.threads is not among them: 1 and 2 threads give different weights (float sums in another order;
+# session 9). data.workers enters as the loader's logical worker count (0 and 1 read the same order, and give
+# bitwise the same weights; 2 workers split the data differently).
 NOT_WEIGHTS = {
     "data": ("train", "max_neg_text", "max_neg_image", "validate_first", "prefetch_factor", "max_bad_fraction",
              "cache_decoded_mb"),
     "model": ("grad_checkpointing",),
     "train": ("log_every", "save_every", "keep_checkpoints", "eval_every", "output_dir", "name", "tensorboard",
-              "wandb", "wandb_project", "progress", "log_lines", "threads", "keep_host_memory"),
+              "wandb", "wandb_project", "progress", "log_lines", "keep_host_memory"),
     "eval": "*", "notes": "*",
 }
 
@@ -180,6 +183,7 @@ def pretrain_identity(base: RunConfig) -> dict[str, Any]:
         if skip == "*":
             continue
         out[section] = {k: v for k, v in values.items() if k not in skip} if isinstance(values, dict) else values
+    out["data"]["workers"] = max(1, int(out["data"]["workers"]))  # logical workers: 0 loads in process as 1 worker
     return out
 
 
