@@ -161,5 +161,5 @@ class ExactCropTransform:
         if out.mode != "RGB":
             out = out.convert("RGB")
         pixels = torch.from_numpy(np.array(out, np.uint8, copy=True))
-        x = pixels.permute(2, 0, 1).to(torch.float32).div(255)
-        return x.sub_(self.mean).div_(self.std).contiguous()
+        x = pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)  # torchvision's order of copies
+        return x.sub_(self.mean).div_(self.std)
