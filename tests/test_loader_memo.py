@@ -133,3 +133,23 @@ def test_a_damaged_shard_is_read_and_counted_in_every_pass(tmp_path):
         stats.append((loader.stats()["stream_errors"], loader.stats()["samples_lost"], [b["key"] for b in batches]))
     assert stats[0] == stats[1]
     assert stats[0][0] == 3  # one damaged read per pass
+
+
+def test_a_bad_sample_is_parsed_once_and_raised_on_every_read():
+    from tripletclip.data.decode import BadSample
+
+    memo, calls = DecodeMemo(max_bytes=10**6), []
+
+    def parse():
+        calls.append(1)
+        raise BadSample("empty caption", "give every image a non-empty caption")
+
+    errors = []
+    for _ in range(3):
+        with pytest.raises(BadSample) as info:
+            memo.record(("shard", 4), parse, BadSample)
+        errors.append(info.value)
+    assert len(calls) == 1 and len({id(e) for e in errors}) == 3  # a new exception each time
+    assert all((e.reason, e.hint) == ("empty caption", "give every image a non-empty caption") for e in errors)
+    assert memo.record(("shard", 5), lambda: "record", BadSample) == "record"
+    assert memo.record(("shard", 5), lambda: "other", BadSample) == "record"  # kept

@@ -77,21 +77,19 @@ class DecodeMemo:
         if self._room(size + _OVERHEAD * len(samples)):
             self._passes[shard] = samples
 
-    def record(self, sample: Any, parse: Callable[[], Any]) -> Any:
-        """``parse()`` of the sample named ``sample`` (a hashable id), from the cache when parsed before; a
-        BadSample is raised again, as a new exception, on every read."""
-        from tripletclip.data.decode import BadSample
-
+    def record(self, sample: Any, parse: Callable[[], Any], bad: type) -> Any:
+        """``parse()`` of the sample named ``sample`` (a hashable id), from the cache when parsed before. ``bad``:
+        the caller's bad-sample exception (``reason``, ``hint``), raised again, as a new exception, on every read."""
         hit = self._records.get(sample)
         if hit is None:
             try:
                 hit = parse()
-            except BadSample as e:
+            except bad as e:
                 hit = (e.reason, e.hint)
             if self._room(_OVERHEAD):
                 self._records[sample] = hit
         if isinstance(hit, tuple):
-            raise BadSample(*hit)
+            raise bad(*hit)
         return hit
 
     def tokenize(self, texts: Sequence[str], tokenizer: Tokenizer) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from tripletclip.config.schema import DataConfig
 from tripletclip.data.contract import DataError
-from tripletclip.data.decode import Record
+from tripletclip.data.decode import BadSample, Record
 from tripletclip.data.elastic import Rule, is_done
 from tripletclip.data.manifest import manifest_entries
 from tripletclip.data.memo import DecodeMemo
@@ -157,7 +157,7 @@ class WdsSource(FileSource):
         memo = getattr(self, "_memo", None)
         if memo is None:
             return parse_sample(self.files[si], key, members)
-        return memo.record((si, pos), lambda: parse_sample(self.files[si], key, members))
+        return memo.record((si, pos), lambda: parse_sample(self.files[si], key, members), BadSample)
 
 
 @SOURCES.register("wds")
