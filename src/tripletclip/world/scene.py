@@ -178,22 +178,7 @@ def place(radii: Sequence[float], rng: Rand, fixed: Sequence[Obj] = (), tries: i
         used = 0
         found = False
         while used < 2 * budget:
-            t = u[used] * tx
-            for s, e in ix:
-                if t <= e - s:
-                    x = s + t
-                    break
-                t -= e - s
-            else:
-                x = ix[-1][1]
-            t = u[used + 1] * ty
-            for s, e in iy:
-                if t <= e - s:
-                    y = s + t
-                    break
-                t -= e - s
-            else:
-                y = iy[-1][1]
+            x, y = _at(u[used] * tx, ix), _at(u[used + 1] * ty, iy)
             used += 2
             for ox, oy, gap2 in others:
                 dx, dy = x - ox, y - oy
@@ -210,6 +195,15 @@ def place(radii: Sequence[float], rng: Rand, fixed: Sequence[Obj] = (), tries: i
         ys.append(y)
         rs.append(r)
     return np.array([xs[n_fixed:], ys[n_fixed:]]).T
+
+
+def _at(t: float, intervals: list[tuple[float, float]]) -> float:
+    """The point at length ``t`` along the concatenated ``intervals`` (the reference loop's float operations)."""
+    for s, e in intervals:
+        if t <= e - s:
+            return s + t
+        t -= e - s
+    return intervals[-1][1]
 
 
 def sample_radius(size: str, rng: Rand, scale: float = 1.0) -> float:
