@@ -8,7 +8,7 @@ image head and the text tower train at logit scale ``--scale`` (the demo's 100),
 
     python benchmarks/diagnose_relations.py --data /tmp/h5/data0.pt --base BASE --pool 4000 --steps 600 \\
         [--loss mirror|negtext|clip|pair] [--batch 64] [--lr 2e-3] [--head-mult 1] [--tok-mult 1] \\
-        [--reinit] [--relkind all|inverse|other] [--transfer DIR] [--warm 64:100[,512:60]] [--log-every 40]
+        [--reinit] [--relkind all|inverse|other] [--transfer DIR] [--warm 64:100[,512:60]] [--seed 0] [--log-every 40]
 
 Losses (all symmetric InfoNCE but ``pair``; arXiv 2103.00020, 2210.01936, 2411.02545):
 
@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--no-mirrors", action="store_true",
                     help="batches in which no positive's relation is mirrored by another positive's")
     ap.add_argument("--warm", default="", help="ROWS:STEPS[,ROWS:STEPS...]: first phases on the pool's first rows")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the batch order")
     ap.add_argument("--log-every", type=int, default=0, help="steps between prints (default: a fifth of the run)")
     a = ap.parse_args()
 
@@ -196,7 +197,7 @@ def main() -> None:
     print("start pool", accuracy(pool), "held", accuracy(held))
     facts = [relation_facts(d["captions"][r[0]]) for r in pool] if a.no_mirrors else []
     mirrored = []
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
     for step in range(a.steps):
         order = torch.randperm(active[step], generator=g).tolist()
