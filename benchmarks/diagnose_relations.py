@@ -8,7 +8,7 @@ image head and the text tower train at logit scale ``--scale`` (the demo's 100),
 
     python benchmarks/diagnose_relations.py --data /tmp/h5/data0.pt --base BASE --pool 4000 --steps 600 \\
         [--loss mirror|negtext|clip|pair] [--batch 64] [--lr 2e-3] [--head-mult 1] [--tok-mult 1] \\
-        [--reinit] [--relkind all|inverse|other] [--transfer DIR]
+        [--reinit] [--relkind all|inverse|other] [--transfer DIR] [--warm 64:100[,512:60]] [--seed 0] [--log-every 40]
 
 Losses (all symmetric InfoNCE but ``pair``; arXiv 2103.00020, 2210.01936, 2411.02545):
 
@@ -17,9 +17,14 @@ Losses (all symmetric InfoNCE but ``pair``; arXiv 2103.00020, 2210.01936, 2411.0
 - ``clip``: rows x against captions y (no negatives);
 - ``pair``: logistic loss on s(x, y) - s(x, y') and s(x', y') - s(x', y) only (no in-batch contrast).
 
-Printed every fifth of the run: the loss; on the pool and on 500 rows outside it (``--held-from``) the accuracy
-s(x, y) > s(x, y') and s(x', y') > s(x', y), the mean text cosine of y and y' and the image cosine of x and x'.
-``--transfer DIR``: the transfer split of a demo's world (``demo.transfer.evaluate_transfer``) at the end.
+``--warm ROWS:STEPS[,ROWS:STEPS...]``: a small-pool warm start (section 14): the first STEPS steps draw their
+batches from the pool's first ROWS rows only, the next phase from its own first ROWS rows, and the rest of
+``--steps`` from the whole pool (one optimiser throughout, constant lr).
+
+Printed every ``--log-every`` steps (default a fifth of the run): the loss; on the pool and on 500 rows outside it
+(``--held-from``) the accuracy s(x, y) > s(x, y') and s(x', y') > s(x', y), the mean text cosine of y and y' and
+the image cosine of x and x'; during a warm phase first the same on its rows (``warm``). ``--transfer DIR``: the
+transfer split of a demo's world (``demo.transfer.evaluate_transfer``) at the end.
 """
 from __future__ import annotations
 
@@ -91,6 +96,22 @@ def batch_without_mirrors(order: list[int], facts: list[set], size: int) -> list
     return batch
 
 
+def warm_phases(spec: str, steps: int, pool: int) -> list[tuple[int, int]]:
+    """``"64:100,512:60"`` -> [(64, 100), (512, 60)]: (rows, steps) of each warm phase, in order. Every phase's
+    rows lie in 1..pool, and the phases together are no longer than the run."""
+    phases = []
+    for part in filter(None, spec.split(",")):
+        rows, _, n = part.partition(":")
+        if not (rows.isdigit() and n.isdigit()):
+            raise ValueError(f"--warm: {part!r} is not ROWS:STEPS")
+        if not 1 <= int(rows) <= pool:
+            raise ValueError(f"--warm: {rows} rows, the pool has {pool}")
+        phases.append((int(rows), int(n)))
+    if sum(n for _, n in phases) > steps:
+        raise ValueError(f"--warm: {sum(n for _, n in phases)} warm steps, the run has {steps}")
+    return phases
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="cure_cached.py data output (with cached trunk features)")
@@ -112,6 +133,9 @@ def main() -> None:
     ap.add_argument("--transfer", default="", help="a transfer split folder to score at the end")
     ap.add_argument("--no-mirrors", action="store_true",
                     help="batches in which no positive's relation is mirrored by another positive's")
+    ap.add_argument("--warm", default="", help="ROWS:STEPS[,ROWS:STEPS...]: first phases on the pool's first rows")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the batch order")
+    ap.add_argument("--log-every", type=int, default=0, help="steps between prints (default: a fifth of the run)")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -163,13 +187,20 @@ def main() -> None:
 
     held = rows[a.held_from:a.held_from + 500] if a.held_from >= 0 else rows[a.held_from:]
     pool = rows[:min(a.pool, len(rows) - 500)]
+    try:
+        phases = warm_phases(a.warm, a.steps, len(pool))
+    except ValueError as e:
+        ap.error(str(e))
+    # the number of pool rows each step draws from: the warm phases, then the whole pool
+    active = [k for k, n in phases for _ in range(n)] + [len(pool)] * (a.steps - sum(n for _, n in phases))
+    log_every = a.log_every or max(1, a.steps // 5)
     print("start pool", accuracy(pool), "held", accuracy(held))
     facts = [relation_facts(d["captions"][r[0]]) for r in pool] if a.no_mirrors else []
     mirrored = []
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
     for step in range(a.steps):
-        order = torch.randperm(len(pool), generator=g).tolist()
+        order = torch.randperm(active[step], generator=g).tolist()
         if a.no_mirrors:
             picked = batch_without_mirrors(order, facts, a.batch)
         else:
@@ -198,8 +229,9 @@ def main() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if (step + 1) % max(1, a.steps // 5) == 0:
-            print(step + 1, round(loss.item(), 3), "pool", accuracy(pool), "held", accuracy(held),
+        if (step + 1) % log_every == 0:
+            warm = ["warm", accuracy(pool[:active[step]])] if active[step] < len(pool) else []
+            print(step + 1, round(loss.item(), 3), *warm, "pool", accuracy(pool), "held", accuracy(held),
                   f"{time.time() - t0:.0f}s", flush=True)
     if mirrored:
         print("positives per batch that a no-mirror batch would skip (first 20 batches):", sum(mirrored) / len(mirrored))
