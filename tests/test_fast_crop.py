@@ -40,10 +40,11 @@ def _both(original, fast, img: Image.Image, seed: int) -> None:
 
 def test_open_clips_train_transform_is_recognised_and_others_are_not():
     assert isinstance(exact_fast_preprocess(image_transform(48, is_train=True)), ExactCropTransform)
+    crop, norm = T.RandomResizedCrop(8), T.Normalize(MEAN, STD)
     for other in (image_transform(48, is_train=False),  # no random crop
-                  T.Compose([T.RandomResizedCrop(8), T.RandomHorizontalFlip(), MaybeToTensor(), T.Normalize(MEAN, STD)]),
-                  T.Compose([T.RandomResizedCrop(8), MaybeConvertMode(), MaybeToTensor(), T.Normalize(MEAN, STD, True)]),
-                  T.Compose([T.RandomResizedCrop(8), MaybeConvertMode(), MaybeToTensor()])):
+                  T.Compose([crop, T.RandomHorizontalFlip(), MaybeToTensor(), norm]),
+                  T.Compose([crop, MaybeConvertMode(), MaybeToTensor(), T.Normalize(MEAN, STD, True)]),  # in place
+                  T.Compose([crop, MaybeConvertMode(), MaybeToTensor()])):
         assert exact_fast_preprocess(other) is other
 
 
