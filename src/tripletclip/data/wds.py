@@ -155,7 +155,8 @@ class WdsSource(FileSource):
     def load(self, raw: RawShardSample) -> Record:
         si, key, members, pos = raw
         memo = getattr(self, "_memo", None)
-        if memo is None:
+        # NOTE: a parsed record holds its sample's bytes; only a kept pass has counted them against the bound
+        if memo is None or memo.kept_pass(si) is None:
             return parse_sample(self.files[si], key, members)
         return memo.record((si, pos), lambda: parse_sample(self.files[si], key, members), BadSample)
 
