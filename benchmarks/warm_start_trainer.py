@@ -157,4 +157,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tripletclip.errors import InputError
+
+    try:
+        main()
+    except InputError as e:  # a wrong --demo, --methods, --seed or --warm-steps: one line, no traceback
+        raise SystemExit(f"error: {e}") from None

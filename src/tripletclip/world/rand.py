@@ -68,13 +68,7 @@ class Rand:
         return min(int(v * n), n - 1)
 
     def choice(self, seq: Sequence[T]) -> T:
-        n = len(seq)
-        if self._i >= len(self._buf):
-            self._buf = self._gen.random(_BLOCK).tolist()
-            self._i = 0
-        v = self._buf[self._i]
-        self._i += 1
-        return seq[min(int(v * n), n - 1)]
+        return seq[self.randint(len(seq))]
 
     def permutation(self, n: int) -> list[int]:
         """A uniform random permutation of range(n) (Fisher-Yates)."""
