@@ -21,7 +21,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from tripletclip.report.intervals import diff_error, finite, half_range
 from tripletclip.report.labels import METHOD_NAMES, method_items

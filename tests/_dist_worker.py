@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tripletclip.config import LossConfig
 from tripletclip.losses import LOSSES, build_loss, build_objective
 from tripletclip.train.accum import split_rows
-from tripletclip.train.forward import forward_features, prepare_batch
+from tripletclip.train.forward import prepare_batch
 from tripletclip.utils import distributed as du
 
 FEATURES = ("image", "text", "neg_text", "neg_image", "pos_text")

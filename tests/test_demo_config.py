@@ -9,7 +9,6 @@ from hypothesis import given, settings, strategies as st
 
 from tripletclip.config import ConfigError, config_from_dict, config_to_dict
 from tripletclip.config.load import deep_merge
-from tripletclip.config.schema import RunConfig
 from tripletclip.demo.config import ARCHITECTURE_KEYS, RUNTIME_KEYS, load_demo_config, settings_diff
 from tripletclip.errors import InputError
 

@@ -17,7 +17,7 @@ import os
 import socket
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import open_clip
 import torch

@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
-import numpy as np
-
 from tripletclip.registry import Registry
 from tripletclip.world.caption import ATTRIBUTES, Description, ObjDesc, truth
 from tripletclip.world.grammar import Captioned, Surface, add_object_surface

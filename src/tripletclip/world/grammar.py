@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
-import numpy as np
-
 from tripletclip.world.caption import Description, ObjDesc, Relation
 from tripletclip.world.rand import Rand
 from tripletclip.world.scene import Scene, true_relations
