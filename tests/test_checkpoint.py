@@ -58,6 +58,33 @@ def test_no_weight_decay_on_gains_biases_and_logit_scale():
         assert (id(p) in no_decay) == excluded, name
 
 
+def test_lr_mult_gives_prefixed_parameters_their_rate_and_the_schedule_scales_all():
+    from tripletclip.config import ConfigError
+    from tripletclip.models import create_model
+    from tripletclip.train.optim import build_scheduler
+
+    model = create_model("test-vit-tiny").model
+    cfg = OptimConfig(lr=1e-3, weight_decay=0.5, warmup_steps=4, lr_mult={"visual.": 5.0, "visual.proj": 2.0})
+    opt = build_optimizer(model, cfg)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    plain = {id(p): g["weight_decay"] for g in build_optimizer(model, OptimConfig(weight_decay=0.5)).param_groups
+             for p in g["params"]}
+    for name, p in model.named_parameters():  # brute force: the longest prefix, decay as without lr_mult
+        want = 2.0 if name.startswith("visual.proj") else 5.0 if name.startswith("visual.") else 1.0
+        assert rate[id(p)] == (pytest.approx(1e-3 * want), plain[id(p)]), name
+    sched = build_scheduler(opt, cfg, total_steps=20)
+    assert [g["lr"] for g in opt.param_groups][:2] == [pytest.approx(2.5e-4)] * 2  # warm-up step 0 of 4
+    assert sorted({round(g["lr"] / g["initial_lr"], 9) for g in opt.param_groups}) == [0.25]
+    sched.step()
+    assert sorted({round(g["lr"] / g["initial_lr"], 9) for g in opt.param_groups}) == [0.5]
+    # without lr_mult: exactly open_clip's two groups (the default runs' optimiser state is unchanged)
+    assert len(build_optimizer(model, OptimConfig()).param_groups) == 2
+    with pytest.raises(ConfigError, match="no trainable parameter starts with"):
+        build_optimizer(model, OptimConfig(lr_mult={"vision.": 2.0}))
+    with pytest.raises(ConfigError, match="must be > 0"):
+        build_optimizer(model, OptimConfig(lr_mult={"visual.": 0.0}))
+
+
 def test_warmup_then_cosine():
     assert lr_multiplier(0, 100, 10) == pytest.approx(0.1)
     assert lr_multiplier(9, 100, 10) == pytest.approx(1.0)

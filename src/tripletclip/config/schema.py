@@ -115,6 +115,9 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     max_logit_scale: float = 100.0
+    # learning-rate multipliers by parameter-name prefix, e.g. {"visual.": 5.0}: the longest matching prefix wins,
+    # other parameters keep lr (layer-wise rates as in BEiT / timm's layer decay; train/optim.py)
+    lr_mult: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

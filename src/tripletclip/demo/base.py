@@ -184,6 +184,8 @@ def pretrain_identity(base: RunConfig) -> dict[str, Any]:
             continue
         out[section] = {k: v for k, v in values.items() if k not in skip} if isinstance(values, dict) else values
     out["data"]["workers"] = max(1, int(out["data"]["workers"]))  # logical workers: 0 loads in process as 1 worker
+    if not out.get("optim", {}).get("lr_mult"):  # absent when unset: bases cached before the option keep their keys
+        out.get("optim", {}).pop("lr_mult", None)
     return out
 
 
