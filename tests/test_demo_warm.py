@@ -96,3 +96,31 @@ def test_the_demo_trains_the_scripts_warm_start_bitwise(tmp_path, monkeypatch):
     resumed = json.loads((warm / "demo_meta.json").read_text())["resume"]
     assert "warm world" in resumed["reused"] and resumed["runs_reused"] == ["clip-seed0", "base-seed0"]
     assert again["clip"]["transfer"] == doc["clip"]["transfer"]
+
+
+def test_an_interrupted_warm_job_runs_again_from_phase_one(tmp_path):
+    """A job killed after its phase 1 (no record) is run afresh: both run folders are cleared of what it wrote,
+    the user's files stay; the progress bar counts both phases' steps."""
+    from tripletclip.demo.jobs import Job, job_folders, job_steps
+    from tripletclip.demo.resume import Resume
+    from tripletclip.demo.warm import warm_jobs
+
+    runs = tmp_path / "out" / "runs"
+    run = {"model": {"name": "world-cnn", "logit_scale": 100.0}, "loss": {"name": "clip"},
+           "data": {"train": str(tmp_path / "out" / "world" / "train" / "train-000000.tar")},
+           "train": {"steps": 12, "batch_size": 32, "output_dir": str(runs), "name": "clip-seed0"}}
+    first, second = warm_jobs(run, str(tmp_path / "out" / "world" / "warm" / "train" / "train-000000.tar"), 4)
+    assert (first["train"]["steps"], second["train"]["steps"]) == (4, 8)
+    assert second["model"]["pretrained"] == str(runs / "clip-seed0-warm") and second["model"]["logit_scale"] == 0.0
+    assert first["data"]["train"].endswith("warm/train/train-000000.tar") and first["model"]["logit_scale"] == 100.0
+    job = Job(key="clip-seed0", method="clip", seed=0, cfg=second, bench_dir="", warm_cfg=first)
+    assert job_steps(job) == 12 and job_folders(job) == [runs / "clip-seed0-warm", runs / "clip-seed0"]
+    for folder in job_folders(job):
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text("")
+        (folder / "run.json").write_text("{}")
+    (runs / "clip-seed0-warm" / "checkpoints" / "step_00000004").mkdir(parents=True)
+    (runs / "clip-seed0-warm" / "checkpoints" / "step_00000004" / "model.safetensors").write_bytes(b"w")
+    assert Resume(tmp_path / "out", {}, active=True).partition([job]) == ([], [job])
+    assert not (runs / "clip-seed0-warm").exists() or not any((runs / "clip-seed0-warm").iterdir())
+    assert not any((runs / "clip-seed0").iterdir())
