@@ -16,8 +16,10 @@ temperature is kept, not reset to the preset's 100) and trains the rest of the d
 training shards, every other setting as the demo run's. The optimiser state restarts at phase 2, with its
 warm-up. The phases and the warm world are the demo's own (``tripletclip.demo.warm``): a demo run with
 ``warm_start: {rows: N, steps: W, seed_offset: K}`` trains bitwise the same weights as this script's
-``--warm-n N --warm-steps W --warm-seed-offset K`` on a demo of the same settings without it. Both phases together take the demo run's steps x batch (equal compute). Phase 2's model is scored as
-the demo scores a run (``demo.jobs.evaluate_run``, ``demo.transfer.evaluate_transfer``); phase 1's on the
+``--warm-n N --warm-steps W --warm-seed-offset K`` on a demo of the same settings without it (the demo's own
+warm-started runs are ``runs/<method>-seed<seed>`` there, so point ``--demo`` at a demo without ``warm_start``).
+Both phases together take the demo run's steps x batch (equal compute). Phase 2's model is scored as the demo
+scores a run (``demo.jobs.evaluate_run``, ``demo.transfer.evaluate_transfer``); phase 1's on the
 transfer split only. Prints per objective transfer replace-rel, swap-obj, swap-att, swap mean and replace-obj,
 with the demo's own run beside it; writes ``OUT/results.json``. ``--control``: phase 1 on the demo's own shards
 instead of the warm world (the same two phases, optimiser restart and kept temperature, without the small pool).

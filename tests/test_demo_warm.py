@@ -12,7 +12,7 @@ from tripletclip.config.load import ConfigError
 from tripletclip.demo import load_demo_config, run_demo
 from tripletclip.utils.files import sha256_file
 
-TINY = ["n_transfer=5", "n_bench=14", "n_retrieval=10"]  # the quick demo, smaller still
+TINY = ["n_transfer=5", "n_bench=14", "n_retrieval=10", "base.train.steps=8"]  # the quick demo, smaller still
 WARM = ["warm_start.rows=64", "warm_start.steps=4"]  # quick: 12 steps x batch 32 in blocks of 32
 
 

@@ -253,8 +253,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
         spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
         timings: dict[str, float] = {}
-        world_summary, warm_summary, transfer_summary = _world_data(cfg, spec.to_json(), image_size, n_train, out, jobs, progress,
-                                                      state, timings)
+        world_summary, warm_summary, transfer_summary = _world_data(cfg, spec.to_json(), image_size, n_train, out,
+                                                                    jobs, progress, state, timings)
         transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
         base, start = None, {}
         if cfg.regime == "finetune":
@@ -269,7 +269,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
         warm = train_shards(warm_world_dir(out)) if cfg.warm_start.on else ""
         job_list = [_job(deep_merge(cfg.method_run_dict(m), start), m.label, s, shards, bench, runs_dir,
-                         transfer_dir=transfer_dir, warm=(warm, cfg.warm_start.steps)) for m in specs for s in cfg.seeds]
+                         transfer_dir=transfer_dir, warm=(warm, cfg.warm_start.steps))
+                    for m in specs for s in cfg.seeds]
         if base is not None:
             job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
         reused, todo = state.partition(job_list)  # a job not re-used starts afresh
@@ -329,8 +330,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         # the same code as `tripletclip report OUT`: the page is made from the files just written (curves: runs/)
         write_report_or_say(out)
         warm_line = f"warm world {timings['warm_world_s']:.0f} s, " if "warm_world_s" in timings else ""
-        echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, {warm_line}transfer "
-             f"benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
+        echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, {warm_line}"
+             f"transfer benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
              f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
              f"results: {out / 'results.json'}; report: {out / 'report.html'}")
     return document

@@ -105,8 +105,8 @@ def warm_jobs(run: dict[str, Any], warm_shards: str, steps: int) -> tuple[dict[s
     name, runs_dir = train["name"], train["output_dir"]
     first = phase_one(run, warm_shards, steps, runs_dir, name + WARM_SUFFIX)
     second = phase_two(run, Path(runs_dir) / (name + WARM_SUFFIX), train["steps"] - steps, runs_dir, name)
-    return tuple(config_to_dict(config_from_dict(c, where=f"demo run {name} (warm start)"))  # type: ignore[return-value]
-                 for c in (first, second))
+    where = f"demo run {name} (warm start)"  # typed: the job records resolved configs, as a plain run's
+    return config_to_dict(config_from_dict(first, where=where)), config_to_dict(config_from_dict(second, where=where))
 
 
 def meta_block(cfg: Any, summary: dict[str, Any], seconds: float) -> dict[str, Any]:
