@@ -105,6 +105,10 @@ def main() -> None:
     demo, out = Path(args.demo), Path(args.out)
     transfer_dir, bench = demo / "world" / "transfer", demo / "world" / "bench"
     baseline = json.loads((demo / "results.json").read_text())
+    warm_setting = json.loads((demo / "demo_meta.json").read_text()).get("demo_config", {}).get("warm_start") or {}
+    if warm_setting.get("rows") and warm_setting.get("steps"):  # its runs are phase 2s: their configs would mislead
+        raise InputError(f"--demo {demo}: its runs are warm-started already (warm_start in its preset); point --demo "
+                         f"at a demo without warm_start")
     warm_dir = demo / "world" if args.control else out / "warm_world"
     if not (warm_dir / "world.json").is_file():
         t0 = time.perf_counter()

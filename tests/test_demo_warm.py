@@ -124,3 +124,15 @@ def test_an_interrupted_warm_job_runs_again_from_phase_one(tmp_path):
     assert Resume(tmp_path / "out", {}, active=True).partition([job]) == ([], [job])
     assert not (runs / "clip-seed0-warm").exists() or not any((runs / "clip-seed0-warm").iterdir())
     assert not any((runs / "clip-seed0").iterdir())
+
+
+def test_the_script_refuses_a_warm_started_demo(tmp_path, monkeypatch):
+    from tripletclip.errors import InputError
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "results.json").write_text("{}")
+    (demo / "demo_meta.json").write_text(json.dumps({"demo_config": {"warm_start": {"rows": 64, "steps": 4}}}))
+    monkeypatch.setattr("sys.argv", ["x", "--demo", str(demo), "--out", str(tmp_path / "o")])
+    with pytest.raises(InputError, match="warm-started already"):
+        load_benchmark("warm_start_trainer").main()
