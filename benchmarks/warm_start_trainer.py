@@ -14,8 +14,12 @@ batch blocks; scene seed ``world seed + --warm-seed-offset``, so its positives a
 starts from phase 1's weights (``model.pretrained`` = phase 1's run folder, ``model.logit_scale=0``: the learned
 temperature is kept, not reset to the preset's 100) and trains the rest of the demo run's steps on the demo's
 training shards, every other setting as the demo run's. The optimiser state restarts at phase 2, with its
-warm-up. Both phases together take the demo run's steps x batch (equal compute). Phase 2's model is scored as
-the demo scores a run (``demo.jobs.evaluate_run``, ``demo.transfer.evaluate_transfer``); phase 1's on the
+warm-up. The phases and the warm world are the demo's own (``tripletclip.demo.warm``): a demo run with
+``warm_start: {rows: N, steps: W, seed_offset: K}`` trains bitwise the same weights as this script's
+``--warm-n N --warm-steps W --warm-seed-offset K`` on a demo of the same settings without it (the demo's own
+warm-started runs are ``runs/<method>-seed<seed>`` there, so point ``--demo`` at a demo without ``warm_start``).
+Both phases together take the demo run's steps x batch (equal compute). Phase 2's model is scored as the demo
+scores a run (``demo.jobs.evaluate_run``, ``demo.transfer.evaluate_transfer``); phase 1's on the
 transfer split only. Prints per objective transfer replace-rel, swap-obj, swap-att, swap mean and replace-obj,
 with the demo's own run beside it; writes ``OUT/results.json``. ``--control``: phase 1 on the demo's own shards
 instead of the warm world (the same two phases, optimiser restart and kept temperature, without the small pool).
@@ -34,36 +38,28 @@ from typing import Any
 COLUMNS = ("replace_rel", "swap_obj", "swap_att", "swap_mean", "replace_obj")
 
 
-def build_warm_world(demo: Path, out: Path, n: int, offset: int) -> dict[str, Any]:
-    """The warm world's training shards: ``n`` positives of the demo world's spec and negatives, new scenes."""
-    from tripletclip.demo.run import build_world_data
+def _warm_world_kwargs(demo: Path, n: int, offset: int) -> dict[str, Any]:
+    from tripletclip.demo.warm import world_args
 
     meta = json.loads((demo / "demo_meta.json").read_text())
-    world = meta["world"]
-    return build_world_data(out, n, int(world["seed"]) + offset, meta["world_spec"], int(world["image_size"]),
-                            workers=1, n_neg=int(world["train"]["n_neg"]), edit_types=world["train"]["edit_types"],
-                            progress=False, batch_blocks=int(world.get("batch_blocks") or 0))
+    return {"rows": n, "progress": False, **world_args(meta["world"], meta["world_spec"], offset)}
 
 
-def _isolated_world(*args: Any) -> dict[str, Any]:
+def build_warm_world(demo: Path, out: Path, n: int, offset: int) -> dict[str, Any]:
+    """The warm world's training shards: ``n`` positives of the demo world's spec and negatives, new scenes
+    (the demo's own builder, demo/warm.py: a demo with ``warm_start`` builds the same bytes)."""
+    from tripletclip.demo.warm import build_warm_world as build
+
+    return build(out, **_warm_world_kwargs(demo, n, offset))
+
+
+def _isolated_world(demo: Path, out: Path, n: int, offset: int) -> dict[str, Any]:
     # NOTE: demo/run.py measured training 7x slower in a process that had just rendered a world: render elsewhere
+    # (the library's builder: a function of this script, loaded by path, would not unpickle there)
+    from tripletclip.demo.warm import build_warm_world as build
+
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
-        return ex.submit(build_warm_world, *args).result()
-
-
-def train_phase(config: Path, out: Path, name: str, over: dict[str, Any]) -> Path:
-    """Train the demo run config ``config`` with ``over`` merged in, in ``out/name``; the run folder."""
-    from tripletclip.config import config_from_dict, config_to_dict
-    from tripletclip.config.load import deep_merge, load_config
-    from tripletclip.demo.jobs import drop_train_state
-    from tripletclip.train import train
-
-    data = deep_merge(config_to_dict(load_config(config)),
-                      deep_merge(over, {"train": {"output_dir": str(out), "name": name}}))
-    result = train(config_from_dict(data, where=f"{config} + warm start"))
-    run_dir = Path(result["run_dir"])
-    drop_train_state(run_dir)  # nothing resumes these runs; model.pretrained reads the weights only
-    return run_dir
+        return ex.submit(build, out, **_warm_world_kwargs(demo, n, offset)).result()
 
 
 def transfer_row(scores: dict[str, Any]) -> dict[str, float]:
@@ -101,11 +97,18 @@ def main() -> None:
     from tripletclip.demo.transfer import evaluate_transfer
     from tripletclip.errors import InputError
     from tripletclip.models import load_run_model
+    from tripletclip.config import config_to_dict
+    from tripletclip.config.load import load_config
+    from tripletclip.demo.warm import phase_one, phase_two, train_phase
     from tripletclip.world import train_shards
 
     demo, out = Path(args.demo), Path(args.out)
     transfer_dir, bench = demo / "world" / "transfer", demo / "world" / "bench"
     baseline = json.loads((demo / "results.json").read_text())
+    warm_setting = json.loads((demo / "demo_meta.json").read_text()).get("demo_config", {}).get("warm_start") or {}
+    if warm_setting.get("rows") and warm_setting.get("steps"):  # its runs are phase 2s: their configs would mislead
+        raise InputError(f"--demo {demo}: its runs are warm-started already (warm_start in its preset); point --demo "
+                         f"at a demo without warm_start")
     warm_dir = demo / "world" if args.control else out / "warm_world"
     if not (warm_dir / "world.json").is_file():
         t0 = time.perf_counter()
@@ -122,13 +125,11 @@ def main() -> None:
         total = int(json.loads((demo / "runs" / f"{m}-seed{args.seed}" / "final_metrics.json").read_text())["step"])
         if not 0 < args.warm_steps < total:
             raise InputError(f"--warm-steps={args.warm_steps} must lie between 0 and the demo run's {total} steps")
-        t0 = time.perf_counter()
-        warm = train_phase(config, out / "runs", f"{m}-warm", {
-            "data": {"train": train_shards(warm_dir)}, "train": {"steps": args.warm_steps}})
+        run, where = config_to_dict(load_config(config)), f"{config} + warm start"
+        t0 = time.perf_counter()  # the demo's two phases (demo/warm.py), in OUT/runs
+        warm = train_phase(phase_one(run, train_shards(warm_dir), args.warm_steps, out / "runs", f"{m}-warm"), where)
         t1 = time.perf_counter()
-        main_run = train_phase(config, out / "runs", f"{m}-main", {
-            "model": {"pretrained": str(warm), "logit_scale": 0.0},
-            "train": {"steps": total - args.warm_steps}})
+        main_run = train_phase(phase_two(run, warm, total - args.warm_steps, out / "runs", f"{m}-main"), where)
         t2 = time.perf_counter()
         bundle = load_run_model(main_run)
         scores = evaluate_run(main_run, bench)

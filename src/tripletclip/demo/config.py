@@ -95,6 +95,21 @@ def parse_method(entry: Any, where: str = "methods") -> Method:
 
 
 @dataclass
+class WarmStart:
+    """A small-pool warm start of every fine-tuning run (docs/world_experiments.md sections 14-15; demo/warm.py):
+    ``steps`` steps on a warm world of ``rows`` positives (scene seed = world seed + ``seed_offset``), then the
+    run's remaining steps on the demo's shards from those weights. ``rows`` or ``steps`` 0: off."""
+
+    rows: int = 0
+    steps: int = 0
+    seed_offset: int = 20_000
+
+    @property
+    def on(self) -> bool:
+        return self.rows > 0 and self.steps > 0
+
+
+@dataclass
 class DemoConfig:
     regime: str = "finetune"
     world_spec: str = "demo"  # a named world spec (tripletclip.world.build.SPEC_PRESETS)
@@ -122,6 +137,8 @@ class DemoConfig:
     base: dict[str, Any] = field(default_factory=dict)
     # compared methods: objective names or {name, objective, run} variants ([]: the registered objectives)
     methods: list[Any] = field(default_factory=list)
+    # fine-tuning regime: phase 1 on a small warm world, then the rest of the steps on the demo's shards (off: 0)
+    warm_start: WarmStart = field(default_factory=WarmStart)
 
     def __post_init__(self) -> None:
         problems = []
@@ -160,11 +177,33 @@ class DemoConfig:
                 problems.append(f"base_mirror_pairs: the base must read its pairs in order in even batches, so set "
                                 f"base.data.shuffle_buffer=0, data.workers<=1 and an even base.train.batch_size (got "
                                 f"{base.data.shuffle_buffer}, {base.data.workers}, {base.train.batch_size})")
+        problems += self._warm_problems()
         if problems:
             raise ConfigError("demo preset: " + "; ".join(problems))
         labels = [m.label for m in self.method_specs()]
         if len(set(labels)) < len(labels):
             raise ConfigError(f"demo preset: methods: a name occurs twice in {labels}")
+
+    def _warm_problems(self) -> list[str]:
+        """What makes :attr:`warm_start` unusable (nothing when it is off)."""
+        warm = self.warm_start
+        if warm.rows < 0 or warm.steps < 0:
+            return [f"warm_start: rows and steps must be >= 0 (0 = off), got {warm.rows}, {warm.steps}"]
+        if not warm.on:
+            return []
+        if self.regime != "finetune":
+            return ["warm_start: the fine-tuning regime only (it fine-tunes the base in two phases); set "
+                    "warm_start.rows=0 or regime=finetune"]
+        train = self.run_config().train
+        if not 0 < warm.steps < train.steps:
+            return [f"warm_start.steps: must lie between 0 and run.train.steps={train.steps} (phase 2 trains the "
+                    f"rest), got {warm.steps}"]
+        if warm.rows < train.batch_size:
+            return [f"warm_start.rows: must be >= run.train.batch_size={train.batch_size}, got {warm.rows}"]
+        if self.batch_without_swaps and warm.rows % train.batch_size:
+            return [f"warm_start.rows: batch_without_swaps orders the warm world in blocks of one batch, so it must "
+                    f"be a multiple of run.train.batch_size={train.batch_size}, got {warm.rows}"]
+        return []
 
     def method_specs(self) -> list[Method]:
         """The preset's methods, parsed (:func:`parse_method`)."""

@@ -17,6 +17,7 @@ from tripletclip.edit_types import SUGARCREPE_PP_TYPES, SUGARCREPE_TYPES
 SIM_CATEGORIES = SUGARCREPE_PP_TYPES  # replace and swap: the minimal pairs of Fig. 3
 RECORD_FILE = "demo_job.json"  # a finished job's record in its run folder: what `demo --resume` re-uses
 RECORD_FORMAT = "tripletclip-demo-job/1"
+COUNTERS = ("real_pairs_seen", "synthetic_images_seen", "neg_texts_seen", "samples_seen")  # summed over phases
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Job:
     sim_rows: int = 400
     train: bool = True
     transfer_dir: str = ""  # the transfer benchmark (demo/transfer.py); "" = none
+    # a warm start's phase 1 (demo/warm.py): trained first, ``cfg`` (phase 2) starts from its run folder
+    warm_cfg: Optional[dict[str, Any]] = None
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -62,12 +65,27 @@ def run_job(job: Job) -> dict[str, Any]:
         out["eval_s"] = time.perf_counter() - t1
         write_record(job, out)
         return out
+    warm_s, warm_curve = 0.0, []
+    if job.warm_cfg is not None:
+        from tripletclip.demo.warm import train_phase
+
+        t0 = time.perf_counter()
+        warm_dir = train_phase(job.warm_cfg, f"demo job {job.key} (warm start)")
+        warm_s, warm_curve = time.perf_counter() - t0, read_curve(warm_dir)
     t0 = time.perf_counter()
     result = train(cfg)
     train_s = time.perf_counter() - t0
     run_dir = Path(result["run_dir"])
     out = {"key": job.key, "method": job.method, "seed": job.seed, "run_dir": str(run_dir),
-           "train_s": train_s, "final": result.get("final", {}), "curve": read_curve(run_dir)}
+           "train_s": warm_s + train_s, "final": result.get("final", {}), "curve": read_curve(run_dir)}
+    if job.warm_cfg is not None:  # both phases: their times, and one loss curve over the run's steps
+        offset = job.warm_cfg["train"]["steps"]
+        out["warm_start"] = {"run_dir": str(warm_dir), "train_s": [warm_s, train_s], "steps": [offset, cfg.train.steps]}
+        out["curve"] = warm_curve + [(s + offset, v) for s, v in out["curve"]]
+        first = json.loads((warm_dir / "final_metrics.json").read_text())
+        for key in COUNTERS:  # what the run saw over both phases (results.json's pairs_seen and the like)
+            if isinstance(out["final"].get(key), (int, float)) and isinstance(first.get(key), (int, float)):
+                out["final"][key] += first[key]
     if job.evaluate:
         from tripletclip.models import load_run_model
 
@@ -79,6 +97,19 @@ def run_job(job: Job) -> dict[str, Any]:
     drop_train_state(run_dir)
     write_record(job, out)
     return out
+
+
+def job_steps(job: Job) -> int:
+    """Training steps of ``job``, both phases of a warm start."""
+    if not job.train:
+        return 0
+    return job.cfg["train"]["steps"] + (job.warm_cfg["train"]["steps"] if job.warm_cfg else 0)
+
+
+def job_folders(job: Job) -> list[Path]:
+    """The run folders ``job`` writes: its own, and its warm start's phase 1 (first)."""
+    cfgs = ([job.warm_cfg] if job.warm_cfg else []) + [job.cfg]
+    return [Path(c["train"]["output_dir"]) / c["train"]["name"] for c in cfgs]
 
 
 def record_path(job: Job) -> Path:

@@ -12,9 +12,11 @@ utils/ownership.py):
 - the transfer benchmark: its ``manifest.json``, written last, with the plan's seed, spec, size and pairs;
 - the base: from the cache by its key, as every demo does; its sha256 is recorded in the plan, so that runs
   which started from other weights (a re-pretrained base, a changed ``base_from`` file) are not re-used;
+- the warm world of a warm start (``world/warm``, demo/warm.py): its ``world.json`` with the plan's settings;
 - every job whose training and evaluation finished: its record (``runs/<key>/demo_job.json``, written
   atomically as the job's last step) must hold the same job (config, benchmark folders; the folder may have
-  been moved) and the sha256 of the run's weights file as it is now.
+  been moved) and the sha256 of the run's weights file as it is now. A job not re-used runs afresh, a warm
+  start from its phase 1 (``runs/<key>-warm`` is cleared with the run's folder).
 
 Runs are re-used only when the world and the transfer benchmark are, since their scores were measured on them.
 The resumed results.json equals an uninterrupted demo's but for timings: a run is deterministic given its
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from tripletclip.demo.jobs import RECORD_FORMAT, Job, record_path
+from tripletclip.demo.jobs import RECORD_FORMAT, Job, job_folders, record_path
 from tripletclip.errors import ConflictError, UserError
 from tripletclip.utils.files import sha256_file, write_json_atomic
 from tripletclip.utils.ownership import RUN, foreign_files, remove_owned
@@ -135,6 +137,16 @@ class Resume:
         self.runs_ok = False
         return None
 
+    def warm_world(self, world_dir: Path, expect: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """The complete warm world's summary (demo/warm.py) when it matches ``expect``; None: build it (runs and
+        the transfer benchmark, which rejects its texts, are made again)."""
+        summary = _read_json(world_dir / "world.json") if self.active else None
+        if summary is not None and all(_get(summary, k) == v for k, v in _jsonable(expect).items()):
+            self.reused.append("warm world")
+            return summary
+        self.runs_ok = False
+        return None
+
     def transfer(self, transfer_dir: Path, expect: dict[str, Any]) -> Optional[dict[str, Any]]:
         """The complete transfer benchmark's manifest when it matches ``expect`` and the world was re-used."""
         manifest = _read_json(transfer_dir / "manifest.json") if self.active and self.runs_ok else None
@@ -168,7 +180,7 @@ class Resume:
                 reused.append(record)
             else:
                 todo.append(job)
-        folders = [record_path(job).parent for job in todo if record_path(job).parent.is_dir()]
+        folders = [f for job in todo for f in job_folders(job) if f.is_dir()]  # a warm start's phase 1 too
         for folder in folders:  # before anything is removed or trained: the run would refuse them
             mine = foreign_files(folder, RUN)
             if mine:

@@ -30,7 +30,8 @@ from tripletclip.config import config_from_dict, config_to_dict
 from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, Method, plan_size, load_demo_config
-from tripletclip.demo.jobs import Job, read_curve, run_job
+from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, method_block, warm_jobs, warm_world_dir
+from tripletclip.demo.jobs import Job, job_folders, job_steps, read_curve, run_job
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
@@ -158,7 +159,7 @@ def _steps_bar(total: int, enabled: bool) -> Iterator[Callable[[int, str], None]
 def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
     """Run jobs in ``workers`` spawned processes (torch is never forked), one progress bar with an ETA."""
     results: list[dict[str, Any]] = []
-    total = sum(j.cfg["train"]["steps"] for j in jobs if j.train)
+    total = sum(job_steps(j) for j in jobs)  # a warm start's two phases count
     ordered = sorted(jobs, key=lambda j: (-_cost(j.cfg["loss"]["name"]) if j.train else 9, j.seed))  # slowest first
     with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool, \
             _steps_bar(total, progress) as update:
@@ -169,7 +170,7 @@ def execute(jobs: Sequence[Job], workers: int, runs_dir: Path, progress: bool = 
                 pending.pop(fut)
                 results.append(fut.result())  # re-raises a worker's error with its traceback
             finished = {r["key"] for r in results}
-            steps = sum(j.cfg["train"]["steps"] if j.key in finished else _last_step(runs_dir / j.cfg["train"]["name"])
+            steps = sum(job_steps(j) if j.key in finished else sum(_last_step(f) for f in job_folders(j))
                         for j in ordered if j.train)
             update(steps, f"runs done {len(results)}/{len(ordered)}")
     return results
@@ -252,8 +253,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         image_size = model_input_size(model_name)  # rendered at the model's input size: no resampling
         spec = spec_preset(cfg.world_spec, seed=cfg.world_seed)
         timings: dict[str, float] = {}
-        world_summary, transfer_summary = _world_data(cfg, spec.to_json(), image_size, n_train, out, jobs, progress,
-                                                      state, timings)
+        world_summary, warm_summary, transfer_summary = _world_data(cfg, spec.to_json(), image_size, n_train, out,
+                                                                    jobs, progress, state, timings)
         transfer_dir = str(out / "world" / "transfer") if transfer_summary else ""
         base, start = None, {}
         if cfg.regime == "finetune":
@@ -266,8 +267,10 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         from tripletclip.world import train_shards
 
         shards, bench, runs_dir = train_shards(out / "world"), out / "world" / "bench", out / "runs"
+        warm = train_shards(warm_world_dir(out)) if cfg.warm_start.on else ""
         job_list = [_job(deep_merge(cfg.method_run_dict(m), start), m.label, s, shards, bench, runs_dir,
-                         transfer_dir=transfer_dir) for m in specs for s in cfg.seeds]
+                         transfer_dir=transfer_dir, warm=(warm, cfg.warm_start.steps))
+                    for m in specs for s in cfg.seeds]
         if base is not None:
             job_list.append(_job(run_base, "base", 0, shards, bench, runs_dir, train=False, transfer_dir=transfer_dir))
         reused, todo = state.partition(job_list)  # a job not re-used starts afresh
@@ -282,6 +285,9 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
         results.sort(key=lambda r: order[r["key"]])  # job order: the same files whichever run finished first
         timings["train_and_eval_s"] = time.perf_counter() - t1
         table = {m: stats.method_entry([r for r in results if r["method"] == m], steps) for m in methods}
+        if cfg.warm_start.on:  # the setting and both phases' steps and times, in each method's entry
+            for m in methods:
+                table[m]["warm_start"] = method_block(cfg, [r for r in results if r["method"] == m])
         per_method = {m: {r["seed"]: stats.run_metrics(r) for r in results if r["method"] == m} for m in methods}
         base_runs = [r for r in results if r["method"] == "base"]
         rows = stats.metric_rows(world_summary["bench"])
@@ -298,6 +304,8 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                     for k in ("text", "vision", "cross_pos", "cross_neg")} for m in methods}
         meta = _meta(cfg, preset, run_base, spec, world_summary, base, results, timings, jobs, n_train, steps)
         meta["methods"] = [{"name": m.label, "objective": m.objective, "run": m.run} for m in specs]
+        if cfg.warm_start.on:
+            meta["warm_start"] = warm_meta(cfg, warm_summary, timings["warm_world_s"])
         meta["settings"] = settings  # resolved run and base configs, what differs from the preset, the preflight
         meta["resume"] = state.meta([r["key"] for r in reused])
         meta["wall_time_s"] = time.perf_counter() - t_start  # until the results are written (the report after)
@@ -321,8 +329,9 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
                     echo(line)
         # the same code as `tripletclip report OUT`: the page is made from the files just written (curves: runs/)
         write_report_or_say(out)
-        echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, transfer "
-             f"benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
+        warm_line = f"warm world {timings['warm_world_s']:.0f} s, " if "warm_world_s" in timings else ""
+        echo(f"\n[demo] wall time {meta['wall_time_s']:.0f} s (world {timings['world_build_s']:.0f} s, {warm_line}"
+             f"transfer benchmark {timings.get('transfer_build_s', 0):.0f} s, base "
              f"{timings.get('base_s', 0):.0f} s, training + evaluation {timings['train_and_eval_s']:.0f} s); "
              f"results: {out / 'results.json'}; report: {out / 'report.html'}")
     return document
@@ -330,9 +339,9 @@ def run_demo(out_dir: str | Path = "demo_out", preset: Optional[str] = None, ove
 
 def _world_data(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, n_train: int, out: Path, jobs: int,
                 progress: bool, state: Any, timings: dict[str, float]
-                ) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
-    """(world summary, transfer benchmark manifest or None): re-used where a resumed demo completed them
-    (``state``: demo/resume.py's Resume), else built, each in a process of its own."""
+                ) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[dict[str, Any]]]:
+    """(world summary, warm world summary or None, transfer benchmark manifest or None): re-used where a resumed
+    demo completed them (``state``: demo/resume.py's Resume), else built, each in a process of its own."""
     from tripletclip.world import SUGARCREPE_TYPES
 
     batch_blocks = cfg.run_config().train.batch_size if cfg.batch_without_swaps else 0
@@ -345,8 +354,14 @@ def _world_data(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, n_t
                           n_bench=cfg.n_bench, n_retrieval=cfg.n_retrieval, n_neg=cfg.n_neg,
                           edit_types=cfg.train_edit_types, progress=progress, batch_blocks=batch_blocks)
     timings["world_build_s"] = time.perf_counter() - t0
+    trained, warm = [], None  # training shards besides the world's: the transfer split rejects their texts too
+    if cfg.warm_start.on:  # built before the transfer split, which rejects its texts
+        t0 = time.perf_counter()
+        warm = ensure_warm_world(cfg, world, spec_json, out, progress, state)
+        timings["warm_world_s"] = time.perf_counter() - t0
+        trained.append(str(warm_world_dir(out) / "train"))
     if not cfg.n_transfer:
-        return world, None
+        return world, warm, None
     from tripletclip.demo.transfer import build_transfer_data
     from tripletclip.world.transfer import TRANSFER_CATEGORIES
 
@@ -356,9 +371,9 @@ def _world_data(cfg: DemoConfig, spec_json: dict[str, Any], image_size: int, n_t
         "images.count": 2 * cfg.n_transfer * len(TRANSFER_CATEGORIES)})
     if transfer is None:
         transfer = _isolated(build_transfer_data, str(out / "world"), spec_json, cfg.world_seed, image_size,
-                             cfg.n_transfer)
+                             cfg.n_transfer, trained)
     timings["transfer_build_s"] = time.perf_counter() - t0
-    return world, transfer
+    return world, warm, transfer
 
 
 def _claim_demo(out: Path, preset: str, overwrite: bool, resume: bool = False) -> tuple[FolderLock, bool]:
@@ -410,18 +425,22 @@ def _add_transfer(document: dict[str, Any], results: Sequence[dict[str, Any]], m
 
 
 def _job(run_base: dict[str, Any], method: str, seed: int, shards: str, bench: Path, runs_dir: Path,
-         train: bool = True, transfer_dir: str = "") -> Job:
+         train: bool = True, transfer_dir: str = "", warm: tuple[str, int] = ("", 0)) -> Job:
     """``method`` (a label) trains ``run_base`` as given (its loss.name, else the label as objective); ``base``
-    evaluates the starting weights."""
+    evaluates the starting weights. ``warm``: (warm world shards, steps) of a warm start (demo/warm.py), or
+    ("", 0): the job trains phase 1, then ``cfg`` is phase 2 in the run's own folder."""
     name = f"{method}-seed{seed}"
     objective = "clip" if method == "base" else run_base.get("loss", {}).get("name") or method
     cfg = config_from_dict(deep_merge(run_base, {
         "loss": {"name": objective},
         "data": {"train": shards}, "train": {"seed": seed, "output_dir": str(runs_dir), "name": name,
                                              "progress": False}}), where=f"demo run {name}")
-    return Job(key=name, method=method, seed=seed, cfg=config_to_dict(cfg), bench_dir=str(bench),
+    run, first = config_to_dict(cfg), None
+    if train and warm[0]:
+        first, run = warm_jobs(run, *warm)
+    return Job(key=name, method=method, seed=seed, cfg=run, bench_dir=str(bench),
                threads=max(1, cfg.train.threads), eval_batch_size=cfg.eval.batch_size, train=train,
-               transfer_dir=transfer_dir)
+               transfer_dir=transfer_dir, warm_cfg=first)
 
 
 def _meta(cfg: DemoConfig, preset: Optional[str], run_base: dict[str, Any], spec: Any, world_summary: dict[str, Any],
@@ -439,7 +458,7 @@ def _meta(cfg: DemoConfig, preset: Optional[str], run_base: dict[str, Any], spec
         "world_spec": spec.to_json(), "world": world_summary, "base": base, "parallel_jobs": jobs, **timings,
         "code_version": code_version(),
         "runs": [{k: r.get(k) for k in ("key", "method", "seed", "run_dir", "train_s", "eval_s", "weights_sha256")}
-                 for r in results],
+                 | ({"warm_start": r["warm_start"]} if r.get("warm_start") else {}) for r in results],
         "protocol": "SugarCrepe rule: correct iff s(x, y) > s(x, y') (ties wrong); mean = unweighted mean of the "
                     "seven categories; tables: mean over seeds ± half the min..max range; paired: per-seed "
                     "differences, real = same sign on every seed and |mean| > 1.96 x the binomial standard error "

@@ -17,14 +17,18 @@ SWAPS = ("swap_obj", "swap_att")
 
 
 def build_transfer_data(world_dir: str, spec_json: dict[str, Any], seed: int, image_size: int,
-                        n_pairs: int) -> dict[str, Any]:
-    """``world_dir/transfer/``, rejecting every caption that occurs in ``world_dir/train``; its manifest."""
+                        n_pairs: int, also_trained: Sequence[str] = ()) -> dict[str, Any]:
+    """``world_dir/transfer/``, rejecting every caption that occurs in ``world_dir/train`` or in the training
+    shard folders ``also_trained`` (a warm start's warm world: demo/warm.py); its manifest."""
     from tripletclip.world import WorldSpec
     from tripletclip.world.transfer import build_transfer, training_texts
 
-    training = training_texts(Path(world_dir) / "train")
+    texts, pairs = training_texts(Path(world_dir) / "train")
+    for folder in also_trained:  # the manifest's training_overlap then counts every text any phase trained on
+        more_texts, more_pairs = training_texts(folder)
+        texts, pairs = texts | more_texts, pairs | more_pairs
     return build_transfer(Path(world_dir) / "transfer", WorldSpec.from_json(spec_json), seed, image_size, n_pairs,
-                          training)
+                          (texts, pairs))
 
 
 def evaluate_transfer(bundle: Any, transfer_dir: str, batch_size: int = 256) -> dict[str, Any]:

@@ -62,7 +62,8 @@ WORLD = register_kind(OutputKind(
      "bench/manifest.json", "bench/*.json", "bench/**/.*.tmp-*",
      # the demo's transfer benchmark, built inside its world (demo/transfer.py): replaced with the world
      "transfer/images/*.png", "transfer/sugarcrepe/*.json", "transfer/winoground/examples.jsonl",
-     "transfer/scenes.jsonl", "transfer/manifest.json", "transfer/.*.tmp-*", "transfer/*/.*.tmp-*", *_TMP)))
+     "transfer/scenes.jsonl", "transfer/manifest.json", "transfer/.*.tmp-*", "transfer/*/.*.tmp-*", *_TMP),
+    children={"warm": "world"}))  # the demo's warm world (demo/warm.py): replaced with the world
 NEGATIVES = register_kind(OutputKind(
     "negatives", "job.json", "a negatives job (tripletclip negatives)",
     ("job.json", "manifest.json", "log.jsonl", "*-[0-9][0-9][0-9][0-9][0-9][0-9].*", "scores/**", "*.tar",
