@@ -34,7 +34,6 @@ from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, me
 from tripletclip.demo.jobs import Job, job_folders, job_steps, read_curve, run_job
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
-from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES
 from tripletclip.utils.lock import FolderLock
 from tripletclip.utils.ownership import DEMO, claim_output
 
