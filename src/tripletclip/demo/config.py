@@ -252,7 +252,7 @@ class DemoConfig:
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict) and tree and prefix.rsplit(".", 1)[-1] not in ("kwargs", "args", "aug"):
+    if isinstance(tree, dict) and tree and prefix.rsplit(".", 1)[-1] not in ("kwargs", "args", "aug", "lr_mult"):
         return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else key).items()}
     return {prefix: tree}
 
