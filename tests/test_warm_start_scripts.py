@@ -68,3 +68,27 @@ def test_trainer_script_refuses_a_missing_run(tmp_path, monkeypatch):
 
     with pytest.raises(InputError, match="no such demo run"):
         trainer.main()
+
+
+def _entry(rel: float, swap: float, gain: float = 0.0, real: bool = False) -> dict:
+    return {"transfer": {"categories": {"replace_rel": rel}, "swap_mean": swap,
+                         "paired": {"clip": {"swap_mean": {"mean": gain, "real": real}}}}}
+
+
+@pytest.mark.parametrize("clip_swap,gains,rels,want", [
+    (60.0, (20.0, 16.0, 15.0), (80.0, 76.0, 75.0), (True, True, True)),  # every bound met, exactly at 15 / 75
+    (65.1, (20.0, 16.0, 15.0), (80.0, 76.0, 75.0), (False, True, True)),  # CLIP binds: 65 is the bound
+    (60.0, (20.0, 14.9, 30.0), (80.0, 76.0, 75.0), (True, False, True)),  # one gain short of 15
+    (60.0, (20.0, 16.0, 15.0), (80.0, 74.9, 90.0), (True, True, False)),  # one objective short of 75
+])
+def test_demo_targets_reads_item_2_bounds(clip_swap, gains, rels, want):
+    targets = load_benchmark("demo_targets").targets
+    methods = ("negclip", "ceclip", "tripletclip")
+    results = {"clip": _entry(50.0, clip_swap), "base": _entry(49.0, 50.0), "regime": "finetune",
+               **{m: _entry(r, clip_swap + g, g, True) for m, g, r in zip(methods, gains, rels)}}
+    got = targets(results)
+    assert (got["bag of words"][0], got["cure"][0], got["relations"][0]) == want
+    results["negclip"]["transfer"]["paired"]["clip"]["swap_mean"]["real"] = False  # a gain that is not real
+    assert targets(results)["cure"][0] is False
+    del results["ceclip"]  # the relation target needs all three objectives
+    assert targets(results)["relations"][0] is False
