@@ -240,11 +240,12 @@ def _write_world(out: Path, n_train: int, n_bench: int, seed: int, image_size: i
         timings["train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         total = sum(t.count for t in b_tasks)
-        job = bar.add_task("world bench", total=total)
+        job = bar.add_task("world bench", total=total) if total else None  # no bar for a world without one
         results = []
         for r in _imap(run_bench_task, b_tasks, workers):
             results.append(r)
-            bar.update(job, advance=len(r[2]))
+            if job is not None:
+                bar.update(job, advance=len(r[2]))
         manifest = write_bench(bench_dir, results, spec, seed, image_size, WORLD_VERSION,
                                extra={"n_bench_requested": n_bench})
         timings["bench_s"] = time.perf_counter() - t0
