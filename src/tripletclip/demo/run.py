@@ -32,6 +32,7 @@ from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, Method, plan_size, load_demo_config
 from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, method_block, warm_jobs, warm_world_dir
 from tripletclip.demo.jobs import Job, job_folders, job_steps, read_curve, run_job
+from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES  # noqa: F401  (re-exported: tripletclip.demo.CATEGORIES)
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
 from tripletclip.utils.lock import FolderLock
