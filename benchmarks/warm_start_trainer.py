@@ -99,6 +99,7 @@ def main() -> None:
     from tripletclip.models import load_run_model
     from tripletclip.config import config_to_dict
     from tripletclip.config.load import load_config
+    from tripletclip.demo.jobs import drop_train_state
     from tripletclip.demo.warm import phase_one, phase_two, train_phase
     from tripletclip.world import train_shards
 
@@ -128,8 +129,10 @@ def main() -> None:
         run, where = config_to_dict(load_config(config)), f"{config} + warm start"
         t0 = time.perf_counter()  # the demo's two phases (demo/warm.py), in OUT/runs
         warm = train_phase(phase_one(run, train_shards(warm_dir), args.warm_steps, out / "runs", f"{m}-warm"), where)
+        drop_train_state(warm)  # nothing resumes a phase; model.pretrained reads the weights only
         t1 = time.perf_counter()
         main_run = train_phase(phase_two(run, warm, total - args.warm_steps, out / "runs", f"{m}-main"), where)
+        drop_train_state(main_run)
         t2 = time.perf_counter()
         bundle = load_run_model(main_run)
         scores = evaluate_run(main_run, bench)

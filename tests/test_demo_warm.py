@@ -77,6 +77,8 @@ def test_the_demo_trains_the_scripts_warm_start_bitwise(tmp_path, monkeypatch):
     assert _shards_sha(warm / "world" / "warm" / "train") == _shards_sha(script / "warm_world" / "train") != []
     assert _shards_sha(warm / "world" / "train") == _shards_sha(plain / "world" / "train")
     assert _weights(warm / "runs" / "clip-seed0-warm") == _weights(script / "runs" / "clip-warm")
+    for run in (warm / "runs" / "clip-seed0-warm", script / "runs" / "clip-warm", script / "runs" / "clip-main"):
+        assert list(run.rglob("train_state.pt")) == [], run  # both drop the optimiser state of every phase
     assert _weights(warm / "runs" / "clip-seed0") == _weights(script / "runs" / "clip-main") != \
         _weights(plain / "runs" / "clip-seed0")
     # equal compute, both phases recorded; the transfer split holds no text of either training set

@@ -71,6 +71,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         warm_dir = train_phase(job.warm_cfg, f"demo job {job.key} (warm start)")
+        drop_train_state(warm_dir)
         warm_s, warm_curve = time.perf_counter() - t0, read_curve(warm_dir)
     t0 = time.perf_counter()
     result = train(cfg)

@@ -32,6 +32,8 @@ from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, Method, plan_size, load_demo_config
 from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, method_block, warm_jobs, warm_world_dir
 from tripletclip.demo.jobs import Job, job_folders, job_steps, read_curve, run_job
+from tripletclip.demo.worlddata import build_world_data  # noqa: F401  (demo.run.build_world_data: tests, scripts)
+from tripletclip.demo.worlddata import isolated as _isolated
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES  # noqa: F401  (re-exported: tripletclip.demo.CATEGORIES)
 from tripletclip.errors import ConflictError, InputError
 from tripletclip.models.factory import model_input_size
@@ -75,29 +77,6 @@ def _cost(name: str) -> int:
 
     cls = LOSSES.get(name)
     return int(getattr(cls, "needs_neg_text", False)) + 2 * int(getattr(cls, "needs_neg_image", False))
-
-
-def _isolated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` in a fresh (spawned) process and return its result.
-
-    NOTE: measured, training in a process that had just rendered the world with numpy ran 7x slower
-    (51 vs 363 pairs/s) than in a fresh one, so world building and base pretraining get their own processes.
-    """
-    # an executor, not a Pool: its worker is not a daemon, so build_world may start its own workers
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
-        return ex.submit(fn, *args, **kwargs).result()
-
-
-def build_world_data(out: Path, n_train: int, seed: int, spec_json: dict[str, Any], image_size: int, workers: int,
-                     n_bench: int = 0, n_retrieval: int = 0, n_neg: int = 1, edit_types: Sequence[str] = (),
-                     progress: bool = True, batch_blocks: int = 0, mirror_pairs: float = 0.0) -> dict[str, Any]:
-    """Training shards (and a benchmark when ``n_bench``) of a world spec; ``seed`` draws the scenes."""
-    from tripletclip.world import SUGARCREPE_TYPES, WorldSpec, build_world
-
-    return build_world(out, n_train=n_train, n_bench=n_bench, seed=seed, image_size=image_size, n_neg=n_neg,
-                       n_retrieval=n_retrieval, spec=WorldSpec.from_json(spec_json), workers=workers,
-                       train_edit_types=tuple(edit_types) or SUGARCREPE_TYPES, overwrite=True, progress=progress,
-                       batch_blocks=batch_blocks, mirror_pairs=mirror_pairs)
 
 
 def _pretrain_isolated(cfg: DemoConfig, identity: dict[str, Any], work: Path, spec_json: dict[str, Any],

@@ -26,7 +26,7 @@ def build_warm_world(out: Path, rows: int, seed: int, spec_json: dict[str, Any],
                      edit_types: Sequence[str], batch_blocks: int, progress: bool = False) -> dict[str, Any]:
     """The warm world's training shards in ``out`` (no benchmark): ``rows`` positives drawn with scene ``seed``
     (the world seed plus the offset), the main world's spec, negatives and blocks; its world.json summary."""
-    from tripletclip.demo.run import build_world_data
+    from tripletclip.demo.worlddata import build_world_data
 
     # NOTE: one process: the warm world is small, and one builder call (same arguments) is what makes the
     # demo's and the script's warm worlds the same bytes
@@ -62,15 +62,13 @@ def phase_two(run: dict[str, Any], warm_run: str | Path, steps: int, output_dir:
 
 
 def train_phase(run: dict[str, Any], where: str) -> Path:
-    """Train one phase's run config; its run folder, with the optimiser state dropped (``model.pretrained``
-    reads the weights only, and nothing resumes a phase partway)."""
+    """Train one phase's run config; its run folder. The callers drop its optimiser state
+    (``demo.jobs.drop_train_state``: ``model.pretrained`` reads the weights only, and nothing resumes a phase
+    partway); not here, so that demo/jobs.py, which runs the phases, is not imported back (no import cycle)."""
     from tripletclip.config import config_from_dict
-    from tripletclip.demo.jobs import drop_train_state
     from tripletclip.train import train
 
-    run_dir = Path(train(config_from_dict(run, where=where))["run_dir"])
-    drop_train_state(run_dir)
-    return run_dir
+    return Path(train(config_from_dict(run, where=where))["run_dir"])
 
 
 def warm_world_dir(out: Path) -> Path:
@@ -83,7 +81,7 @@ def ensure_warm_world(cfg: Any, main: dict[str, Any], spec_json: dict[str, Any],
     """The demo's warm world (``cfg.warm_start`` on): re-used where a resumed demo completed it with these
     settings (``state``: demo/resume.py's Resume), else built in a process of its own like the main world
     (``main``: the main world's summary, which fixes spec, image size, negatives and blocks)."""
-    from tripletclip.demo.run import _isolated
+    from tripletclip.demo.worlddata import isolated
 
     args = world_args(main, spec_json, cfg.warm_start.seed_offset)
     folder = warm_world_dir(out)
@@ -92,7 +90,7 @@ def ensure_warm_world(cfg: Any, main: dict[str, Any], spec_json: dict[str, Any],
                                         "train.edit_types": args["edit_types"],
                                         "train.samples": cfg.warm_start.rows})
     if summary is None:
-        summary = _isolated(build_warm_world, folder, cfg.warm_start.rows, progress=progress, **args)
+        summary = isolated(build_warm_world, folder, cfg.warm_start.rows, progress=progress, **args)
     return summary
 
 
