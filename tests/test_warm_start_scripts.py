@@ -92,3 +92,23 @@ def test_demo_targets_reads_item_2_bounds(clip_swap, gains, rels, want):
     assert targets(results)["cure"][0] is False
     del results["ceclip"]  # the relation target needs all three objectives
     assert targets(results)["relations"][0] is False
+
+
+def test_escape_in_loss_averages_the_last_records_and_reads_phase_one(tmp_path):
+    escape = load_benchmark("escape_in_loss")
+    run, warm = tmp_path / "runs" / "tripletclip-seed0", tmp_path / "runs" / "tripletclip-seed0-warm"
+    run.mkdir(parents=True)
+    warm.mkdir()
+    losses = [3.0, 2.0, 1.0, 0.5]  # the last 2 records average to 0.75, the last 3 to 7/6
+    run.joinpath("metrics.jsonl").write_text("".join(
+        json.dumps({"step": 10 * (i + 1), "loss/loss": v, "loss/negclip_real": v / 2, "lr": 1.0}) + "\n"
+        for i, v in enumerate(losses)))
+    warm.joinpath("metrics.jsonl").write_text(json.dumps({"step": 5, "loss/loss": 9.0, "logit_scale": 80.0}) + "\n"
+                                              + json.dumps({"step": 10, "loss/loss": 4.0, "logit_scale": 90.0}) + "\n")
+    row = escape.run_row(tmp_path, "tripletclip", "0", 77.0, last=2)
+    assert row["loss/loss"] == pytest.approx(0.75) and row["loss/negclip_real"] == pytest.approx(0.375)
+    assert "lr" not in row and (row["phase1_loss"], row["phase1_logit_scale"]) == (4.0, 90.0)
+    assert escape.run_row(tmp_path, "tripletclip", "0", 77.0, last=3)["loss/loss"] == pytest.approx(7 / 6)
+    warm.joinpath("metrics.jsonl").unlink()
+    warm.rmdir()
+    assert "phase1_loss" not in escape.run_row(tmp_path, "tripletclip", "0", 77.0, last=2)  # no warm start
