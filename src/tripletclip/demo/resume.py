@@ -128,21 +128,13 @@ class Resume:
         write_json_atomic(out / PLAN_FILE, state.plan)
         return state
 
-    def world(self, world_dir: Path, expect: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """The complete world's summary (world.json) when it matches ``expect``; None: build it (runs rerun)."""
+    def world(self, world_dir: Path, expect: dict[str, Any], label: str = "world") -> Optional[dict[str, Any]]:
+        """The complete world's summary (world.json) when it matches ``expect``; None: build it (runs rerun, and
+        the transfer benchmark, which rejects its training texts). ``label``: "world", or "warm world" for a warm
+        start's (demo/warm.py)."""
         summary = _read_json(world_dir / "world.json") if self.active else None
         if summary is not None and all(_get(summary, k) == v for k, v in _jsonable(expect).items()):
-            self.reused.append("world")
-            return summary
-        self.runs_ok = False
-        return None
-
-    def warm_world(self, world_dir: Path, expect: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """The complete warm world's summary (demo/warm.py) when it matches ``expect``; None: build it (runs and
-        the transfer benchmark, which rejects its texts, are made again)."""
-        summary = _read_json(world_dir / "world.json") if self.active else None
-        if summary is not None and all(_get(summary, k) == v for k, v in _jsonable(expect).items()):
-            self.reused.append("warm world")
+            self.reused.append(label)
             return summary
         self.runs_ok = False
         return None

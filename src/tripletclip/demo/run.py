@@ -30,8 +30,8 @@ from tripletclip.config import config_from_dict, config_to_dict
 from tripletclip.config.load import deep_merge
 from tripletclip.demo import stats
 from tripletclip.demo.config import DemoConfig, Method, plan_size, load_demo_config
-from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, method_block, warm_jobs, warm_world_dir
 from tripletclip.demo.jobs import Job, job_folders, job_steps, read_curve, run_job
+from tripletclip.demo.warm import ensure_warm_world, meta_block as warm_meta, method_block, warm_jobs, warm_world_dir
 from tripletclip.demo.worlddata import build_world_data  # noqa: F401  (demo.run.build_world_data: tests, scripts)
 from tripletclip.demo.worlddata import isolated as _isolated
 from tripletclip.edit_types import SUGARCREPE_TYPES as CATEGORIES  # noqa: F401  (re-exported: tripletclip.demo.CATEGORIES)

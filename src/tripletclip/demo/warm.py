@@ -85,10 +85,10 @@ def ensure_warm_world(cfg: Any, main: dict[str, Any], spec_json: dict[str, Any],
 
     args = world_args(main, spec_json, cfg.warm_start.seed_offset)
     folder = warm_world_dir(out)
-    summary = state.warm_world(folder, {"seed": args["seed"], "image_size": args["image_size"], "spec": spec_json,
-                                        "batch_blocks": args["batch_blocks"], "train.n_neg": args["n_neg"],
-                                        "train.edit_types": args["edit_types"],
-                                        "train.samples": cfg.warm_start.rows})
+    summary = state.world(folder, {"seed": args["seed"], "image_size": args["image_size"], "spec": spec_json,
+                                   "batch_blocks": args["batch_blocks"], "train.n_neg": args["n_neg"],
+                                   "train.edit_types": args["edit_types"], "train.samples": cfg.warm_start.rows},
+                          label="warm world")
     if summary is None:
         summary = isolated(build_warm_world, folder, cfg.warm_start.rows, progress=progress, **args)
     return summary
