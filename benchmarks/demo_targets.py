@@ -35,8 +35,12 @@ NO_NEGATIVES = ("clip", "base")
 
 
 def read(demo: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(results.json, demo_meta.json) of a finished demo."""
-    return (json.loads((demo / "results.json").read_text()), json.loads((demo / "demo_meta.json").read_text()))
+    """(results.json, demo_meta.json) of a finished demo; a folder without them stops with one line."""
+    files = [demo / "results.json", demo / "demo_meta.json"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)}: not found; give the --out folder of a finished tripletclip demo")
+    return json.loads(files[0].read_text()), json.loads(files[1].read_text())
 
 
 def targets(results: dict[str, Any]) -> dict[str, tuple[bool, str]]:

@@ -43,6 +43,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for demo in args.demos:
+        if not (demo / "results.json").is_file():
+            raise SystemExit(f"error: {demo / 'results.json'}: not found; give the --out folder of a finished demo")
         results = json.loads((demo / "results.json").read_text())
         for m in args.methods.split(","):
             for seed, cats in results[m]["transfer"]["per_seed"].items():
